@@ -1,0 +1,49 @@
+"""ops_widgets: Google long-running operations from Python and Jupyter."""
+
+from ._client import AsyncOperations
+from ._exceptions import (
+    ApiError,
+    AuthenticationError,
+    BadRequestError,
+    InvalidNameError,
+    MalformedOperationError,
+    NotFoundError,
+    OpsError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+    WaitTimeout,
+)
+from ._sync import Operations
+from ._types import ListOperationsResponse, Operation, OperationError, State
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ApiError",
+    "AsyncOperations",
+    "AuthenticationError",
+    "BadRequestError",
+    "InvalidNameError",
+    "ListOperationsResponse",
+    "MalformedOperationError",
+    "NotFoundError",
+    "Operation",
+    "OperationError",
+    "Operations",
+    "OpsError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ServerError",
+    "State",
+    "TransportError",
+    "WaitTimeout",
+]
+
+# Public classes say they live here, not in private modules (as httpx does).
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("ops_widgets._"):
+        _obj.__module__ = "ops_widgets"
+del _name, _obj

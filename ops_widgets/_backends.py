@@ -1,0 +1,101 @@
+"""Where requests go: URL templates, auth headers and name validation. Pure, no I/O.
+
+Names are checked before they are put in a URL path, so that a name can never smuggle in a
+query string, a fragment, ``..`` or another host.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ._exceptions import InvalidNameError
+
+__all__ = ["GeminiBackend", "validate_name", "validate_parent"]
+
+_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
+
+
+def _segments(value: Any, what: str) -> list[str]:
+    if not isinstance(value, str):
+        raise InvalidNameError(f"{what} must be a string, got {type(value).__name__}")
+    if not value:
+        raise InvalidNameError(f"{what} must not be empty")
+    parts = value.split("/")
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise InvalidNameError(f"{what} {value[:120]!r} has an empty, '.' or '..' segment")
+        if not _SEGMENT.fullmatch(part):
+            raise InvalidNameError(
+                f"{what} {value[:120]!r} has a segment with characters outside [A-Za-z0-9._~-]"
+            )
+    return parts
+
+
+def validate_name(name: str) -> str:
+    """Return ``name`` if it names an operation: ``.../operations/<id>`` or ``batches/<id>``."""
+    parts = _segments(name, "operation name")
+    is_op = len(parts) >= 2 and parts[-2] == "operations"
+    is_batch = len(parts) == 2 and parts[0] == "batches"
+    if not (is_op or is_batch):
+        raise InvalidNameError(
+            f"{name[:120]!r} is not an operation name: expected 'operations/<id>', "
+            "'<parent>/operations/<id>' (e.g. 'models/veo-3.0-generate-001/operations/abc') "
+            "or 'batches/<id>'"
+        )
+    return name
+
+
+def validate_parent(parent: str) -> str:
+    """Return ``parent`` if it can hold an operations collection (``models/x``, ``tunedModels/y``)."""
+    parts = _segments(parent, "parent")
+    if parts[-1] == "operations":
+        raise InvalidNameError(
+            f"parent {parent!r} should name the resource that holds the operations, "
+            f"without '/operations' (e.g. {'/'.join(parts[:-1]) or 'None'!r})"
+        )
+    return parent
+
+
+@dataclass(frozen=True)
+class GeminiBackend:
+    """The Gemini API (generativelanguage): key in the x-goog-api-key header."""
+
+    base_url: str
+    api_version: str
+
+    def __post_init__(self) -> None:
+        _segments(self.api_version, "api_version")
+
+    @property
+    def root(self) -> str:
+        return f"{self.base_url.rstrip('/')}/{self.api_version}"
+
+    def operation_url(self, name: str) -> str:
+        return f"{self.root}/{validate_name(name)}"
+
+    def cancel_url(self, name: str) -> str:
+        return f"{self.operation_url(name)}:cancel"
+
+    def list_url(self, parent: str | None) -> str:
+        if parent is None:
+            return f"{self.root}/operations"
+        return f"{self.root}/{validate_parent(parent)}/operations"
+
+    @staticmethod
+    def list_params(page_size: int | None, page_token: str | None, filter: str | None) -> dict[str, str]:
+        params: dict[str, str] = {}
+        if page_size is not None:
+            if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size <= 0:
+                raise ValueError(f"page_size must be a positive integer, got {page_size!r}")
+            params["pageSize"] = str(page_size)
+        if page_token:
+            params["pageToken"] = page_token
+        if filter:
+            params["filter"] = filter
+        return params
+
+    @staticmethod
+    def auth_headers(api_key: str) -> dict[str, str]:
+        return {"x-goog-api-key": api_key}

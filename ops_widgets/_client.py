@@ -1,0 +1,283 @@
+"""AsyncOperations: the one implementation of I/O (httpx.AsyncClient, typed errors, retries)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import random
+import time
+from typing import Any, Awaitable, Callable, Iterator, Union
+
+import httpx
+
+from . import _schedule
+from ._backends import GeminiBackend
+from ._exceptions import (
+    ApiError,
+    AuthenticationError,
+    MalformedOperationError,
+    RateLimitError,
+    TransportError,
+    WaitTimeout,
+)
+from ._types import ListOperationsResponse, Operation
+
+__all__ = ["DEFAULT_BASE_URL", "AsyncOperations", "NameOrOperation", "ProgressCallback"]
+
+logger = logging.getLogger("ops_widgets")
+
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+
+NameOrOperation = Union[str, Operation]
+ProgressCallback = Callable[[Operation], Union[None, Awaitable[None]]]
+
+_NO_KEY = (
+    "No API key. Pass api_key=..., or set GEMINI_API_KEY (or GOOGLE_API_KEY) in the environment. "
+    "To try ops_widgets with no account, use the local emulator: "
+    "`from ops_widgets.emulator import Emulator; emu = Emulator.start(); ops = emu.client()` "
+    "(or run `ops-widgets emulator` and pass its base_url and key)."
+)
+
+# Request retry (not polling cadence): short, jittered, capped.
+_RETRY_INITIAL = 0.5
+_RETRY_MAX = 30.0
+_RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+_RETRYABLE_TRANSPORT = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError)
+
+
+class _Secret:
+    """Holds the key so that no repr, log or traceback locals dump shows it."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "<secret>"
+
+
+def _name(op: NameOrOperation) -> str:
+    return op.name if isinstance(op, Operation) else op
+
+
+def _retryable(error: Exception) -> bool:
+    if isinstance(error, ApiError):
+        return error.status_code in _RETRYABLE_STATUS
+    return isinstance(error.__cause__, _RETRYABLE_TRANSPORT)
+
+
+class AsyncOperations:
+    """Get, list, wait for, cancel and delete long-running operations (asyncio).
+
+    The key comes from ``api_key``, else GEMINI_API_KEY, else GOOGLE_API_KEY, and travels only
+    in the ``x-goog-api-key`` header. An instance belongs to the event loop that first uses it.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        api_version: str = "v1beta",
+        timeout: float | None = 30.0,
+        max_retries: int = 5,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        key = api_key or os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY")
+        if not key:
+            raise AuthenticationError(_NO_KEY)
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {max_retries!r}")
+        self._key = _Secret(key)
+        self._backend = GeminiBackend(base_url, api_version)
+        self._timeout = timeout
+        self._max_retries = max_retries
+        self._transport = transport
+        self._http: httpx.AsyncClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Injected time, so tests can run waits and retries on a virtual clock.
+        self._clock: Callable[[], float] = time.monotonic
+        self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        self._rand: Callable[[], float] = random.random
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self._backend.base_url!r}, api_version={self._backend.api_version!r})"
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _client(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._http is not None and self._loop is not loop:
+            if self._loop is not None and not self._loop.is_closed():
+                raise RuntimeError(
+                    "this AsyncOperations is in use on another event loop; create one per loop, "
+                    "or use the blocking Operations, which is safe from any thread"
+                )
+            self._http = None  # its loop is gone (e.g. a second asyncio.run): start afresh
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                timeout=httpx.Timeout(self._timeout), transport=self._transport, follow_redirects=False
+            )
+            self._loop = loop
+        return self._http
+
+    async def _request(self, method: str, url: str, params: dict[str, str] | None = None) -> Any:
+        """Send with retries; return the decoded JSON or raise a typed error."""
+        http = self._client()
+        headers = self._backend.auth_headers(self._key.value)
+        delays = _schedule.backoff(_RETRY_INITIAL, _RETRY_MAX, 2.0, rand=self._rand)
+        for attempt in range(self._max_retries + 1):
+            started = self._clock()
+            error: ApiError | TransportError
+            try:
+                resp = await http.request(method, url, params=params, headers=headers)
+            except httpx.HTTPError as exc:
+                error = TransportError(f"{method} {url}: {type(exc).__name__}: {exc or 'no details'}")
+                error.__cause__ = exc  # as `raise ... from exc` would, once we raise it below
+            else:
+                logger.debug(
+                    "%s %s -> %s in %.0f ms", method, resp.request.url, resp.status_code,
+                    1000 * (self._clock() - started),
+                )
+                if resp.is_success:
+                    return _decode(resp, method, url)
+                error = ApiError.from_response(
+                    resp.status_code, resp.content, resp.headers.get("content-type", "")
+                )
+            if attempt >= self._max_retries or not _retryable(error):
+                raise error
+            delay = next(delays)
+            if isinstance(error, RateLimitError) and error.retry_delay is not None:
+                delay = error.retry_delay  # the server said how long; jitter would only be early
+            logger.info("%s %s failed (%s); retry %d/%d in %.2fs", method, url, error,
+                        attempt + 1, self._max_retries, delay)
+            await self._sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        if self._http is not None:
+            http, self._http = self._http, None
+            await http.aclose()
+
+    async def __aenter__(self) -> AsyncOperations:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- the API -------------------------------------------------------------------------
+
+    async def get(self, name: NameOrOperation) -> Operation:
+        """The operation as it is now."""
+        data = await self._request("GET", self._backend.operation_url(_name(name)))
+        return Operation.from_api_response(data)
+
+    async def list(
+        self,
+        *,
+        parent: str | None = None,
+        page_size: int | None = None,
+        page_token: str | None = None,
+        filter: str | None = None,
+    ) -> ListOperationsResponse:
+        """One page of operations. ``parent`` is e.g. "models/veo-3.0-generate-001"."""
+        url = self._backend.list_url(parent)
+        params = self._backend.list_params(page_size, page_token, filter)
+        return ListOperationsResponse.from_api_response(await self._request("GET", url, params))
+
+    async def list_all(
+        self,
+        *,
+        parent: str | None = None,
+        page_size: int | None = None,
+        filter: str | None = None,
+        max_items: int | None = None,
+    ) -> list[Operation]:
+        """Every operation, following every page (up to ``max_items``)."""
+        result: list[Operation] = []
+        token: str | None = None
+        seen: set[str] = set()
+        while max_items is None or len(result) < max_items:
+            page = await self.list(parent=parent, page_size=page_size, page_token=token, filter=filter)
+            result.extend(page.operations)
+            token = page.next_page_token
+            if token is None:
+                break
+            if token in seen:  # a server bug would otherwise loop forever
+                raise MalformedOperationError(f"the server sent page token {token[:40]!r} twice")
+            seen.add(token)
+        return result if max_items is None else result[:max_items]
+
+    async def cancel(self, name: NameOrOperation) -> None:
+        """Ask the server to cancel; it finishes as cancelled (error code 1) when it can."""
+        await self._request("POST", self._backend.cancel_url(_name(name)))
+
+    async def delete(self, name: NameOrOperation) -> None:
+        """Forget the operation on the server (it does not cancel it)."""
+        await self._request("DELETE", self._backend.operation_url(_name(name)))
+
+    async def wait(
+        self,
+        name: NameOrOperation,
+        *,
+        poll_interval: float = 10.0,
+        timeout: float | None = 600.0,
+        on_progress: ProgressCallback | None = None,
+    ) -> Operation:
+        """Poll every ``poll_interval`` seconds until done; WaitTimeout after ``timeout``."""
+        return await self._wait(_name(name), _schedule.fixed(poll_interval), timeout, on_progress)
+
+    async def wait_with_backoff(
+        self,
+        name: NameOrOperation,
+        *,
+        initial_delay: float = 1.0,
+        max_delay: float = 60.0,
+        multiplier: float = 2.0,
+        timeout: float | None = 3600.0,
+        on_progress: ProgressCallback | None = None,
+    ) -> Operation:
+        """Poll with exponentially growing, fully jittered delays until done."""
+        delays = _schedule.backoff(initial_delay, max_delay, multiplier, rand=self._rand)
+        return await self._wait(_name(name), delays, timeout, on_progress)
+
+    async def _wait(
+        self,
+        name: str,
+        delays: Iterator[float],
+        timeout: float | None,
+        on_progress: ProgressCallback | None,
+    ) -> Operation:
+        self._backend.operation_url(name)  # reject a bad name before anything else
+        deadline = None if timeout is None else self._clock() + timeout
+        while True:
+            op = await self.get(name)
+            if on_progress is not None:
+                result = on_progress(op)
+                if inspect.isawaitable(result):
+                    await result
+            if op.done:
+                return op
+            delay = _schedule.clip_to_deadline(next(delays), self._clock(), deadline)
+            if delay is None:
+                raise WaitTimeout(
+                    f"{name} was still running after {timeout:g}s (it goes on; wait again or cancel it)",
+                    op,
+                )
+            await self._sleep(delay)
+
+
+
+def _decode(resp: httpx.Response, method: str, url: str) -> Any:
+    try:
+        return resp.json() if resp.content else {}
+    except ValueError:
+        excerpt = " ".join(resp.text[:120].split())
+        raise MalformedOperationError(
+            f"{method} {url}: the answer (HTTP {resp.status_code}) is not JSON: {excerpt!r}"
+        ) from None
+

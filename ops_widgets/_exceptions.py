@@ -1,0 +1,188 @@
+"""The errors ops_widgets raises.
+
+Hierarchy::
+
+    OpsError
+    ├── ApiError                  the service answered with an error status
+    │   ├── BadRequestError       400 (INVALID_ARGUMENT, FAILED_PRECONDITION, ...)
+    │   ├── AuthenticationError   401; 400 with ErrorInfo API_KEY_INVALID; no key configured
+    │   ├── PermissionDeniedError 403
+    │   ├── NotFoundError         404
+    │   ├── RateLimitError        429 (``retry_delay`` from RetryInfo, in seconds)
+    │   └── ServerError           5xx
+    ├── TransportError            the request never got an answer (httpx errors, mapped)
+    ├── InvalidNameError          also a ValueError: rejected before any request is sent
+    ├── MalformedOperationError   also a ValueError: a body that is not an Operation
+    └── WaitTimeout               also a TimeoutError: ``.operation`` is the last one seen
+
+``ApiError.from_response`` is the one place where an HTTP answer becomes an error.
+Messages hold server text and status only, never request headers (where the key lives).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._types import Operation
+
+__all__ = [
+    "ApiError",
+    "AuthenticationError",
+    "BadRequestError",
+    "InvalidNameError",
+    "MalformedOperationError",
+    "NotFoundError",
+    "OpsError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ServerError",
+    "TransportError",
+    "WaitTimeout",
+]
+
+_EXCERPT = 200
+
+
+class OpsError(Exception):
+    """Base class of every error ops_widgets raises."""
+
+
+class ApiError(OpsError):
+    """The service answered with an error. ``status_code`` is the HTTP status."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        status: str | None = None,
+        details: list[Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.status = status
+        self.details: list[Any] = details or []
+
+    def __str__(self) -> str:
+        head = " ".join(str(p) for p in (self.status_code, self.status) if p is not None)
+        return f"{head}: {self.message}" if head else self.message
+
+    @classmethod
+    def from_response(cls, status_code: int, body: bytes, content_type: str = "") -> ApiError:
+        """Type an error answer from its status and Google error body (or whatever came)."""
+        status: str | None = None
+        details: list[Any] = []
+        message = ""
+        try:
+            payload = json.loads(body) if body else None
+        except ValueError:
+            payload = None
+        err = payload.get("error") if isinstance(payload, dict) else None
+        if isinstance(err, dict):
+            message = str(err.get("message") or "")
+            status = err.get("status") if isinstance(err.get("status"), str) else None
+            details = err["details"] if isinstance(err.get("details"), list) else []
+        else:
+            # A proxy's HTML page or plain text: keep a short, single-line excerpt.
+            text = body.decode("utf-8", "replace")
+            if "html" in content_type.lower() or text.lstrip().startswith("<"):
+                text = re.sub(r"<[^>]*>", " ", text)
+            text = " ".join(text.split())
+            excerpt = text[:_EXCERPT] + ("..." if len(text) > _EXCERPT else "")
+            message = f"non-JSON error body ({content_type or 'no content type'}): {excerpt}"
+        if not message:
+            message = f"HTTP {status_code}"
+        kwargs: dict[str, Any] = {"status_code": status_code, "status": status, "details": details}
+        if status_code == 400 and _has_reason(details, "API_KEY_INVALID"):
+            return AuthenticationError(message + " (check the API key)", **kwargs)
+        if status_code == 429:
+            return RateLimitError(message, retry_delay=_retry_delay(details), **kwargs)
+        error_cls = _BY_STATUS.get(status_code)
+        if error_cls is None:
+            error_cls = ServerError if status_code >= 500 else ApiError
+        return error_cls(message, **kwargs)
+
+
+class BadRequestError(ApiError):
+    """400: the request was not valid."""
+
+
+class AuthenticationError(ApiError):
+    """The API key is missing or not valid."""
+
+
+class PermissionDeniedError(ApiError):
+    """403: the caller may not do this (or sent no credentials at all)."""
+
+
+class NotFoundError(ApiError):
+    """404: no such operation (or it was deleted)."""
+
+
+class RateLimitError(ApiError):
+    """429: quota exhausted. ``retry_delay`` is the server's advice in seconds, or None."""
+
+    def __init__(self, message: str, *, retry_delay: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_delay = retry_delay
+
+
+class ServerError(ApiError):
+    """5xx: the service failed; usually worth retrying."""
+
+
+class TransportError(OpsError):
+    """No answer: connection refused or dropped, timeout, protocol error."""
+
+
+class InvalidNameError(OpsError, ValueError):
+    """An operation name or parent that cannot be right; nothing was sent."""
+
+
+class MalformedOperationError(OpsError, ValueError):
+    """A JSON body that does not have the shape of an Operation or a list of them."""
+
+
+class WaitTimeout(OpsError, TimeoutError):
+    """wait() ran out of time. The operation itself goes on; ``operation`` is the last seen."""
+
+    def __init__(self, message: str, operation: Operation | None = None) -> None:
+        super().__init__(message)
+        self.operation = operation
+
+
+_BY_STATUS: dict[int, type[ApiError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+}
+
+
+def _has_reason(details: list[Any], reason: str) -> bool:
+    return any(
+        isinstance(d, dict) and d.get("@type", "").endswith("google.rpc.ErrorInfo") and d.get("reason") == reason
+        for d in details
+    )
+
+
+def _retry_delay(details: list[Any]) -> float | None:
+    """RetryInfo.retryDelay is a protobuf Duration in JSON: "47s", "0.5s"."""
+    for d in details:
+        if isinstance(d, dict) and str(d.get("@type", "")).endswith("google.rpc.RetryInfo"):
+            delay = d.get("retryDelay")
+            if isinstance(delay, str) and delay.endswith("s"):
+                try:
+                    return max(0.0, float(delay[:-1]))
+                except ValueError:
+                    return None
+            if isinstance(delay, dict):  # {"seconds": "47", "nanos": 0}, seen from some proxies
+                try:
+                    return float(delay.get("seconds", 0)) + float(delay.get("nanos", 0)) / 1e9
+                except (TypeError, ValueError):
+                    return None
+    return None

@@ -1,0 +1,112 @@
+"""Operations: the blocking facade. Each method runs the AsyncOperations method on the engine loop.
+
+No logic lives here: sync and async share one implementation (see tests/test_facade.py).
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from . import _engine
+from ._client import DEFAULT_BASE_URL, AsyncOperations, NameOrOperation, ProgressCallback
+from ._types import ListOperationsResponse, Operation
+
+__all__ = ["Operations"]
+
+
+class Operations:
+    """Get, list, wait for, cancel and delete long-running operations (blocking).
+
+    Safe in scripts, inside Jupyter cells (a running loop is no obstacle) and from many threads.
+    ``on_progress`` callbacks run on the engine thread.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        api_version: str = "v1beta",
+        timeout: float | None = 30.0,
+        max_retries: int = 5,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._async = AsyncOperations(
+            api_key, base_url=base_url, api_version=api_version, timeout=timeout,
+            max_retries=max_retries, transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return repr(self._async).replace("AsyncOperations", "Operations", 1)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        _engine.run(self._async.aclose())
+
+    def __enter__(self) -> Operations:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def get(self, name: NameOrOperation) -> Operation:
+        return _engine.run(self._async.get(name))
+
+    def list(
+        self,
+        *,
+        parent: str | None = None,
+        page_size: int | None = None,
+        page_token: str | None = None,
+        filter: str | None = None,
+    ) -> ListOperationsResponse:
+        return _engine.run(
+            self._async.list(parent=parent, page_size=page_size, page_token=page_token, filter=filter)
+        )
+
+    def list_all(
+        self,
+        *,
+        parent: str | None = None,
+        page_size: int | None = None,
+        filter: str | None = None,
+        max_items: int | None = None,
+    ) -> list[Operation]:
+        return _engine.run(
+            self._async.list_all(parent=parent, page_size=page_size, filter=filter, max_items=max_items)
+        )
+
+    def cancel(self, name: NameOrOperation) -> None:
+        _engine.run(self._async.cancel(name))
+
+    def delete(self, name: NameOrOperation) -> None:
+        _engine.run(self._async.delete(name))
+
+    def wait(
+        self,
+        name: NameOrOperation,
+        *,
+        poll_interval: float = 10.0,
+        timeout: float | None = 600.0,
+        on_progress: ProgressCallback | None = None,
+    ) -> Operation:
+        return _engine.run(
+            self._async.wait(name, poll_interval=poll_interval, timeout=timeout, on_progress=on_progress)
+        )
+
+    def wait_with_backoff(
+        self,
+        name: NameOrOperation,
+        *,
+        initial_delay: float = 1.0,
+        max_delay: float = 60.0,
+        multiplier: float = 2.0,
+        timeout: float | None = 3600.0,
+        on_progress: ProgressCallback | None = None,
+    ) -> Operation:
+        return _engine.run(
+            self._async.wait_with_backoff(
+                name, initial_delay=initial_delay, max_delay=max_delay, multiplier=multiplier,
+                timeout=timeout, on_progress=on_progress,
+            )
+        )

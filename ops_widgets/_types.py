@@ -1,0 +1,220 @@
+"""Operation, OperationError, State, ListOperationsResponse: frozen data, no I/O."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Mapping
+
+from ._exceptions import MalformedOperationError
+from ._progress import progress_from_metadata, times_from_metadata
+
+__all__ = ["ListOperationsResponse", "Operation", "OperationError", "State"]
+
+CANCELLED_CODE = 1  # google.rpc.Code.CANCELLED
+
+
+class State(str, enum.Enum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class OperationError:
+    """The google.rpc.Status of a finished operation. ``code`` is a gRPC code, not HTTP."""
+
+    code: int
+    message: str
+    details: list[Any] = field(default_factory=list)
+
+    @classmethod
+    def from_api_response(cls, data: Any) -> OperationError:
+        if not isinstance(data, Mapping):
+            raise MalformedOperationError(f"operation 'error' must be an object, got {_kind(data)}")
+        code = data.get("code", 0)  # proto3 omits 0
+        if isinstance(code, bool) or not isinstance(code, int):
+            raise MalformedOperationError(f"operation error 'code' must be an integer, got {_kind(code)}")
+        message = data.get("message", "")
+        if not isinstance(message, str):
+            raise MalformedOperationError(f"operation error 'message' must be a string, got {_kind(message)}")
+        details = data.get("details", [])
+        if not isinstance(details, list):
+            raise MalformedOperationError(f"operation error 'details' must be a list, got {_kind(details)}")
+        return cls(code, message, list(details))
+
+
+@dataclass(frozen=True, repr=False)
+class Operation:
+    """One snapshot of a google.longrunning.Operation, as the service sent it."""
+
+    name: str
+    done: bool
+    metadata: dict[str, Any]
+    response: dict[str, Any] | None
+    error: OperationError | None
+    raw: dict[str, Any] = field(compare=False)
+    vertex: bool = field(default=False, compare=False)
+
+    @classmethod
+    def from_api_response(cls, data: Any, *, vertex: bool = False) -> Operation:
+        """Build from the JSON the API answered; raise MalformedOperationError if it is not one."""
+        if not isinstance(data, Mapping):
+            raise MalformedOperationError(f"an operation must be a JSON object, got {_kind(data)}")
+        name = data.get("name")
+        if not isinstance(name, str) or not name:
+            raise MalformedOperationError(f"an operation needs a string 'name', got {_kind(name)}")
+        done = data.get("done", False)  # proto3 omits false: a running operation has no key
+        if not isinstance(done, bool):
+            raise MalformedOperationError(f"{name}: 'done' must be a boolean, got {_kind(done)}")
+        metadata = data.get("metadata") or {}
+        if not isinstance(metadata, Mapping):
+            raise MalformedOperationError(f"{name}: 'metadata' must be an object, got {_kind(metadata)}")
+        response = data.get("response")
+        if response is not None and not isinstance(response, Mapping):
+            raise MalformedOperationError(f"{name}: 'response' must be an object, got {_kind(response)}")
+        error = data.get("error")
+        try:
+            parsed_error = None if error is None else OperationError.from_api_response(error)
+        except MalformedOperationError as exc:
+            raise MalformedOperationError(f"{name}: {exc}") from None
+        return cls(
+            name=name,
+            done=done,
+            metadata=dict(metadata),
+            response=None if response is None else dict(response),
+            error=parsed_error,
+            raw=dict(data),
+            vertex=vertex,
+        )
+
+    @property
+    def id(self) -> str:
+        return self.name.rsplit("/", 1)[-1]
+
+    @property
+    def complete(self) -> bool:
+        return self.done
+
+    @property
+    def running(self) -> bool:
+        return not self.done
+
+    @property
+    def succeeded(self) -> bool:
+        return self.done and self.error is None
+
+    @property
+    def failed(self) -> bool:
+        """Done with an error; a cancelled operation has failed too."""
+        return self.done and self.error is not None
+
+    @property
+    def cancelled(self) -> bool:
+        return self.done and self.error is not None and self.error.code == CANCELLED_CODE
+
+    @property
+    def state(self) -> State:
+        if not self.done:
+            return State.RUNNING
+        if self.error is None:
+            return State.SUCCEEDED
+        return State.CANCELLED if self.error.code == CANCELLED_CODE else State.FAILED
+
+    @property
+    def progress(self) -> float | None:
+        """Percent complete (0..100) from the metadata, or None if it reports none."""
+        return progress_from_metadata(self.metadata)
+
+    @property
+    def create_time(self) -> datetime | None:
+        return times_from_metadata(self.metadata)[0]
+
+    @property
+    def update_time(self) -> datetime | None:
+        return times_from_metadata(self.metadata)[1]
+
+    @property
+    def video_uris(self) -> list[str]:
+        """URIs of the generated videos of a done video operation; [] otherwise.
+
+        A safety-filtered generation is done with no error and no samples: [] too.
+        """
+        if not self.done or not self.response:
+            return []
+        if self.vertex:
+            items, key = self.response.get("videos"), "gcsUri"
+        else:
+            gvr = self.response.get("generateVideoResponse")
+            items = gvr.get("generatedSamples") if isinstance(gvr, Mapping) else None
+            items = [s.get("video") for s in items if isinstance(s, Mapping)] if isinstance(items, list) else None
+            key = "uri"
+        if not isinstance(items, list):
+            return []
+        return [v[key] for v in items if isinstance(v, Mapping) and isinstance(v.get(key), str)]
+
+    def summary(self) -> str:
+        """One line of text: name, state, progress."""
+        p = self.progress
+        return f"{self.name}  {self.state.value}" + ("" if p is None else f"  {p:.0f}%")
+
+    def __repr__(self) -> str:
+        return f"<Operation {self.summary()}>"
+
+
+@dataclass(frozen=True)
+class ListOperationsResponse:
+    """One page of a list call."""
+
+    operations: list[Operation]
+    next_page_token: str | None = None
+    unreachable: list[str] = field(default_factory=list)
+
+    @property
+    def has_more_pages(self) -> bool:
+        return self.next_page_token is not None
+
+    @classmethod
+    def from_api_response(cls, data: Any, *, vertex: bool = False) -> ListOperationsResponse:
+        if not isinstance(data, Mapping):
+            raise MalformedOperationError(f"a list answer must be a JSON object, got {_kind(data)}")
+        ops = data.get("operations", [])
+        if not isinstance(ops, list):
+            raise MalformedOperationError(f"'operations' must be a list, got {_kind(ops)}")
+        token = data.get("nextPageToken")
+        if token is not None and not isinstance(token, str):
+            raise MalformedOperationError(f"'nextPageToken' must be a string, got {_kind(token)}")
+        unreachable = data.get("unreachable", [])
+        if not isinstance(unreachable, list):
+            raise MalformedOperationError(f"'unreachable' must be a list, got {_kind(unreachable)}")
+        return cls(
+            operations=[Operation.from_api_response(o, vertex=vertex) for o in ops],
+            next_page_token=token or None,  # "" and absent both mean: last page
+            unreachable=[str(u) for u in unreachable],
+        )
+
+    def __repr__(self) -> str:
+        more = f", next_page_token={self.next_page_token!r}" if self.next_page_token else ""
+        return f"ListOperationsResponse({len(self.operations)} operations{more})"
+
+
+def _kind(value: Any) -> str:
+    """Name a JSON value's type for an error message without echoing big or secret values."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return f"a number ({value!r})"
+    if isinstance(value, str):
+        return f"a string ({value[:40]!r})" if value else "an empty string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "an object"
+    return type(value).__name__
