@@ -34,7 +34,8 @@ def _number(value: Any) -> float | None:
 
 
 def _ratio(done: Any, total: Any) -> float | None:
-    d, t = _number(done), _number(total)
+    # proto3 JSON omits zero, so a missing count beside a known total means 0.
+    d, t = (0.0 if done is None else _number(done)), _number(total)
     if d is None or t is None or t <= 0:
         return None
     return 100.0 * d / t

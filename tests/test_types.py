@@ -106,6 +106,7 @@ def test_unreachable_is_kept() -> None:
         ({"progress": -3}, 0.0),
         ({"completedSteps": 3, "totalSteps": 12}, 25.0),
         ({"completedSteps": "3", "totalSteps": "0"}, None),  # no division by zero
+        ({"totalSteps": 84}, 0.0),  # proto3 omits completedSteps while it is 0
         ({"progressPercentage": 64}, 64.0),
         ({"batchStats": {"requestCount": "4", "successfulRequestCount": "1", "failedRequestCount": "1"}}, 50.0),
         ({"batchStats": {"requestCount": "0"}}, None),
