@@ -19,3 +19,21 @@ def _no_ambient_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     # A developer's real key must never leak into (or change) a test.
     monkeypatch.delenv("GEMINI_API_KEY", raising=False)
     monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+
+
+@pytest.fixture(scope="session")
+def emu():  # type: ignore[no-untyped-def]
+    """One emulator over real loopback HTTP for the session; tests make their own operations."""
+    from ops_widgets.emulator import Emulator
+
+    with Emulator.start(random_seed=7) as e:
+        yield e
+
+
+@pytest.fixture()
+def fresh_emu():  # type: ignore[no-untyped-def]
+    """An empty emulator of the test's own, for tests that count or list everything."""
+    from ops_widgets.emulator import Emulator
+
+    with Emulator.start(random_seed=11) as e:
+        yield e

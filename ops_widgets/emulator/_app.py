@@ -1,0 +1,431 @@
+"""EmulatorApp: a raw ASGI app speaking the Gemini API's operations surface, plus an admin surface.
+
+API routes (under /v1beta and /v1, key in `x-goog-api-key` or `?key=`):
+
+    GET    {v}/operations                       every operation the emulator holds
+    GET    {v}/{models|tunedModels|fileSearchStores}/{id}/operations
+    GET    {v}/batches                          batch operations
+    GET    {v}/{name}                           one operation
+    POST   {v}/{name}:cancel                    -> {}
+    DELETE {v}/{name}                           -> {}
+    POST   {v}/models/{model}:predictLongRunning  starts a video operation
+    POST   {v}/tunedModels                      starts a tuning operation
+    GET    {v}/files/{id}:download              the generated video's bytes
+
+Admin routes (no key): POST /_emulator/seed, POST /_emulator/operations,
+GET /_emulator/operations/{name}, POST /_emulator/operations/{name}:complete, POST /_emulator/faults,
+DELETE /_emulator/faults, GET /_emulator/stats, POST /_emulator/stats:reset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Sequence
+from urllib.parse import parse_qs
+
+from ._state import KINDS, Store, decode_token, encode_token, render, slug, video_bytes
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Response = tuple[int, str, bytes, dict[str, str]]  # status, content type, body, extra headers
+
+JSON_TYPE = "application/json; charset=UTF-8"
+VERSIONS = ("v1beta", "v1")
+# Canonical google.rpc.Code names for the HTTP statuses we answer with.
+STATUS_NAMES = {
+    400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+    405: "UNIMPLEMENTED", 409: "ABORTED", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL",
+    501: "UNIMPLEMENTED", 502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED",
+}
+DEFAULT_MESSAGES = {
+    429: "Resource has been exhausted (e.g. check quota).",
+    500: "Internal error encountered.",
+    502: "Bad gateway.",
+    503: "The service is currently unavailable.",
+    504: "Deadline expired before operation could complete.",
+}
+NO_KEY = ("Method doesn't allow unregistered callers (callers without established identity). "
+          "Please use API Key or other form of API consumer identity to call this API.")
+BAD_KEY = "API key not valid. Please pass a valid API key."
+
+_OP_NAME = r"(?:operations|(?:models|tunedModels|fileSearchStores)/[^/:]+/operations)/[^/:]+|batches/[^/:]+"
+_ROUTES: list[tuple[re.Pattern[str], str, str, str]] = [  # (pattern, method, stats template, handler)
+    (re.compile(r"operations"), "GET", "operations", "_list"),
+    (re.compile(r"batches"), "GET", "batches", "_list"),
+    (re.compile(r"(?:models|tunedModels|fileSearchStores)/[^/:]+/operations"), "GET", "{parent}/operations", "_list"),
+    (re.compile(f"(?:{_OP_NAME}):cancel"), "POST", "{name}:cancel", "_cancel"),
+    (re.compile(_OP_NAME), "GET", "{name}", "_get"),
+    (re.compile(_OP_NAME), "DELETE", "{name}", "_delete"),
+    (re.compile(r"models/[^/:]+:predictLongRunning"), "POST", "models/{model}:predictLongRunning", "_predict"),
+    (re.compile(r"tunedModels"), "POST", "tunedModels", "_tune"),
+    (re.compile(r"files/[^/:]+:download"), "GET", "files/{file}:download", "_download"),
+]
+
+
+class ApiError(Exception):
+    """A Google-shaped error answer: {"error": {code, message, status, details?}}."""
+
+    def __init__(self, code: int, message: str, details: list[dict[str, Any]] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.details, self.headers = code, message, details, headers or {}
+
+    def response(self) -> Response:
+        return error_response(self.code, self.message, self.details, self.headers)
+
+
+def error_response(code: int, message: str, details: list[dict[str, Any]] | None = None,
+                   headers: dict[str, str] | None = None) -> Response:
+    err: dict[str, Any] = {"code": code, "message": message, "status": STATUS_NAMES.get(code, "UNKNOWN")}
+    if details:
+        err["details"] = details
+    return code, JSON_TYPE, json.dumps({"error": err}, indent=2).encode(), headers or {}
+
+
+def _json(obj: Any, status: int = 200) -> Response:
+    return status, JSON_TYPE, json.dumps(obj, separators=(",", ":")).encode(), {}
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.9g}s"  # google.protobuf.Duration JSON: "0.2s", "47s"
+
+
+@dataclass
+class _Fault:
+    status: int
+    body: str | None
+    content_type: str
+    retry_delay: float | None
+    path: str | None
+    remaining: int | None = None  # fail_next: answers left
+    until: float | None = None  # fail_for: end of the window (clock time)
+
+    def response(self) -> Response:
+        if self.body is not None:
+            return self.status, self.content_type, self.body.encode(), {}
+        details = None
+        if self.retry_delay is not None:
+            details = [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": _duration(self.retry_delay)}]
+        message = DEFAULT_MESSAGES.get(self.status, f"Injected error {self.status}.")
+        return error_response(self.status, message, details)
+
+
+class EmulatorApp:
+    """The ASGI callable. Thread-safe: admin methods may be called from any thread while it serves."""
+
+    def __init__(self, *, speed: float = 1.0, random_seed: int | None = None, api_key: str = "emulator-key",
+                 latency: float | tuple[float, float] = 0.0, clock: Callable[[], float] = time.time) -> None:
+        self.api_key = api_key
+        self.latency: tuple[float, float] = latency if isinstance(latency, tuple) else (latency, latency)
+        self.base_url = "http://127.0.0.1"  # for get_operation(); requests use their own Host header
+        self._clock = clock  # wall-clock epoch seconds; injectable so tests can step time
+        self._lock = threading.Lock()
+        self._store = Store(speed=speed, random_seed=random_seed)
+        self._latency_rng = random.Random(random_seed)  # separate: latency must not shift ids
+        self._faults: list[_Fault] = []
+        self._by_route: Counter[str] = Counter()
+        self._by_name: Counter[str] = Counter()
+
+    def __repr__(self) -> str:
+        return f"<EmulatorApp {len(self._store.ops)} operations, speed={self._store.speed}>"
+
+    # --- Python admin API (each also reachable under /_emulator/) ---------------------------
+    def seed(self, count: int, kinds: Sequence[str] = KINDS, *, running_fraction: float = 0.3,
+             failed_fraction: float = 0.1) -> list[str]:
+        """Create `count` operations of mixed kinds and states (some done, failed, cancelled, running)."""
+        with self._lock:
+            return self._store.seed(count, tuple(kinds), self._clock(), running_fraction=running_fraction,
+                                    failed_fraction=failed_fraction)
+
+    def create(self, kind: str = "video", *, duration: float | None = None, outcome: str = "success",
+               error_message: str | None = None, error_code: int = 13, model: str | None = None,
+               parent: str | None = None) -> str:
+        """One operation with exactly this behaviour; `duration` is in emulated seconds. Returns its name."""
+        if model is not None and kind == "video":
+            parent = model if model.startswith("models/") else f"models/{model}"
+        with self._lock:
+            op = self._store.new_op(kind, self._clock(), duration=duration, outcome=outcome, parent=parent)
+            op.error_message, op.error_code = error_message, error_code
+            self._store.add(op)
+            return op.name
+
+    def complete(self, name: str) -> None:
+        """Finish `name` now, as its outcome says (no-op if already done). KeyError if unknown."""
+        with self._lock:
+            op = self._store.ops[name]
+            now = self._clock()
+            if now < op.end:
+                op.ended = now
+
+    def get_operation(self, name: str) -> dict[str, Any] | None:
+        """The JSON GET {v}/{name} would answer now, or None if there is no such operation."""
+        with self._lock:
+            op = self._store.ops.get(name)
+            return None if op is None else render(op, self._clock(), self.base_url)
+
+    def fail_next(self, count: int = 1, *, status: int = 503, body: str | None = None,
+                  content_type: str = "application/json", retry_delay: float | None = None,
+                  path: str | None = None) -> None:
+        """Answer the next `count` API requests (whose path contains `path`, if given) with `status`."""
+        with self._lock:
+            self._faults.append(_Fault(status, body, content_type, retry_delay, path, remaining=count))
+
+    def fail_for(self, seconds: float, *, status: int = 429, retry_delay: float | None = None,
+                 path: str | None = None, body: str | None = None,
+                 content_type: str = "application/json") -> None:
+        """Answer every API request with `status` for the next `seconds` (real seconds): a storm."""
+        with self._lock:
+            self._faults.append(_Fault(status, body, content_type, retry_delay, path,
+                                       until=self._clock() + seconds))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def stats(self) -> dict[str, Any]:
+        """Request counts: total, per route template, and GETs per operation name."""
+        with self._lock:
+            return {"total": sum(self._by_route.values()), "by_route": dict(self._by_route),
+                    "by_name": dict(self._by_name)}
+
+    def reset_stats(self) -> None:
+        with self._lock:
+            self._by_route.clear()
+            self._by_name.clear()
+
+    # --- ASGI ---------------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (message := await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        path: str = scope["path"]
+        query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode(), keep_blank_values=True).items()}
+        try:
+            if path.startswith("/_emulator/"):
+                response = self._admin(scope["method"], path[len("/_emulator/"):], body)
+            else:
+                response = self._api(scope, path, query, body)
+                if self.latency[1] > 0:
+                    await asyncio.sleep(self._latency_rng.uniform(*self.latency))
+        except ApiError as exc:
+            response = exc.response()
+        status, content_type, payload, extra = response
+        headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(payload)).encode())]
+        headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+    def _api(self, scope: Scope, path: str, query: dict[str, str], body: bytes) -> Response:
+        version, _, rest = path.lstrip("/").partition("/")
+        if version not in VERSIONS:
+            raise ApiError(404, f"The requested URL {path} was not found on this server.")
+        method = scope["method"]
+        matched = [r for r in _ROUTES if r[0].fullmatch(rest)]
+        route = next((r for r in matched if r[1] == method), None)
+        template = f"{method} /{version}/{route[2] if route else '(unmatched)'}"
+        with self._lock:
+            self._by_route[template] += 1
+            if route and route[3] == "_get":
+                self._by_name[rest] += 1
+            fault = self._take_fault(path)
+        if fault is not None:
+            return fault.response()
+        if not matched:
+            raise ApiError(404, f"The requested URL {path} was not found on this server.")
+        if route is None:
+            allow = ", ".join(sorted({r[1] for r in matched}))
+            raise ApiError(405, f"Method {method} is not allowed for {path}.", headers={"Allow": allow})
+        self._check_key(scope, query)
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        base_url = f"{scope.get('scheme', 'http')}://{headers.get('host', '127.0.0.1')}"
+        handler: Callable[[str, dict[str, str], bytes, str], Response] = getattr(self, route[3])
+        return handler(rest, query, body, base_url)
+
+    def _take_fault(self, path: str) -> _Fault | None:
+        now = self._clock()
+        self._faults = [f for f in self._faults if (f.remaining is None or f.remaining > 0)
+                        and (f.until is None or f.until > now)]
+        for fault in self._faults:
+            if fault.path is None or fault.path in path:
+                if fault.remaining is not None:
+                    fault.remaining -= 1
+                return fault
+        return None
+
+    def _check_key(self, scope: Scope, query: dict[str, str]) -> None:
+        key = next((v.decode() for k, v in scope.get("headers", []) if k.lower() == b"x-goog-api-key"), None)
+        key = key if key is not None else query.get("key")
+        if not key:
+            raise ApiError(403, NO_KEY)
+        if key != self.api_key:
+            raise ApiError(400, BAD_KEY, [
+                {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
+                 "domain": "googleapis.com", "metadata": {"service": "generativelanguage.googleapis.com"}},
+                {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US", "message": BAD_KEY},
+            ])
+
+    # --- API handlers (rest = path after the version) --------------------------------------------
+    def _list(self, rest: str, query: dict[str, str], body: bytes, base_url: str) -> Response:
+        """ListOperationsResponse. The top level lists ALL operations of every kind, oldest first;
+        nested parents and /batches list only their own. Tokens encode the last item's sequence
+        number, so pages stay correct while operations are created or deleted in between."""
+        try:
+            size = int(query.get("pageSize") or 0)
+        except ValueError:
+            raise ApiError(400, f"Invalid value for pageSize: {query['pageSize']!r}") from None
+        if size < 0:
+            raise ApiError(400, "pageSize must not be negative.")
+        size = min(size or 50, 1000)
+        try:
+            after = decode_token(query["pageToken"]) if query.get("pageToken") else 0
+        except ValueError:
+            raise ApiError(400, "Invalid page token.") from None
+        match = re.fullmatch(r"\s*done\s*=\s*(true|false)\s*", query.get("filter", ""), re.IGNORECASE)
+        if query.get("filter", "").strip() and not match:
+            raise ApiError(400, f"Invalid filter: {query['filter']!r}. Supported: done=true, done=false.")
+        done = None if not match else match.group(1).lower() == "true"
+        parent = "" if rest == "operations" else rest.removesuffix("/operations")
+        with self._lock:
+            now = self._clock()
+            ops, next_after = self._store.page(parent, size, after, done, now)
+            out: dict[str, Any] = {"operations": [render(op, now, base_url) for op in ops]} if ops else {}
+        if next_after is not None:
+            out["nextPageToken"] = encode_token(next_after)
+        return _json(out)
+
+    def _get(self, name: str, query: dict[str, str], body: bytes, base_url: str) -> Response:
+        with self._lock:
+            op = self._store.ops.get(name)
+            if op is None:
+                raise ApiError(404, "Requested entity was not found.")
+            return _json(render(op, self._clock(), base_url))
+
+    def _cancel(self, rest: str, query: dict[str, str], body: bytes, base_url: str) -> Response:
+        with self._lock:
+            op = self._store.ops.get(rest.removesuffix(":cancel"))
+            if op is None:
+                raise ApiError(404, "Requested entity was not found.")
+            now = self._clock()
+            if now < op.end:  # a done operation stays as it is
+                op.ended, op.cancelled = now, True
+        return _json({})
+
+    def _delete(self, name: str, query: dict[str, str], body: bytes, base_url: str) -> Response:
+        with self._lock:
+            if self._store.remove(name) is None:
+                raise ApiError(404, "Requested entity was not found.")
+        return _json({})
+
+    def _predict(self, rest: str, query: dict[str, str], body: bytes, base_url: str) -> Response:
+        """Starts a video operation; API-started operations always succeed (use create() for others)."""
+        request = _body(body)
+        instances = request.get("instances")
+        if not isinstance(instances, list) or not instances or not isinstance(instances[0], dict):
+            raise ApiError(400, "Invalid request: 'instances' must be a non-empty list of objects.")
+        with self._lock:
+            op = self._store.new_op("video", self._clock(), parent=rest.removesuffix(":predictLongRunning"))
+            op.extra["prompt"] = str(instances[0].get("prompt", ""))
+            self._store.add(op)
+        return _json({"name": op.name})
+
+    def _tune(self, rest: str, query: dict[str, str], body: bytes, base_url: str) -> Response:
+        """Starts a tuning operation and answers it (with CreateTunedModelMetadata)."""
+        request = _body(body)
+        base = request.get("baseModel")
+        if not isinstance(base, str) or not base:
+            raise ApiError(400, "Invalid request: 'baseModel' is required.")
+        display = str(request.get("displayName") or "tuned model")
+        task = request.get("tuningTask") if isinstance(request.get("tuningTask"), dict) else {}
+        hyper = {"epochCount": 5, "batchSize": 4, "learningRate": 0.001, **(task.get("hyperparameters") or {})}
+        examples = ((task.get("trainingData") or {}).get("examples") or {}).get("examples") or []
+        extra: dict[str, Any] = {"display": display, "base": base, "hyper": hyper}
+        if examples:
+            extra["steps"] = max(1, -(-len(examples) * int(hyper["epochCount"]) // int(hyper["batchSize"])))
+        with self._lock:
+            parent = None
+            if query.get("tunedModelId"):
+                parent = f"tunedModels/{slug(query['tunedModelId'])}"
+                if self._store.index.get(parent):
+                    raise ApiError(409, f"Tuned model {parent} already exists.")
+            now = self._clock()
+            op = self._store.new_op("tuning", now, parent=parent, extra=extra)
+            self._store.add(op)
+            return _json(render(op, now, base_url))
+
+    def _download(self, rest: str, query: dict[str, str], body: bytes, base_url: str) -> Response:
+        file_id = rest[len("files/"):].removesuffix(":download")
+        with self._lock:
+            name = self._store.files.get(file_id)
+            op = self._store.ops.get(name) if name else None
+            ready = op is not None and self._clock() >= op.end and op.outcome == "success" and not op.cancelled
+        if not ready:
+            raise ApiError(404, "Requested entity was not found.")
+        return 200, "video/mp4", video_bytes(file_id), {}
+
+    # --- admin ------------------------------------------------------------------------------------
+    def _admin(self, method: str, rest: str, body: bytes) -> Response:
+        try:
+            args = _body(body) if method == "POST" else {}
+            if (method, rest) == ("POST", "seed"):
+                if "kinds" in args:
+                    args["kinds"] = tuple(args["kinds"])
+                return _json({"names": self.seed(**args)})
+            if (method, rest) == ("POST", "operations"):
+                return _json({"name": self.create(**args)})
+            if rest.startswith("operations/"):
+                name = rest[len("operations/"):]
+                if method == "POST" and name.endswith(":complete"):
+                    self.complete(name.removesuffix(":complete"))
+                    return _json(self.get_operation(name.removesuffix(":complete")))
+                if method == "GET":
+                    op = self.get_operation(name)
+                    if op is None:
+                        raise ApiError(404, "Requested entity was not found.")
+                    return _json(op)
+            if (method, rest) == ("POST", "faults"):
+                if "seconds" in args:
+                    self.fail_for(**args)
+                else:
+                    self.fail_next(**args)
+                return _json({})
+            if (method, rest) in (("DELETE", "faults"), ("POST", "faults:clear")):
+                self.clear_faults()
+                return _json({})
+            if (method, rest) == ("GET", "stats"):
+                return _json(self.stats())
+            if (method, rest) == ("POST", "stats:reset"):
+                self.reset_stats()
+                return _json({})
+        except KeyError:
+            raise ApiError(404, "Requested entity was not found.") from None
+        except (TypeError, ValueError) as exc:
+            raise ApiError(400, f"Invalid admin request: {exc}") from None
+        raise ApiError(404, f"No admin route {method} /_emulator/{rest}.")
+
+
+def _body(body: bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(body or b"{}")
+    except ValueError:
+        raise ApiError(400, "Invalid JSON payload received.") from None
+    if not isinstance(parsed, dict):
+        raise ApiError(400, "Invalid JSON payload received: expected an object.")
+    return parsed

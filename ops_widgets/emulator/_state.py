@@ -1,0 +1,402 @@
+"""Simulated operations: the records, their wire JSON computed from the clock, and the ordered store.
+
+Nothing here runs in the background: an operation is a creation time, a duration and an outcome,
+and its state (progress, done, result) is computed whenever somebody reads it. Times are wall-clock
+epoch seconds; `speed` only shrinks durations (emulated seconds / speed = real seconds), so the
+createTime/updateTime a client sees agree with its own clock.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import math
+import random
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import Any, Sequence
+
+API_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1beta."
+KINDS = ("video", "tuning", "batch", "import", "generic")
+OUTCOMES = ("success", "failure", "filtered")
+# Realistic emulated durations per kind, in seconds (lo, hi).
+DURATIONS: dict[str, tuple[float, float]] = {
+    "video": (60, 360), "tuning": (600, 10800), "import": (5, 120), "batch": (60, 3600), "generic": (10, 300),
+}
+ID_LENGTHS = {"video": 12, "tuning": 12, "batch": 24, "import": 16, "generic": 16}
+FAILURE_MESSAGES = {
+    "video": "Video generation failed due to an internal error. Please try again later.",
+    "tuning": "Tuning failed: the training data could not be processed.",
+    "batch": "Batch processing failed due to an internal error.",
+    "import": "Failed to import file: the document could not be parsed.",
+    "generic": "Internal error encountered.",
+}
+FILTERED_REASON = (
+    "The video could not be generated because it may violate our usage guidelines. "
+    "You have not been charged for this request."
+)
+VIDEO_MODELS = ("veo-3.1-generate-preview", "veo-3.0-generate-001", "veo-3.0-fast-generate-001")
+CANCELLED_ERROR = {"code": 1, "message": "Operation was cancelled."}
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+_TOKEN = re.compile(r"seq:(\d+)")
+# Fake but recognisable MP4 header (ftyp box), followed by the file id in the payload.
+_MP4_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom\x00\x00\x00\x10mdat"
+
+
+def rfc3339(t: float) -> str:
+    """Google's timestamp form: UTC, microseconds, 'Z' (listings format ~10 per operation: keep it cheap)."""
+    seconds, micros = divmod(int(t * 1_000_000), 1_000_000)
+    return f"{_second(seconds)}.{micros:06d}Z"
+
+
+@lru_cache(maxsize=4096)
+def _second(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def video_bytes(file_id: str) -> bytes:
+    return _MP4_HEAD + file_id.encode()
+
+
+def encode_token(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).rstrip(b"=").decode()
+
+
+def decode_token(token: str) -> int:
+    """The sequence number a page token resumes after; ValueError for anything we did not issue."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except Exception as exc:  # binascii.Error, UnicodeDecodeError
+        raise ValueError("bad page token") from exc
+    match = _TOKEN.fullmatch(raw)
+    if not match:
+        raise ValueError("bad page token")
+    return int(match.group(1))
+
+
+def parent_of(name: str) -> str:
+    """The list a name belongs to besides the top level: 'models/x', 'batches', '' for 'operations/x'."""
+    if name.startswith("batches/"):
+        return "batches"
+    head, sep, _ = name.rpartition("/operations/")
+    return head if sep else ""
+
+
+@dataclass(slots=True, eq=False)
+class Op:
+    name: str
+    kind: str
+    created: float  # wall-clock epoch seconds
+    duration: float  # real seconds from creation to the outcome
+    outcome: str = "success"
+    error_code: int = 13
+    error_message: str | None = None
+    ended: float | None = None  # set by cancel/complete: the outcome happened early
+    cancelled: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+    seq: int = 0
+    create_ts: str = ""  # cached rfc3339(created): listings format it 100,000 times
+
+    @property
+    def end(self) -> float:
+        return self.ended if self.ended is not None else self.created + self.duration
+
+    def fraction(self, now: float) -> float:
+        """Share of the work done at `now`, 0..1 (frozen once the operation ended)."""
+        end = self.end
+        if now >= end and not self.cancelled and self.outcome != "failure":
+            return 1.0
+        p = max(0.0, min(1.0, (min(now, end) - self.created) / self.duration)) if self.duration > 0 else 1.0
+        return p * 0.7 if self.outcome == "failure" else p  # failures give up part-way
+
+
+def render(op: Op, now: float, base_url: str) -> dict[str, Any]:
+    """The google.longrunning.Operation JSON the API answers at `now` (proto3: defaults omitted)."""
+    done = now >= op.end
+    out: dict[str, Any] = {"name": op.name}
+    metadata = _METADATA[op.kind](op, now, done)
+    if metadata is not None:
+        out["metadata"] = metadata
+    if not done:
+        return out  # running: no "done" key at all
+    out["done"] = True
+    if op.cancelled:
+        out["error"] = dict(CANCELLED_ERROR)
+    elif op.outcome == "failure":
+        out["error"] = {"code": op.error_code, "message": op.error_message or FAILURE_MESSAGES[op.kind]}
+    else:
+        out["response"] = _RESPONSE[op.kind](op, base_url, metadata)
+    return out
+
+
+def _times(op: Op, now: float, done: bool) -> dict[str, str]:
+    if not op.create_ts:
+        op.create_ts = rfc3339(op.created)
+    return {"createTime": op.create_ts, "updateTime": rfc3339(op.end if done else now)}
+
+
+def _video_meta(op: Op, now: float, done: bool) -> None:
+    return None  # Veo reports no progress at all
+
+
+def _video_response(op: Op, base_url: str, meta: Any) -> dict[str, Any]:
+    if op.outcome == "filtered":
+        result: dict[str, Any] = {"raiMediaFilteredCount": 1, "raiMediaFilteredReasons": [FILTERED_REASON]}
+    else:
+        uri = f"{base_url}/v1beta/files/{op.extra['file']}:download?alt=media"
+        result = {"generatedSamples": [{"video": {"uri": uri}}]}
+    return {"@type": API_TYPE + "PredictLongRunningResponse", "generateVideoResponse": result}
+
+
+def _snapshots(op: Op, steps: int) -> list[dict[str, Any]]:
+    total = op.extra["steps"]
+    # complete() finishes early: squeeze the steps into the time it really took.
+    span = op.end - op.created if op.ended is not None and not op.cancelled else op.duration
+    epochs = op.extra["hyper"].get("epochCount", 5)
+    every = max(1, total // 4)  # a handful, like the real service
+    out = []
+    for step in sorted({1, *range(every, steps + 1, every), steps} - {0}):
+        if step > steps:
+            continue
+        out.append({
+            "step": step,
+            "epoch": 1 + (step - 1) * epochs // total,
+            "meanLoss": round(8.3 * math.exp(-5 * step / total) + 0.02, 4),
+            "computeTime": rfc3339(op.created + span * step / total),
+        })
+    return out
+
+
+def _tuning_meta(op: Op, now: float, done: bool) -> dict[str, Any]:
+    total = op.extra["steps"]
+    p = op.fraction(now)
+    steps = total if p >= 1.0 else int(p * total)
+    meta: dict[str, Any] = {"@type": API_TYPE + "CreateTunedModelMetadata", "totalSteps": total}
+    if steps:  # proto3 JSON omits zero values, so a fresh job has neither field
+        meta["completedSteps"] = steps
+        meta["completedPercent"] = _number(100.0 * steps / total)
+        meta["snapshots"] = _snapshots(op, steps)
+    meta["tunedModel"] = parent_of(op.name)
+    meta.update(_times(op, now, done))
+    return meta
+
+
+def _tuning_response(op: Op, base_url: str, meta: Any) -> dict[str, Any]:
+    snaps, times = meta["snapshots"], _times(op, op.end, True)
+    return {
+        "@type": API_TYPE + "TunedModel",
+        "name": parent_of(op.name),
+        "baseModel": op.extra["base"],
+        "displayName": op.extra["display"],
+        "state": "ACTIVE",
+        **times,
+        "tuningTask": {
+            "startTime": times["createTime"],
+            "completeTime": times["updateTime"],
+            "snapshots": snaps,
+            "hyperparameters": op.extra["hyper"],
+        },
+        "temperature": 1,
+        "topP": 0.95,
+        "topK": 64,
+    }
+
+
+def _batch_meta(op: Op, now: float, done: bool) -> dict[str, Any]:
+    total = op.extra["requests"]
+    p = op.fraction(now)
+    final_failed = total // 3 if op.outcome == "failure" else total // 50
+    succeeded, failed = int(p * (total - final_failed)), int(p * final_failed)
+    counts = {"requestCount": total, "successfulRequestCount": succeeded, "failedRequestCount": failed,
+              "pendingRequestCount": total - succeeded - failed}
+    if done:
+        state = "CANCELLED" if op.cancelled else "FAILED" if op.outcome == "failure" else "SUCCEEDED"
+    else:
+        state = "PENDING" if p < 0.1 else "RUNNING"
+    return {
+        "@type": API_TYPE + "GenerateContentBatch",
+        "model": op.extra["model"],
+        "name": op.name,
+        "displayName": op.extra["display"],
+        **_times(op, now, done),
+        # int64 counts travel as JSON strings; zero counts are omitted like proto3 does.
+        "batchStats": {k: str(v) for k, v in counts.items() if v},
+        "state": "BATCH_STATE_" + state,
+    }
+
+
+def _batch_response(op: Op, base_url: str, meta: Any) -> dict[str, Any]:
+    return {"@type": API_TYPE + "GenerateContentBatchOutput", "responsesFile": f"files/batch-{op.name[8:]}"}
+
+
+def _import_meta(op: Op, now: float, done: bool) -> dict[str, Any]:
+    meta: dict[str, Any] = {"@type": API_TYPE + "ImportFileMetadata"}
+    if pct := _number(100 * op.fraction(now)):
+        meta["progressPercentage"] = pct
+    return {**meta, **_times(op, now, done)}
+
+
+def _import_response(op: Op, base_url: str, meta: Any) -> dict[str, Any]:
+    store = parent_of(op.name)
+    return {"@type": API_TYPE + "ImportFileResponse", "parent": store,
+            "documentName": f"{store}/documents/{op.extra['doc']}"}
+
+
+def _generic_meta(op: Op, now: float, done: bool) -> dict[str, Any]:
+    pct = int(100 * op.fraction(now))
+    return {**({"progressPercent": pct} if pct else {}), **_times(op, now, done)}
+
+
+def _number(x: float) -> float | int:
+    """Percentages as protobuf JSON prints them: 100 not 100.0, a few decimals otherwise."""
+    x = round(x, 4)
+    return int(x) if x == int(x) else x
+
+
+def _generic_response(op: Op, base_url: str, meta: Any) -> dict[str, Any]:
+    return {"@type": "type.googleapis.com/google.protobuf.Empty"}
+
+
+_METADATA: dict[str, Any] = {"video": _video_meta, "tuning": _tuning_meta, "batch": _batch_meta,
+                             "import": _import_meta, "generic": _generic_meta}
+_RESPONSE: dict[str, Any] = {"video": _video_response, "tuning": _tuning_response, "batch": _batch_response,
+                             "import": _import_response, "generic": _generic_response}
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "model"
+
+
+class Store:
+    """Operations in creation order, with one sorted sequence index per parent for fast paging.
+
+    Not thread-safe by itself: EmulatorApp holds its lock around every call.
+    """
+
+    def __init__(self, *, speed: float, random_seed: int | None) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be > 0")
+        self.speed = speed
+        self.rng = random.Random(random_seed)  # ids, durations, outcomes: reproducible per seed
+        self.ops: dict[str, Op] = {}
+        self.by_seq: dict[int, Op] = {}
+        # "" is the top level (everything); sequence numbers only grow, so appends keep these sorted.
+        self.index: dict[str, list[int]] = {"": []}
+        self.files: dict[str, str] = {}  # video file id -> operation name
+        self._next_seq = 1
+        self._stores = [f"fileSearchStores/store-{self._id(10)}" for _ in range(4)]
+
+    # --- building operations ---------------------------------------------------------------
+    def _id(self, n: int) -> str:
+        return "".join(self.rng.choices(_ALPHABET, k=n))
+
+    def new_op(self, kind: str, now: float, *, duration: float | None = None, outcome: str = "success",
+               parent: str | None = None, extra: dict[str, Any] | None = None) -> Op:
+        """A fresh record (not yet added): a unique name under `parent` and the kind's defaults."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
+        if outcome not in OUTCOMES or (outcome == "filtered" and kind != "video"):
+            raise ValueError(f"bad outcome {outcome!r} for kind {kind!r}")
+        rng, extra = self.rng, dict(extra or {})
+        if duration is None:
+            duration = rng.uniform(*DURATIONS[kind])
+        if kind == "batch":
+            prefix = "batches/"
+        elif parent:
+            prefix = parent.strip("/") + "/operations/"
+        elif kind == "video":
+            prefix = f"models/{rng.choice(VIDEO_MODELS)}/operations/"
+        elif kind == "tuning":
+            extra.setdefault("display", f"tuned model {rng.randrange(1000)}")
+            prefix = f"tunedModels/{slug(extra['display'])}-{self._id(12)}/operations/"
+        elif kind == "import":
+            prefix = rng.choice(self._stores) + "/operations/"
+        else:
+            prefix = "operations/"
+        name = prefix + self._id(ID_LENGTHS[kind])
+        while name in self.ops:
+            name = prefix + self._id(ID_LENGTHS[kind])
+        if kind == "video":
+            extra["file"] = self._id(12)
+        elif kind == "tuning":
+            extra.setdefault("display", "tuned model")
+            extra.setdefault("base", "models/gemini-1.5-flash-001-tuning")
+            extra.setdefault("hyper", {"epochCount": 5, "batchSize": 4, "learningRate": 0.001})
+            extra.setdefault("steps", rng.randint(20, 400))
+        elif kind == "batch":
+            extra.setdefault("model", "models/gemini-2.5-flash")
+            extra.setdefault("display", f"batch-{rng.randrange(10000)}")
+            extra.setdefault("requests", rng.randint(1, 1000))
+        elif kind == "import":
+            extra["doc"] = self._id(16)
+        return Op(name=name, kind=kind, created=now, duration=duration / self.speed, outcome=outcome, extra=extra)
+
+    def add(self, op: Op) -> None:
+        op.seq, self._next_seq = self._next_seq, self._next_seq + 1
+        self.ops[op.name] = op
+        self.by_seq[op.seq] = op
+        self.index[""].append(op.seq)
+        parent = parent_of(op.name)
+        if parent:
+            self.index.setdefault(parent, []).append(op.seq)
+        if op.kind == "video":
+            self.files[op.extra["file"]] = op.name
+
+    def remove(self, name: str) -> Op | None:
+        op = self.ops.pop(name, None)
+        if op is None:
+            return None
+        del self.by_seq[op.seq]
+        for key in {"", parent_of(name)}:
+            seqs = self.index.get(key)
+            if seqs is not None:
+                i = bisect.bisect_left(seqs, op.seq)
+                if i < len(seqs) and seqs[i] == op.seq:
+                    del seqs[i]
+        self.files.pop(op.extra.get("file", ""), None)
+        return op
+
+    def seed(self, count: int, kinds: Sequence[str], now: float, *, running_fraction: float,
+             failed_fraction: float) -> list[str]:
+        """Many operations in mixed states; added oldest first so the listing order is by createTime."""
+        if count < 0 or not kinds:
+            raise ValueError("count must be >= 0 and kinds non-empty")
+        rng, ops = self.rng, []
+        for _ in range(count):
+            kind = rng.choice(kinds)
+            r = rng.random()
+            failing = rng.random() < failed_fraction
+            outcome = "failure" if failing else "filtered" if kind == "video" and rng.random() < 0.04 else "success"
+            op = self.new_op(kind, now, outcome=outcome)
+            if failing and rng.random() < 0.2:
+                op.error_code = 3
+            if r < running_fraction:  # still running: started a fraction of its duration ago
+                op.created = now - rng.uniform(0.0, 0.95) * op.duration
+            else:  # finished some time in the last three days
+                op.created = now - op.duration - rng.uniform(1.0, 3 * 86400.0)
+                if r < running_fraction + 0.05 * (1 - running_fraction):
+                    op.cancelled, op.ended = True, op.created + rng.uniform(0.05, 0.9) * op.duration
+            ops.append(op)
+        ops.sort(key=lambda o: o.created)
+        for op in ops:
+            self.add(op)
+        return [op.name for op in ops]
+
+    # --- reading ------------------------------------------------------------------------------
+    def page(self, parent: str, size: int, after: int, done: bool | None, now: float) -> tuple[list[Op], int | None]:
+        """Up to `size` operations after sequence `after`; the seq to resume after, or None at the end.
+
+        Scans forward from the token position only as far as the page (plus one look-ahead) needs.
+        """
+        seqs = self.index.get(parent, [])
+        by_seq, found = self.by_seq, []
+        for i in range(bisect.bisect_right(seqs, after), len(seqs)):
+            op = by_seq[seqs[i]]
+            if done is not None and (now >= op.end) != done:
+                continue
+            if len(found) == size:  # one more match exists: there is a next page
+                return found, found[-1].seq
+            found.append(op)
+        return found, None

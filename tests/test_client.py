@@ -1,0 +1,348 @@
+"""AsyncOperations against the emulator over real loopback HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from typing import Any
+
+import pytest
+
+import ops_widgets as ow
+from ops_widgets import AsyncOperations, Operation, State
+
+
+def no_sleep_client(emu: Any, **kw: Any) -> AsyncOperations:
+    """A client whose retry sleeps are recorded, not slept (the server side stays real)."""
+    client = emu.aclient(**kw)
+    client.slept = []  # type: ignore[attr-defined]
+
+    async def sleep(d: float) -> None:
+        client.slept.append(d)  # type: ignore[attr-defined]
+
+    client._sleep = sleep
+    return client
+
+
+async def test_get_each_kind_and_accepts_an_operation(emu: Any) -> None:
+    async with emu.aclient() as ops:
+        for kind in ("video", "tuning", "batch", "import", "generic"):
+            name = emu.create(kind, duration=3600)
+            op = await ops.get(name)
+            assert op.name == name and op.running and op.state is State.RUNNING
+            again = await ops.get(op)
+            assert again.name == name
+        tuning = await ops.get(emu.create("tuning", duration=3600))
+        assert tuning.progress is not None and 0 <= tuning.progress < 100
+
+
+async def test_list_pages_and_filters(fresh_emu: Any) -> None:
+    names = [fresh_emu.create("video", duration=3600, model="veo-pager") for _ in range(120)]
+    for name in names[:30]:
+        fresh_emu.complete(name)
+    async with fresh_emu.aclient() as ops:
+        seen: list[str] = []
+        token = None
+        pages = 0
+        while True:
+            page = await ops.list(parent="models/veo-pager", page_size=50, page_token=token)
+            pages += 1
+            seen += [o.name for o in page.operations]
+            if not page.has_more_pages:
+                break
+            token = page.next_page_token
+        assert pages == 3 and seen == names  # oldest first, no gap, no duplicate
+        done = await ops.list_all(parent="models/veo-pager", filter="done=true", page_size=7)
+        assert sorted(o.name for o in done) == sorted(names[:30]) and all(o.done for o in done)
+        top = await ops.list(page_size=1000)
+        assert len(top.operations) == 120 and top.next_page_token is None
+
+
+async def test_list_all_2500_and_max_items(fresh_emu: Any) -> None:
+    fresh_emu.seed(2500)
+    async with fresh_emu.aclient() as ops:
+        everything = await ops.list_all(page_size=100)
+        assert len(everything) == 2500 and len({o.name for o in everything}) == 2500
+        assert {o.state for o in everything} == set(State)  # mixed states, cancelled included
+        assert len(await ops.list_all(page_size=100, max_items=250)) == 250
+        assert len(await ops.list_all(max_items=7)) == 7
+
+
+async def test_cancel_really_cancels_on_the_server(emu: Any) -> None:
+    name = emu.create("tuning", duration=3600)
+    async with emu.aclient() as ops:
+        assert await ops.cancel(name) is None
+        server_side = emu.get_operation(name)
+        assert server_side["done"] is True and server_side["error"]["code"] == 1
+        op = await ops.get(name)
+        assert op.cancelled and op.state is State.CANCELLED
+
+
+async def test_delete_then_not_found(emu: Any) -> None:
+    name = emu.create("generic", duration=1)
+    async with emu.aclient() as ops:
+        await ops.delete(Operation.from_api_response({"name": name}))
+        with pytest.raises(ow.NotFoundError) as info:
+            await ops.get(name)
+        assert info.value.status_code == 404 and info.value.status == "NOT_FOUND"
+        with pytest.raises(ow.NotFoundError):
+            await ops.delete(name)
+
+
+async def test_wait_reports_progress_until_done(emu: Any) -> None:
+    name = emu.create("tuning", duration=0.6)
+    seen: list[Operation] = []
+    async with emu.aclient() as ops:
+        final = await ops.wait(name, poll_interval=0.05, timeout=30, on_progress=seen.append)
+    assert final.succeeded and final.done
+    assert seen[-1] == final and len(seen) >= 3  # after every poll, the last one included
+    assert all(not o.done for o in seen[:-1])
+    progress = [o.progress for o in seen]
+    assert progress == sorted(progress)  # tuning progress only grows
+
+
+async def test_wait_accepts_async_callbacks_and_backoff(emu: Any) -> None:
+    name = emu.create("video", duration=0.3)
+    calls: list[bool] = []
+
+    async def on_progress(op: Operation) -> None:
+        calls.append(op.done)
+
+    async with emu.aclient() as ops:
+        final = await ops.wait_with_backoff(name, initial_delay=0.02, max_delay=0.1, on_progress=on_progress)
+    assert final.succeeded and final.video_uris and calls[-1] is True
+
+
+async def test_wait_on_a_virtual_clock_never_sleeps_past_the_deadline(emu: Any) -> None:
+    name = emu.create("video", duration=10**6)
+    ops = emu.aclient()
+    now = [0.0]
+    slept: list[float] = []
+    polls: list[Operation] = []
+
+    async def fake_sleep(d: float) -> None:
+        slept.append(d)
+        now[0] += d
+
+    ops._clock, ops._sleep = (lambda: now[0]), fake_sleep
+    with pytest.raises(ow.WaitTimeout) as info:
+        await ops.wait(name, poll_interval=10, timeout=25, on_progress=polls.append)
+    assert slept == [10, 10, 5]  # clipped to the deadline...
+    assert len(polls) == 4  # ...and one more check at it
+    assert isinstance(info.value, TimeoutError) and info.value.operation == polls[-1]
+    assert name in str(info.value)
+    assert emu.get_operation(name).get("done") is not True  # a timeout does not cancel
+    await ops.aclose()
+
+
+async def test_wait_backoff_delays_are_jittered_and_capped(emu: Any) -> None:
+    name = emu.create("video", duration=10**6)
+    ops = emu.aclient()
+    now = [0.0]
+    slept: list[float] = []
+
+    async def fake_sleep(d: float) -> None:
+        slept.append(d)
+        now[0] += d
+
+    ops._clock, ops._sleep, ops._rand = (lambda: now[0]), fake_sleep, (lambda: 0.5)
+    with pytest.raises(ow.WaitTimeout):
+        await ops.wait_with_backoff(name, initial_delay=1, max_delay=8, multiplier=2, timeout=20)
+    assert slept[:5] == [0.5, 1, 2, 4, 4]
+    assert sum(slept) == pytest.approx(20)
+    await ops.aclose()
+
+
+async def test_wait_timeout_none_waits_until_done(emu: Any) -> None:
+    name = emu.create("import", duration=0.2)
+    async with emu.aclient() as ops:
+        assert (await ops.wait(name, poll_interval=0.05, timeout=None)).done
+
+
+async def test_invalid_names_send_nothing(emu: Any) -> None:
+    async with emu.aclient() as ops:
+        before = emu.stats()["total"]
+        for bad in ["abc", "operations/../../v1/x", "operations/x?key=1", "", "models/veo"]:
+            for call in (ops.get, ops.cancel, ops.delete, ops.wait):
+                with pytest.raises(ow.InvalidNameError):
+                    await call(bad)
+        with pytest.raises(ow.InvalidNameError):
+            await ops.list(parent="models/../x")
+        assert emu.stats()["total"] == before
+
+
+# -- errors -----------------------------------------------------------------------------
+
+
+def test_no_key_at_all_says_how_to_get_one() -> None:
+    with pytest.raises(ow.AuthenticationError) as info:
+        AsyncOperations()
+    assert "GEMINI_API_KEY" in str(info.value) and "emulator" in str(info.value)
+
+
+def test_key_from_environment(monkeypatch: pytest.MonkeyPatch, emu: Any) -> None:
+    monkeypatch.setenv("GOOGLE_API_KEY", emu.api_key)
+    name = emu.create("video", duration=60)
+    assert asyncio.run(AsyncOperations(base_url=emu.base_url).get(name)).name == name
+    monkeypatch.setenv("GEMINI_API_KEY", "wrong")  # GEMINI_API_KEY wins over GOOGLE_API_KEY
+    with pytest.raises(ow.AuthenticationError):
+        asyncio.run(AsyncOperations(base_url=emu.base_url).get(name))
+
+
+async def test_bad_key_is_authentication_error(emu: Any) -> None:
+    name = emu.create("video", duration=60)
+    async with AsyncOperations("not-the-key", base_url=emu.base_url) as ops:
+        with pytest.raises(ow.AuthenticationError) as info:
+            await ops.get(name)
+    assert info.value.status_code == 400 and info.value.status == "INVALID_ARGUMENT"
+    assert any(d.get("reason") == "API_KEY_INVALID" for d in info.value.details)
+
+
+async def test_403(emu: Any) -> None:
+    emu.fail_next(1, status=403)
+    async with emu.aclient() as ops:
+        with pytest.raises(ow.PermissionDeniedError) as info:
+            await ops.list()
+    assert info.value.status_code == 403 and info.value.status == "PERMISSION_DENIED"
+
+
+async def test_429_waits_retry_delay_then_succeeds(emu: Any) -> None:
+    name = emu.create("video", duration=60)
+    emu.fail_next(2, status=429, retry_delay=0.25)
+    ops = no_sleep_client(emu)
+    assert (await ops.get(name)).name == name
+    assert ops.slept == [0.25, 0.25]  # type: ignore[attr-defined]
+    await ops.aclose()
+
+
+async def test_429_without_retries_carries_retry_delay(emu: Any) -> None:
+    emu.fail_next(1, status=429, retry_delay=3)
+    async with emu.aclient(max_retries=0) as ops:
+        with pytest.raises(ow.RateLimitError) as info:
+            await ops.list()
+    assert info.value.retry_delay == 3.0 and info.value.status_code == 429
+
+
+async def test_500_without_retries(emu: Any) -> None:
+    emu.fail_next(1, status=500)
+    async with emu.aclient(max_retries=0) as ops:
+        with pytest.raises(ow.ServerError) as info:
+            await ops.list()
+    assert info.value.status_code == 500
+
+
+async def test_html_error_body_is_still_typed(emu: Any) -> None:
+    page = "<html><body><h1>502 Bad Gateway</h1><p>upstream went away</p></body></html>"
+    emu.fail_next(1, status=502, body=page, content_type="text/html")
+    async with emu.aclient(max_retries=0) as ops:
+        with pytest.raises(ow.ServerError) as info:
+            await ops.list()
+    assert "502 Bad Gateway" in info.value.message and "<h1>" not in info.value.message
+
+
+async def test_broken_json_success_body_is_malformed_error(emu: Any) -> None:
+    emu.fail_next(1, status=200, body='{"name": "operations/x", "do')
+    async with emu.aclient() as ops:
+        with pytest.raises(ow.MalformedOperationError, match="not JSON"):
+            await ops.get("operations/x")
+
+
+async def test_retries_until_success(emu: Any) -> None:
+    name = emu.create("video", duration=60)
+    emu.reset_stats()
+    emu.fail_next(3, status=503, path=name)
+    ops = no_sleep_client(emu, max_retries=5)
+    assert (await ops.get(name)).name == name
+    assert emu.stats()["by_name"][name] == 4 and len(ops.slept) == 3  # type: ignore[attr-defined]
+    await ops.aclose()
+
+
+async def test_gives_up_after_max_retries(emu: Any) -> None:
+    name = emu.create("video", duration=60)
+    emu.reset_stats()
+    emu.fail_next(10, status=500, path=name)
+    ops = no_sleep_client(emu, max_retries=2)
+    with pytest.raises(ow.ServerError):
+        await ops.get(name)
+    assert emu.stats()["by_name"][name] == 3
+    emu.clear_faults()
+    await ops.aclose()
+
+
+async def test_4xx_is_not_retried(emu: Any) -> None:
+    emu.reset_stats()
+    ops = no_sleep_client(emu)
+    with pytest.raises(ow.NotFoundError):
+        await ops.get("operations/does-not-exist")
+    assert emu.stats()["total"] == 1 and ops.slept == []  # type: ignore[attr-defined]
+    await ops.aclose()
+
+
+@pytest.fixture()
+def dropping_server():  # type: ignore[no-untyped-def]
+    """A loopback server that accepts connections and closes them without answering."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    accepted = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        srv.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            accepted.append(1)
+            conn.recv(65536)
+            conn.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{srv.getsockname()[1]}", accepted
+    stop.set()
+    t.join()
+    srv.close()
+
+
+async def test_dropped_connections_are_retried_then_transport_error(dropping_server: Any) -> None:
+    url, accepted = dropping_server
+    ops = AsyncOperations("k", base_url=url, max_retries=2)
+    ops._sleep = lambda d: asyncio.sleep(0)  # type: ignore[assignment]
+    with pytest.raises(ow.TransportError) as info:
+        await ops.get("operations/x")
+    assert len(accepted) == 3
+    assert info.value.__cause__ is not None and "operations/x" in str(info.value)
+    await ops.aclose()
+
+
+async def test_connection_refused_is_transport_error() -> None:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    async with AsyncOperations("k", base_url=f"http://127.0.0.1:{port}", max_retries=0) as ops:
+        with pytest.raises(ow.TransportError):
+            await ops.get("operations/x")
+
+
+async def test_in_process_asgi_transport() -> None:
+    import httpx
+
+    from ops_widgets.emulator import EmulatorApp
+
+    app = EmulatorApp(api_key="k")
+    name = app.create("video", duration=60)
+    async with AsyncOperations("k", base_url="http://emulator", transport=httpx.ASGITransport(app=app)) as ops:
+        assert (await ops.get(name)).running
+        await ops.cancel(name)
+        assert (await ops.get(name)).cancelled
+
+
+def test_client_survives_a_second_asyncio_run(emu: Any) -> None:
+    name = emu.create("video", duration=60)
+    ops = emu.aclient()
+    assert asyncio.run(ops.get(name)).name == name
+    assert asyncio.run(ops.get(name)).name == name  # the first loop is closed: start afresh
