@@ -32,7 +32,7 @@ def _demo(args: argparse.Namespace) -> int:
         print("ops-widgets demo needs JupyterLab: pip install 'ops-widgets[demo]'", file=sys.stderr)
         return 2
     cmd = [sys.executable, "-m", "jupyterlab", "--ip=127.0.0.1", f"--ServerApp.root_dir={NOTEBOOKS}",
-           str(notebook.relative_to(NOTEBOOKS))]
+           str(notebook)]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
     print("Opening", notebook.name, "in JupyterLab (Ctrl-C to stop). It runs against the embedded emulator:")
