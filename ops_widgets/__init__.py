@@ -1,6 +1,7 @@
 """ops_widgets: Google long-running operations from Python and Jupyter."""
 
 from ._client import AsyncOperations
+from ._engine import AsyncTracked, Tracked
 from ._exceptions import (
     ApiError,
     AuthenticationError,
@@ -23,6 +24,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ApiError",
     "AsyncOperations",
+    "AsyncTracked",
     "AuthenticationError",
     "BadRequestError",
     "InvalidNameError",
@@ -37,6 +39,7 @@ __all__ = [
     "RateLimitError",
     "ServerError",
     "State",
+    "Tracked",
     "TransportError",
     "WaitTimeout",
 ]

@@ -8,12 +8,13 @@ import logging
 import os
 import random
 import time
-from typing import Any, Awaitable, Callable, Iterator, Union
+from typing import Any, Awaitable, Callable, Iterator, TypeVar, Union
 
 import httpx
 
 from . import _schedule
 from ._backends import GeminiBackend
+from ._engine import AsyncTracked, Hub, Tracked
 from ._exceptions import (
     ApiError,
     AuthenticationError,
@@ -32,6 +33,7 @@ DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 
 NameOrOperation = Union[str, Operation]
 ProgressCallback = Callable[[Operation], Union[None, Awaitable[None]]]
+H = TypeVar("H", AsyncTracked, Tracked)
 
 _NO_KEY = (
     "No API key. Pass api_key=..., or set GEMINI_API_KEY (or GOOGLE_API_KEY) in the environment. "
@@ -74,6 +76,8 @@ class AsyncOperations:
 
     The key comes from ``api_key``, else GEMINI_API_KEY, else GOOGLE_API_KEY, and travels only
     in the ``x-goog-api-key`` header. An instance belongs to the event loop that first uses it.
+    ``poll_concurrency`` and ``poll_rate`` (requests per second, None for no cap) bound what the
+    polling engine of track() sends; direct calls are not throttled.
     """
 
     def __init__(
@@ -85,6 +89,8 @@ class AsyncOperations:
         timeout: float | None = 30.0,
         max_retries: int = 5,
         transport: httpx.AsyncBaseTransport | None = None,
+        poll_concurrency: int = 16,
+        poll_rate: float | None = 10.0,
     ) -> None:
         key = api_key or os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY")
         if not key:
@@ -98,38 +104,57 @@ class AsyncOperations:
         self._transport = transport
         self._http: httpx.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._hub: Hub | None = None
+        self._hub_options: dict[str, Any] = {"max_concurrency": poll_concurrency, "max_rate": poll_rate}
         # Injected time, so tests can run waits and retries on a virtual clock.
         self._clock: Callable[[], float] = time.monotonic
+        self._wall: Callable[[], float] = time.time
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         self._rand: Callable[[], float] = random.random
+        # Typical durations are real-world ones; the emulator runs `speed` times faster.
+        self._typical_scale = 1.0
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self._backend.base_url!r}, api_version={self._backend.api_version!r})"
 
     # -- plumbing ------------------------------------------------------------------------
 
-    def _client(self) -> httpx.AsyncClient:
+    def _bind(self) -> None:
+        """Tie this client (its pool and pollers) to the running loop, or refuse another."""
         loop = asyncio.get_running_loop()
-        if self._http is not None and self._loop is not loop:
-            if self._loop is not None and not self._loop.is_closed():
+        if self._loop is not None and self._loop is not loop:
+            if not self._loop.is_closed():
                 raise RuntimeError(
                     "this AsyncOperations is in use on another event loop; create one per loop, "
                     "or use the blocking Operations, which is safe from any thread"
                 )
-            self._http = None  # its loop is gone (e.g. a second asyncio.run): start afresh
+            # Its loop is gone (e.g. a second asyncio.run): start afresh.
+            self._http, self._hub = None, None
+        self._loop = loop
+
+    def _engine(self) -> Hub:
+        self._bind()
+        if self._hub is None:
+            self._hub = Hub(self, **self._hub_options)
+        return self._hub
+
+    def _client(self) -> httpx.AsyncClient:
+        self._bind()
         if self._http is None:
             self._http = httpx.AsyncClient(
                 timeout=httpx.Timeout(self._timeout), transport=self._transport, follow_redirects=False
             )
-            self._loop = loop
         return self._http
 
-    async def _request(self, method: str, url: str, params: dict[str, str] | None = None) -> Any:
+    async def _request(
+        self, method: str, url: str, params: dict[str, str] | None = None, *, retries: int | None = None
+    ) -> Any:
         """Send with retries; return the decoded JSON or raise a typed error."""
         http = self._client()
         headers = self._backend.auth_headers(self._key.value)
         delays = _schedule.backoff(_RETRY_INITIAL, _RETRY_MAX, 2.0, rand=self._rand)
-        for attempt in range(self._max_retries + 1):
+        retries = self._max_retries if retries is None else retries
+        for attempt in range(retries + 1):
             started = self._clock()
             error: ApiError | TransportError
             try:
@@ -147,18 +172,21 @@ class AsyncOperations:
                 error = ApiError.from_response(
                     resp.status_code, resp.content, resp.headers.get("content-type", "")
                 )
-            if attempt >= self._max_retries or not _retryable(error):
+            if attempt >= retries or not _retryable(error):
                 raise error
             delay = next(delays)
             if isinstance(error, RateLimitError) and error.retry_delay is not None:
                 delay = error.retry_delay  # the server said how long; jitter would only be early
             logger.info("%s %s failed (%s); retry %d/%d in %.2fs", method, url, error,
-                        attempt + 1, self._max_retries, delay)
+                        attempt + 1, retries, delay)
             await self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
+        """Stop this client's pollers and close the connection pool."""
+        if self._hub is not None:
+            for poller in list(self._hub.pollers.values()):
+                poller._stop()
         if self._http is not None:
             http, self._http = self._http, None
             await http.aclose()
@@ -175,6 +203,24 @@ class AsyncOperations:
         """The operation as it is now."""
         data = await self._request("GET", self._backend.operation_url(_name(name)))
         return Operation.from_api_response(data)
+
+    async def _get_once(self, name: str) -> Operation:
+        """One GET, no retries: the polling engine owns retry and rate-limit policy."""
+        data = await self._request("GET", self._backend.operation_url(name), retries=0)
+        return Operation.from_api_response(data)
+
+    async def track(self, name: NameOrOperation, *, poll_interval: float | None = None) -> AsyncTracked:
+        """A live handle on the operation, polled by the shared engine (one poller per name).
+
+        ``poll_interval`` asks for a fixed interval instead of the adaptive schedule (the
+        shortest interval asked for by any tracker of the name wins).
+        """
+        return await self._track(name, poll_interval, AsyncTracked)
+
+    async def _track(self, name: NameOrOperation, poll_interval: float | None, handle: type[H]) -> H:
+        if not isinstance(name, Operation):
+            self._backend.operation_url(name)  # a bad name fails here, before anything is sent
+        return handle(await self._engine().poller(name, poll_interval))
 
     async def list(
         self,
@@ -253,6 +299,10 @@ class AsyncOperations:
         on_progress: ProgressCallback | None,
     ) -> Operation:
         self._backend.operation_url(name)  # reject a bad name before anything else
+        poller = self._hub.active(name) if self._hub is not None else None
+        if poller is not None and self._loop is asyncio.get_running_loop():
+            # Already tracked: join its poller rather than start a second request stream.
+            return await poller.wait(timeout, on_progress)
         deadline = None if timeout is None else self._clock() + timeout
         while True:
             op = await self.get(name)

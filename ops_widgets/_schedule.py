@@ -6,11 +6,14 @@ never sleep past the deadline, and poll once more when it is reached.
 
 from __future__ import annotations
 
+import bisect
 import itertools
+import math
 import random
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
-__all__ = ["backoff", "clip_to_deadline", "fixed"]
+__all__ = ["PRIORS", "Adaptive", "Durations", "Estimate", "backoff", "clip_to_deadline", "fixed"]
 
 
 def fixed(interval: float) -> Iterator[float]:
@@ -51,3 +54,187 @@ def clip_to_deadline(delay: float, now: float, deadline: float | None) -> float 
     if remaining <= 0:
         return None
     return min(delay, remaining)
+
+
+# -- adaptive polling -------------------------------------------------------------------------
+
+# Typical durations in seconds, (low, high), per kind: the built-in priors. Veo takes 1-6 minutes,
+# tuning 10 minutes to hours, file imports seconds to minutes, batches up to a day.
+PRIORS: dict[str, tuple[float, float]] = {
+    "video": (45.0, 400.0),
+    "tuning": (300.0, 4 * 3600.0),
+    "import": (3.0, 180.0),
+    "batch": (60.0, 24 * 3600.0),
+    "other": (5.0, 3600.0),
+}
+
+
+class Durations:
+    """What durations of each kind of operation look like: priors refined by durations seen.
+
+    Each kind is a sorted sample: ``prior_weight`` log-spaced pseudo-observations across its
+    prior range, plus up to ``max_observed`` real durations seen in this process. The CDF is
+    piecewise linear through the sample, so estimates move smoothly as evidence arrives.
+    ``scale`` multiplies the priors (the emulator runs faster than real life).
+    """
+
+    def __init__(
+        self,
+        priors: dict[str, tuple[float, float]] | None = None,
+        *,
+        prior_weight: int = 16,
+        max_observed: int = 256,
+        scale: float = 1.0,
+    ) -> None:
+        self._priors = dict(PRIORS if priors is None else priors)
+        self._prior_weight = prior_weight
+        self._max_observed = max_observed
+        self._scale = scale
+        self._observed: dict[str, list[float]] = {}
+        self._cache: dict[str, list[float]] = {}
+
+    def observe(self, kind: str, duration: float) -> None:
+        if not (duration > 0 and math.isfinite(duration)):
+            return
+        seen = self._observed.setdefault(kind, [])
+        seen.append(duration)
+        if len(seen) > self._max_observed:
+            del seen[0]  # the oldest: behaviour drifts (a model gets faster), follow it
+        self._cache.pop(kind, None)
+
+    def sample(self, kind: str) -> list[float]:
+        cached = self._cache.get(kind)
+        if cached is None:
+            lo, hi = self._priors.get(kind, self._priors.get("other", (5.0, 3600.0)))
+            lo, hi = lo * self._scale, hi * self._scale
+            n = self._prior_weight
+            prior = [lo * (hi / lo) ** ((i + 0.5) / n) for i in range(n)]
+            cached = self._cache[kind] = sorted(prior + self._observed.get(kind, []))
+        return cached
+
+    def cdf(self, kind: str, t: float) -> float:
+        xs = self.sample(kind)
+        n = len(xs)
+        # Points (x_i, (i + .5) / n), extended to 0 at 0.8 x_0 and to 1 at 1.25 x_last.
+        if t <= xs[0]:
+            lo = 0.8 * xs[0]
+            return 0.0 if t <= lo else 0.5 / n * (t - lo) / (xs[0] - lo)
+        if t >= xs[-1]:
+            hi = 1.25 * xs[-1]
+            return 1.0 if t >= hi else 1 - 0.5 / n * (hi - t) / (hi - xs[-1])
+        i = bisect.bisect_right(xs, t) - 1
+        x0, x1 = xs[i], xs[i + 1]
+        frac = 0.0 if x1 == x0 else (t - x0) / (x1 - x0)
+        return (i + 0.5 + frac) / n
+
+    def quantile(self, kind: str, q: float) -> float:
+        """The inverse of cdf, by bisection (the CDF is monotone)."""
+        xs = self.sample(kind)
+        lo, hi = 0.8 * xs[0], 1.25 * xs[-1]
+        for _ in range(48):
+            mid = (lo + hi) / 2
+            if self.cdf(kind, mid) < q:
+                lo = mid
+            else:
+                hi = mid
+        return hi
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Seconds left, and whether they come from typical durations rather than reported progress."""
+
+    eta: float | None
+    from_priors: bool
+
+
+class Adaptive:
+    """The default schedule: poll near the likely finish, sparsely before it.
+
+    Pure: it is fed observations (elapsed seconds since the operation started, progress or None)
+    and answers the next delay and the ETA. With reported progress it extrapolates the progress
+    rate; without, it steps through the typical-duration distribution of the kind, so that each
+    poll has about a ``step`` chance of being the one that sees it done.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        durations: Durations,
+        *,
+        floor: float = 1.0,
+        ceiling: float = 3600.0,
+        step: float = 0.07,
+        margin: float = 0.02,
+    ) -> None:
+        self.kind = kind
+        self.durations = durations
+        self.floor, self.ceiling, self.step, self.margin = floor, ceiling, step, margin
+        self._history: list[tuple[float, float]] = []  # (elapsed, progress), progress rising
+        self._elapsed = 0.0
+        self._progress: float | None = None
+        self._rates: list[float] = []
+
+    def observe(self, elapsed: float, progress: float | None) -> None:
+        self._elapsed = max(elapsed, 0.0)
+        self._progress = progress
+        if progress is None:
+            return
+        if self._history and progress < self._history[-1][1]:
+            self._history.clear()  # progress went back (a restart): start the estimate afresh
+        if not self._history or progress > self._history[-1][1] or len(self._history) == 1:
+            self._history.append((self._elapsed, progress))
+            del self._history[:-4]
+        rate = self._rate()
+        if rate is not None:
+            self._rates.append(rate)
+            del self._rates[:-3]
+
+    def _rate(self) -> float | None:
+        """Percent per second between the last two rising samples (or since the start).
+
+        The latest slope, not a long average: real progress often sits at 0 while a job is
+        queued, then rises steadily, and only the recent slope says when it will end.
+        """
+        h = self._history
+        if len(h) >= 2 and h[-1][1] > h[-2][1] and h[-1][0] > h[-2][0]:
+            return (h[-1][1] - h[-2][1]) / (h[-1][0] - h[-2][0])
+        if h and h[-1][1] > 0 and h[-1][0] > 0:
+            return h[-1][1] / h[-1][0]  # linear since it started: a first guess
+        return None
+
+    def estimate(self) -> Estimate:
+        rate = self._rates[-1] if self._rates else None
+        if self._progress is not None and rate:
+            return Estimate(max(0.0, (100.0 - self._progress) / rate), False)
+        # No progress: the median of the durations still possible, minus what has passed.
+        d = self.durations
+        c = d.cdf(self.kind, self._elapsed)
+        if c >= 0.999:
+            return Estimate(None, True)  # ran past every duration we know: no honest guess
+        median = d.quantile(self.kind, c + (1 - c) / 2)
+        return Estimate(max(0.0, median - self._elapsed), True)
+
+    def _confident(self) -> bool:
+        """Two rate estimates in a row that agree: progress is steady, aim at the finish."""
+        r = self._rates
+        return len(r) >= 2 and abs(r[-1] - r[-2]) <= 0.05 * max(r[-1], r[-2])
+
+    def next_delay(self) -> float:
+        est = self.estimate()
+        if not est.from_priors and est.eta is not None:
+            if self._confident():
+                # Aim just past the expected finish; the margin covers jitter in the rate.
+                delay = est.eta * (1 + self.margin) + self.floor
+            else:
+                # Look again halfway, and no later than the time already elapsed (a doubling
+                # search), to learn the real rate before betting on it.
+                delay = min(est.eta / 2, max(self._elapsed, self.floor))
+        else:
+            d, e = self.durations, self._elapsed
+            c = d.cdf(self.kind, e)
+            if c >= 0.999:
+                delay = 0.25 * e  # overran every known duration: back off in proportion
+            else:
+                delay = d.quantile(self.kind, c + self.step * (1 - c)) - e
+        return min(self.ceiling, max(self.floor, delay))

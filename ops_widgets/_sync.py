@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import httpx
 
-from . import _engine
+from . import _loop
 from ._client import DEFAULT_BASE_URL, AsyncOperations, NameOrOperation, ProgressCallback
+from ._engine import Tracked
 from ._types import ListOperationsResponse, Operation
 
 __all__ = ["Operations"]
@@ -30,10 +31,13 @@ class Operations:
         timeout: float | None = 30.0,
         max_retries: int = 5,
         transport: httpx.AsyncBaseTransport | None = None,
+        poll_concurrency: int = 16,
+        poll_rate: float | None = 10.0,
     ) -> None:
         self._async = AsyncOperations(
             api_key, base_url=base_url, api_version=api_version, timeout=timeout,
-            max_retries=max_retries, transport=transport,
+            max_retries=max_retries, transport=transport, poll_concurrency=poll_concurrency,
+            poll_rate=poll_rate,
         )
 
     def __repr__(self) -> str:
@@ -41,7 +45,7 @@ class Operations:
 
     def close(self) -> None:
         """Close the connection pool."""
-        _engine.run(self._async.aclose())
+        _loop.run(self._async.aclose())
 
     def __enter__(self) -> Operations:
         return self
@@ -50,7 +54,10 @@ class Operations:
         self.close()
 
     def get(self, name: NameOrOperation) -> Operation:
-        return _engine.run(self._async.get(name))
+        return _loop.run(self._async.get(name))
+
+    def track(self, name: NameOrOperation, *, poll_interval: float | None = None) -> Tracked:
+        return _loop.run(self._async._track(name, poll_interval, Tracked))
 
     def list(
         self,
@@ -60,7 +67,7 @@ class Operations:
         page_token: str | None = None,
         filter: str | None = None,
     ) -> ListOperationsResponse:
-        return _engine.run(
+        return _loop.run(
             self._async.list(parent=parent, page_size=page_size, page_token=page_token, filter=filter)
         )
 
@@ -72,15 +79,15 @@ class Operations:
         filter: str | None = None,
         max_items: int | None = None,
     ) -> list[Operation]:
-        return _engine.run(
+        return _loop.run(
             self._async.list_all(parent=parent, page_size=page_size, filter=filter, max_items=max_items)
         )
 
     def cancel(self, name: NameOrOperation) -> None:
-        _engine.run(self._async.cancel(name))
+        _loop.run(self._async.cancel(name))
 
     def delete(self, name: NameOrOperation) -> None:
-        _engine.run(self._async.delete(name))
+        _loop.run(self._async.delete(name))
 
     def wait(
         self,
@@ -90,7 +97,7 @@ class Operations:
         timeout: float | None = 600.0,
         on_progress: ProgressCallback | None = None,
     ) -> Operation:
-        return _engine.run(
+        return _loop.run(
             self._async.wait(name, poll_interval=poll_interval, timeout=timeout, on_progress=on_progress)
         )
 
@@ -104,7 +111,7 @@ class Operations:
         timeout: float | None = 3600.0,
         on_progress: ProgressCallback | None = None,
     ) -> Operation:
-        return _engine.run(
+        return _loop.run(
             self._async.wait_with_backoff(
                 name, initial_delay=initial_delay, max_delay=max_delay, multiplier=multiplier,
                 timeout=timeout, on_progress=on_progress,

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 from ._exceptions import MalformedOperationError
 from ._progress import progress_from_metadata, times_from_metadata
 
-__all__ = ["ListOperationsResponse", "Operation", "OperationError", "State"]
+__all__ = ["KINDS", "ListOperationsResponse", "Operation", "OperationError", "State", "kind_of"]
 
 CANCELLED_CODE = 1  # google.rpc.Code.CANCELLED
 
@@ -96,6 +96,11 @@ class Operation:
     @property
     def id(self) -> str:
         return self.name.rsplit("/", 1)[-1]
+
+    @property
+    def kind(self) -> str:
+        """"video", "tuning", "import", "batch" or "other", from the name and metadata @type."""
+        return kind_of(self.name, self.metadata)
 
     @property
     def complete(self) -> bool:
@@ -201,6 +206,23 @@ class ListOperationsResponse:
     def __repr__(self) -> str:
         more = f", next_page_token={self.next_page_token!r}" if self.next_page_token else ""
         return f"ListOperationsResponse({len(self.operations)} operations{more})"
+
+
+KINDS = ("video", "tuning", "import", "batch", "other")
+
+
+def kind_of(name: str, metadata: Mapping[str, Any]) -> str:
+    """What an operation is for, so schedules, widgets and tables can treat kinds apart."""
+    type_ = str(metadata.get("@type", ""))
+    if name.startswith("batches/") or type_.endswith("Batch"):
+        return "batch"
+    if name.startswith("tunedModels/") or "Tun" in type_.rsplit(".", 1)[-1]:
+        return "tuning"
+    if "Import" in type_ or "Upload" in type_ or name.startswith(("fileSearchStores/", "corpora/")) or "/ragCorpora/" in name:
+        return "import"
+    if "PredictLongRunning" in type_ or "GenerateVideo" in type_ or "/models/veo" in f"/{name}":
+        return "video"
+    return "other"
 
 
 def _kind(value: Any) -> str:

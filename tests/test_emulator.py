@@ -340,7 +340,7 @@ def test_admin_http_routes(emu: Emulator) -> None:
         assert admin.post("/faults", json={"seconds": 600, "status": 503}).json() == {}
         assert admin.delete("/faults").json() == {}
         assert admin.post("/stats:reset").json() == {}
-        assert admin.get("/stats").json() == {"total": 0, "by_route": {}, "by_name": {}}
+        assert admin.get("/stats").json() == {"total": 0, "by_route": {}, "by_name": {}, "by_status": {}}
         assert admin.post("/operations", json={"kind": "nope"}).status_code == 400
         assert admin.post("/operations/operations/missing:complete").status_code == 404
 

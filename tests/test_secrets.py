@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 import ops_widgets as ow
-from ops_widgets import _engine as engine
+from ops_widgets import _loop as engine
 from ops_widgets.emulator import Emulator
 
 KEY = "AIzaSy-SECRET-0123456789-abcdefXYZ"

@@ -175,3 +175,22 @@ def test_malformed_operations_raise_typed_errors(data: object, says: str) -> Non
 def test_malformed_lists_raise_typed_errors(data: object) -> None:
     with pytest.raises(MalformedOperationError):
         ListOperationsResponse.from_api_response(data)
+
+
+@pytest.mark.parametrize(
+    ("name", "metadata", "kind"),
+    [
+        ("models/veo-3.1-generate-preview/operations/a", {}, "video"),
+        ("projects/p/locations/l/publishers/google/models/veo-3.0-generate-001/operations/a", {}, "video"),
+        ("tunedModels/t/operations/a", {}, "tuning"),
+        ("projects/p/locations/l/tuningJobs/1/operations/2",
+         {"@type": "type.googleapis.com/google.cloud.aiplatform.v1.CreateTuningJobOperationMetadata"}, "tuning"),
+        ("batches/b", {}, "batch"),
+        ("fileSearchStores/s/operations/a", {}, "import"),
+        ("projects/1/locations/l/ragCorpora/2/operations/3",
+         {"@type": "type.googleapis.com/google.cloud.aiplatform.v1.ImportRagFilesOperationMetadata"}, "import"),
+        ("operations/x", {}, "other"),
+    ],
+)
+def test_kind(name: str, metadata: dict, kind: str) -> None:
+    assert Operation.from_api_response({"name": name, "metadata": metadata}).kind == kind

@@ -133,6 +133,7 @@ class EmulatorApp:
         self._faults: list[_Fault] = []
         self._by_route: Counter[str] = Counter()
         self._by_name: Counter[str] = Counter()
+        self._by_status: Counter[int] = Counter()
 
     def __repr__(self) -> str:
         return f"<EmulatorApp {len(self._store.ops)} operations, speed={self._store.speed}>"
@@ -191,15 +192,16 @@ class EmulatorApp:
             self._faults.clear()
 
     def stats(self) -> dict[str, Any]:
-        """Request counts: total, per route template, and GETs per operation name."""
+        """Request counts: total, per route template, GETs per operation name, and per status answered."""
         with self._lock:
             return {"total": sum(self._by_route.values()), "by_route": dict(self._by_route),
-                    "by_name": dict(self._by_name)}
+                    "by_name": dict(self._by_name), "by_status": dict(self._by_status)}
 
     def reset_stats(self) -> None:
         with self._lock:
             self._by_route.clear()
             self._by_name.clear()
+            self._by_status.clear()
 
     # --- ASGI ---------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -222,7 +224,12 @@ class EmulatorApp:
             if path.startswith("/_emulator/"):
                 response = self._admin(scope["method"], path[len("/_emulator/"):], body)
             else:
-                response = self._api(scope, path, query, body)
+                try:
+                    response = self._api(scope, path, query, body)
+                except ApiError as exc:
+                    response = exc.response()
+                with self._lock:
+                    self._by_status[response[0]] += 1
                 if self.latency[1] > 0:
                     await asyncio.sleep(self._latency_rng.uniform(*self.latency))
         except ApiError as exc:

@@ -18,11 +18,13 @@ if TYPE_CHECKING:
 class Emulator:
     """A running emulator. Use `Emulator.start()`; stop it with `stop()` or a `with` block."""
 
-    def __init__(self, app: EmulatorApp, server: uvicorn.Server, thread: threading.Thread, port: int) -> None:
+    def __init__(self, app: EmulatorApp, server: uvicorn.Server, thread: threading.Thread, port: int,
+                 speed: float = 1.0) -> None:
         self.app = app
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
         self.api_key = app.api_key
+        self.speed = speed
         self._server, self._thread = server, thread
         app.base_url = self.base_url
         # The admin methods are the app's own bound methods: one implementation, same signatures.
@@ -52,7 +54,7 @@ class Emulator:
                 raise RuntimeError(f"the emulator could not start on 127.0.0.1:{port}")
             time.sleep(0.005)
         bound = server.servers[0].sockets[0].getsockname()[1]
-        return cls(app, server, thread, bound)
+        return cls(app, server, thread, bound, speed)
 
     def stop(self) -> None:
         self._server.should_exit = True
@@ -61,12 +63,16 @@ class Emulator:
     def client(self, **kw: Any) -> Operations:
         from .. import Operations  # lazy: the client package imports nothing from here
 
-        return Operations(api_key=self.api_key, base_url=self.base_url, **kw)
+        ops = Operations(api_key=self.api_key, base_url=self.base_url, **kw)
+        ops._async._typical_scale = 1.0 / self.speed  # typical durations shrink with the clock
+        return ops
 
     def aclient(self, **kw: Any) -> AsyncOperations:
         from .. import AsyncOperations
 
-        return AsyncOperations(api_key=self.api_key, base_url=self.base_url, **kw)
+        ops = AsyncOperations(api_key=self.api_key, base_url=self.base_url, **kw)
+        ops._typical_scale = 1.0 / self.speed
+        return ops
 
     def __enter__(self) -> Emulator:
         return self

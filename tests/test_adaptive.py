@@ -1,0 +1,128 @@
+"""The adaptive schedule on a virtual clock: pure, no sockets, no sleeps."""
+
+from __future__ import annotations
+
+import pytest
+
+from ops_widgets._schedule import PRIORS, Adaptive, Durations
+
+
+def run_video(a: Adaptive, finish: float, horizon: float = 10_000) -> tuple[int, float]:
+    """Poll an operation with no progress that finishes at ``finish``: (polls, detection delay)."""
+    t, polls = 0.0, 0
+    while t < horizon:
+        polls += 1
+        if t >= finish:
+            return polls, t - finish
+        a.observe(t, None)
+        t += a.next_delay()
+    raise AssertionError("never saw it done")
+
+
+def run_progress(a: Adaptive, start: float, finish: float) -> tuple[int, float, list[float]]:
+    """Progress 0 until ``start``, then linear to 100 at ``finish``."""
+    t, polls, times = 0.0, 0, []
+    while True:
+        polls += 1
+        times.append(t)
+        if t >= finish:
+            return polls, t - finish, times
+        p = 0.0 if t <= start else 100 * (t - start) / (finish - start)
+        a.observe(t, p)
+        t += a.next_delay()
+
+
+def test_no_progress_polls_sparsely_early_and_densely_near_the_likely_finish() -> None:
+    a = Adaptive("video", Durations())
+    a.observe(0, None)
+    first = a.next_delay()
+    lo, hi = PRIORS["video"]
+    assert first > 0.6 * lo  # nothing to see in the first minute of a Veo job
+    a.observe(150, None)
+    middle = a.next_delay()
+    assert middle < first / 2  # dense where finishes are likely
+    assert a.estimate().from_priors and a.estimate().eta is not None
+
+
+def test_no_progress_detects_about_as_fast_as_a_fixed_10s_loop_with_fewer_polls() -> None:
+    total_polls = total_delay = 0.0
+    finishes = [60 + 300 * i / 49 for i in range(50)]  # 1 to 6 minutes
+    for f in finishes:
+        polls, delay = run_video(Adaptive("video", Durations()), f)
+        total_polls += polls
+        total_delay += delay
+    fixed10_polls = sum(int(f // 10) + 2 for f in finishes)
+    assert total_polls < fixed10_polls
+    assert total_delay / len(finishes) < 10
+
+
+def test_overrun_backs_off_in_proportion_and_admits_no_eta() -> None:
+    a = Adaptive("import", Durations())
+    a.observe(5000, None)  # far past every import we know of
+    assert a.estimate().eta is None
+    assert a.next_delay() == pytest.approx(0.25 * 5000)
+    assert Adaptive("import", Durations(), ceiling=600).next_delay() <= 600
+
+
+def test_floor_and_ceiling() -> None:
+    a = Adaptive("tuning", Durations(), floor=2, ceiling=100)
+    for t in (10, 20, 30):
+        a.observe(t, t / 10)  # steady: it aims at the finish, ~970 s away...
+    assert a.next_delay() == 100  # ...but never further than the ceiling
+    b = Adaptive("tuning", Durations(), floor=2, ceiling=100)
+    b.observe(10, 99.99)
+    assert b.next_delay() == 2
+
+
+def test_progress_converges_near_the_finish_in_few_polls() -> None:
+    for finish in (600.0, 2400.0, 10_800.0):
+        polls, delay, times = run_progress(Adaptive("tuning", Durations(), ceiling=10**6), finish * 0.03, finish)
+        assert polls <= 6, (finish, times)
+        assert delay <= 0.03 * finish + 2, (finish, times)
+
+
+def test_progress_eta_is_reported_not_estimated() -> None:
+    a = Adaptive("tuning", Durations())
+    a.observe(100, 10.0)
+    a.observe(200, 20.0)
+    est = a.estimate()
+    assert not est.from_priors and est.eta == pytest.approx(800)
+
+
+def test_progress_going_back_restarts_the_estimate() -> None:
+    a = Adaptive("import", Durations())
+    a.observe(10, 50.0)
+    a.observe(20, 80.0)
+    a.observe(30, 5.0)  # a retry from scratch
+    assert a.estimate().eta == pytest.approx(95 / (5 / 30))
+
+
+def test_priors_refine_with_observed_durations() -> None:
+    d = Durations()
+    before = Adaptive("video", d)
+    before.observe(0, None)
+    eta_before, first_before = before.estimate().eta, before.next_delay()
+    for _ in range(200):
+        d.observe("video", 100.0)
+    after = Adaptive("video", d)
+    after.observe(0, None)
+    assert after.estimate().eta == pytest.approx(100, rel=0.1)
+    assert abs(eta_before - 100) > 20  # the prior alone said otherwise
+    assert after.next_delay() != pytest.approx(first_before)
+    # and the learnt distribution finds 100 s jobs with fewer polls and a small delay
+    polls_after, delay_after = run_video(Adaptive("video", d), 100.0)
+    polls_before, _ = run_video(Adaptive("video", Durations()), 100.0)
+    assert polls_after <= polls_before and delay_after < 10
+
+
+def test_durations_cdf_is_monotone_and_quantile_inverts_it() -> None:
+    d = Durations()
+    xs = [0, 10, 40, 60, 100, 200, 399, 400, 450, 600]
+    cdf = [d.cdf("video", x) for x in xs]
+    assert cdf == sorted(cdf) and cdf[0] == 0 and cdf[-1] == 1
+    for q in (0.1, 0.5, 0.9):
+        assert d.cdf("video", d.quantile("video", q)) == pytest.approx(q, abs=1e-6)
+
+
+def test_unknown_kind_uses_the_other_prior() -> None:
+    assert Durations().sample("mystery") == Durations().sample("other")
