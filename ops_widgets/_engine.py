@@ -378,7 +378,8 @@ class Poller:
 
     def _observe(self, op: Operation) -> None:
         self._observed_at = self.hub.client._clock()
-        self._schedule.observe(self.elapsed(), op.progress)
+        if not op.done:
+            self._schedule.observe(self.elapsed(), op.progress)
 
     def _update(self, op: Operation) -> None:
         changed = op.raw != self.latest.raw or self.last_error is not None
@@ -388,7 +389,9 @@ class Poller:
         self.latest = op
         self._observe(op)
         if op.done:
-            self.hub.durations.observe(op.kind, self.elapsed())
+            create, update = op.create_time, op.update_time
+            reported = (update - create).total_seconds() if create and update else None
+            self._schedule.finished(self.elapsed(), reported)
         if changed:
             self._deliver()
         if op.done:

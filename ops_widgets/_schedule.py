@@ -165,30 +165,47 @@ class Adaptive:
         floor: float = 1.0,
         ceiling: float = 3600.0,
         step: float = 0.07,
-        margin: float = 0.02,
+        margin: float = -0.03,
+        tail: float = 0.03,
     ) -> None:
         self.kind = kind
         self.durations = durations
-        self.floor, self.ceiling, self.step, self.margin = floor, ceiling, step, margin
+        self.floor, self.ceiling, self.step, self.margin, self.tail = floor, ceiling, step, margin, tail
         self._history: list[tuple[float, float]] = []  # (elapsed, progress), progress rising
         self._elapsed = 0.0
+        self._running_elapsed: float | None = None  # the last time it was seen running
         self._progress: float | None = None
-        self._rates: list[float] = []
+        self._finishes: list[float] = []  # predicted finish (elapsed seconds) after each rising sample
 
     def observe(self, elapsed: float, progress: float | None) -> None:
         self._elapsed = max(elapsed, 0.0)
+        self._running_elapsed = self._elapsed
         self._progress = progress
         if progress is None:
             return
         if self._history and progress < self._history[-1][1]:
             self._history.clear()  # progress went back (a restart): start the estimate afresh
-        if not self._history or progress > self._history[-1][1] or len(self._history) == 1:
-            self._history.append((self._elapsed, progress))
-            del self._history[:-4]
+            self._finishes.clear()
+        if self._history and progress == self._history[-1][1]:
+            return  # no news: keep the older sample, whose slope spans more time
+        self._history.append((self._elapsed, progress))
+        del self._history[:-4]
         rate = self._rate()
         if rate is not None:
-            self._rates.append(rate)
-            del self._rates[:-3]
+            self._finishes.append(self._elapsed + (100.0 - progress) / rate)
+            del self._finishes[:-3]
+
+    def finished(self, elapsed: float, duration: float | None = None) -> None:
+        """Seen done at ``elapsed``; teach the kind's durations what it took.
+
+        ``duration`` is the operation's own (updateTime - createTime) when it has one; else the
+        midpoint between the last poll that saw it running and this one, so that what is learnt
+        is not biased late by our own poll times.
+        """
+        if duration is None:
+            last = self._running_elapsed
+            duration = elapsed if last is None else (last + elapsed) / 2
+        self.durations.observe(self.kind, duration)
 
     def _rate(self) -> float | None:
         """Percent per second between the last two rising samples (or since the start).
@@ -204,9 +221,8 @@ class Adaptive:
         return None
 
     def estimate(self) -> Estimate:
-        rate = self._rates[-1] if self._rates else None
-        if self._progress is not None and rate:
-            return Estimate(max(0.0, (100.0 - self._progress) / rate), False)
+        if self._progress is not None and self._finishes:
+            return Estimate(max(0.0, self._finishes[-1] - self._elapsed), False)
         # No progress: the median of the durations still possible, minus what has passed.
         d = self.durations
         c = d.cdf(self.kind, self._elapsed)
@@ -215,26 +231,36 @@ class Adaptive:
         median = d.quantile(self.kind, c + (1 - c) / 2)
         return Estimate(max(0.0, median - self._elapsed), True)
 
-    def _confident(self) -> bool:
-        """Two rate estimates in a row that agree: progress is steady, aim at the finish."""
-        r = self._rates
-        return len(r) >= 2 and abs(r[-1] - r[-2]) <= 0.05 * max(r[-1], r[-2])
+    def _confident(self, eta: float) -> bool:
+        """The last two predictions of the finish agree, given how far off it still is; or the
+        last slope spans enough progress (a fifth of the work) to be read without much error."""
+        f, h = self._finishes, self._history
+        if len(h) >= 2 and h[-1][1] - h[-2][1] >= 20:
+            return True
+        return len(f) >= 2 and abs(f[-1] - f[-2]) <= max(2 * self.floor, 0.1 * eta)
 
     def next_delay(self) -> float:
         est = self.estimate()
+        e = self._elapsed
         if not est.from_priors and est.eta is not None:
-            if self._confident():
-                # Aim just past the expected finish; the margin covers jitter in the rate.
-                delay = est.eta * (1 + self.margin) + self.floor
+            confident = self._confident(est.eta)
+            if est.eta <= 4 * self.floor or (confident and est.eta * abs(self.margin) < self.floor):
+                delay = est.eta + self.floor / 2  # nearly there: just after the finish
+            elif confident:
+                # Aim at the expected finish, a little early: a poll just before the end
+                # measures the last stretch exactly, and costs less than a late one.
+                delay = est.eta * (1 + self.margin)
             else:
                 # Look again halfway, and no later than the time already elapsed (a doubling
                 # search), to learn the real rate before betting on it.
-                delay = min(est.eta / 2, max(self._elapsed, self.floor))
+                delay = min(est.eta / 2, max(e, self.floor))
         else:
-            d, e = self.durations, self._elapsed
+            d = self.durations
             c = d.cdf(self.kind, e)
             if c >= 0.999:
                 delay = 0.25 * e  # overran every known duration: back off in proportion
             else:
-                delay = d.quantile(self.kind, c + self.step * (1 - c)) - e
+                # A `step` chance of finishing before the next poll, but never more often than
+                # a small fraction of the elapsed time (the tail of a long job is not urgent).
+                delay = max(d.quantile(self.kind, c + self.step * (1 - c)) - e, self.tail * e)
         return min(self.ceiling, max(self.floor, delay))

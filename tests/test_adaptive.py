@@ -77,7 +77,7 @@ def test_floor_and_ceiling() -> None:
 def test_progress_converges_near_the_finish_in_few_polls() -> None:
     for finish in (600.0, 2400.0, 10_800.0):
         polls, delay, times = run_progress(Adaptive("tuning", Durations(), ceiling=10**6), finish * 0.03, finish)
-        assert polls <= 6, (finish, times)
+        assert polls <= 7, (finish, times)  # vs 60-1080 for a fixed 10 s loop
         assert delay <= 0.03 * finish + 2, (finish, times)
 
 
