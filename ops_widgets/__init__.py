@@ -21,6 +21,16 @@ from ._types import ListOperationsResponse, Operation, OperationError, State
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    # The widgets import anywidget and ipywidgets: load them only when asked for.
+    if name in ("OperationWidget", "watch_all"):
+        from . import widgets
+
+        return getattr(widgets, name)
+    raise AttributeError(f"module 'ops_widgets' has no attribute {name!r}")
+
+
 __all__ = [
     "ApiError",
     "AsyncOperations",
@@ -33,6 +43,7 @@ __all__ = [
     "NotFoundError",
     "Operation",
     "OperationError",
+    "OperationWidget",
     "Operations",
     "OpsError",
     "PermissionDeniedError",
@@ -42,11 +53,12 @@ __all__ = [
     "Tracked",
     "TransportError",
     "WaitTimeout",
+    "watch_all",
 ]
 
 # Public classes say they live here, not in private modules (as httpx does).
 for _name in __all__:
-    _obj = globals()[_name]
+    _obj = globals().get(_name)
     if getattr(_obj, "__module__", "").startswith("ops_widgets._"):
         _obj.__module__ = "ops_widgets"
 del _name, _obj

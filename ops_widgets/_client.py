@@ -8,7 +8,7 @@ import logging
 import os
 import random
 import time
-from typing import Any, Awaitable, Callable, Iterator, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Iterator, TypeVar, Union
 
 import httpx
 
@@ -24,6 +24,11 @@ from ._exceptions import (
     WaitTimeout,
 )
 from ._types import ListOperationsResponse, Operation
+
+if TYPE_CHECKING:
+    from ipywidgets import VBox
+
+    from .widgets import OperationWidget
 
 __all__ = ["DEFAULT_BASE_URL", "AsyncOperations", "NameOrOperation", "ProgressCallback"]
 
@@ -216,6 +221,19 @@ class AsyncOperations:
         shortest interval asked for by any tracker of the name wins).
         """
         return await self._track(name, poll_interval, AsyncTracked)
+
+    async def watch(self, name: NameOrOperation, *, poll_interval: float | None = None) -> OperationWidget:
+        """An OperationWidget showing the operation live (it binds to track(); it never polls)."""
+        from .widgets import OperationWidget  # lazy: anywidget and ipywidgets only when wanted
+
+        return OperationWidget(await self.track(name, poll_interval=poll_interval))
+
+    async def watch_all(self, names: Iterable[NameOrOperation], *, poll_interval: float | None = None) -> VBox:
+        """A compact stacked list of OperationWidgets, tracked concurrently."""
+        from .widgets import watch_all
+
+        handles = await asyncio.gather(*(self.track(n, poll_interval=poll_interval) for n in names))
+        return watch_all(handles)
 
     async def _track(self, name: NameOrOperation, poll_interval: float | None, handle: type[H]) -> H:
         if not isinstance(name, Operation):

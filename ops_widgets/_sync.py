@@ -5,12 +5,19 @@ No logic lives here: sync and async share one implementation (see tests/test_fac
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Iterable
+
 import httpx
 
 from . import _loop
 from ._client import DEFAULT_BASE_URL, AsyncOperations, NameOrOperation, ProgressCallback
 from ._engine import Tracked
 from ._types import ListOperationsResponse, Operation
+
+if TYPE_CHECKING:
+    from ipywidgets import VBox
+
+    from .widgets import OperationWidget
 
 __all__ = ["Operations"]
 
@@ -58,6 +65,16 @@ class Operations:
 
     def track(self, name: NameOrOperation, *, poll_interval: float | None = None) -> Tracked:
         return _loop.run(self._async._track(name, poll_interval, Tracked))
+
+    def watch(self, name: NameOrOperation, *, poll_interval: float | None = None) -> OperationWidget:
+        from .widgets import OperationWidget  # lazy: anywidget and ipywidgets only when wanted
+
+        return OperationWidget(self.track(name, poll_interval=poll_interval))
+
+    def watch_all(self, names: Iterable[NameOrOperation], *, poll_interval: float | None = None) -> VBox:
+        from .widgets import watch_all
+
+        return watch_all(names, self, poll_interval=poll_interval)
 
     def list(
         self,

@@ -13,6 +13,12 @@ from ._progress import progress_from_metadata, times_from_metadata
 __all__ = ["KINDS", "ListOperationsResponse", "Operation", "OperationError", "State", "kind_of"]
 
 CANCELLED_CODE = 1  # google.rpc.Code.CANCELLED
+GRPC_CODE_NAMES = {
+    0: "OK", 1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED",
+    5: "NOT_FOUND", 6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED", 8: "RESOURCE_EXHAUSTED",
+    9: "FAILED_PRECONDITION", 10: "ABORTED", 11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED",
+    13: "INTERNAL", 14: "UNAVAILABLE", 15: "DATA_LOSS", 16: "UNAUTHENTICATED",
+}
 
 
 class State(str, enum.Enum):
@@ -32,6 +38,11 @@ class OperationError:
     code: int
     message: str
     details: list[Any] = field(default_factory=list)
+
+    @property
+    def code_name(self) -> str:
+        """The google.rpc.Code name ("INTERNAL"), or "CODE_<n>" for one it does not know."""
+        return GRPC_CODE_NAMES.get(self.code, f"CODE_{self.code}")
 
     @classmethod
     def from_api_response(cls, data: Any) -> OperationError:

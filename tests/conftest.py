@@ -1,17 +1,6 @@
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any
-
 import pytest
-
-WIRE = Path(__file__).parent / "wire"
-
-
-def wire(name: str) -> Any:
-    """An example body in the real shape (see tests/wire/README.md)."""
-    return json.loads((WIRE / f"{name}.json").read_text())
 
 
 @pytest.fixture(autouse=True)
@@ -22,12 +11,19 @@ def _no_ambient_keys(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def emu():  # type: ignore[no-untyped-def]
-    """One emulator over real loopback HTTP for the session; tests make their own operations."""
+def _session_emu():  # type: ignore[no-untyped-def]
     from ops_widgets.emulator import Emulator
 
     with Emulator.start(random_seed=7) as e:
         yield e
+
+
+@pytest.fixture()
+def emu(_session_emu):  # type: ignore[no-untyped-def]
+    """One emulator over real loopback HTTP for the session; tests make their own operations.
+    Faults a test injected and did not use up are cleared after it."""
+    yield _session_emu
+    _session_emu.clear_faults()
 
 
 @pytest.fixture()

@@ -8,7 +8,7 @@ import pytest
 
 import ops_widgets as ow
 from ops_widgets import ApiError
-from conftest import wire
+from wiredata import wire
 
 
 def from_wire(status: int, name: str) -> ApiError:

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from ops_widgets import ListOperationsResponse, MalformedOperationError, Operation, OperationError, State
-from conftest import wire
+from wiredata import wire
 
 
 def test_running_video_has_no_done_key() -> None:

@@ -1,0 +1,104 @@
+"""What a widget shows of an operation: pure functions from snapshots to synced state."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+from .._types import Operation
+
+__all__ = ["Throttle", "format_duration", "result_items", "summary_line", "view_state"]
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    s = max(0, round(seconds))
+    h, m, r = s // 3600, s % 3600 // 60, s % 60
+    if h:
+        return f"{h}h{m:02d}m"
+    return f"{m}m{r:02d}s" if m else f"{r}s"
+
+
+def summary_line(op: Operation, elapsed: float | None = None) -> str:
+    """The text form of a widget: "models/veo/operations/abc  running  42%  1m12s"."""
+    line = op.summary()
+    return line if elapsed is None else f"{line}  {format_duration(elapsed)}"
+
+
+def result_items(op: Operation) -> list[dict[str, str]]:
+    """A short result for a finished operation: video links, the tuned model, the document."""
+    if not op.succeeded:
+        return []
+    kind, response, meta = op.kind, op.response or {}, op.metadata
+    if kind == "video":
+        uris = op.video_uris
+        if not uris:
+            return [{"label": "no video:", "text": "filtered by safety checks (no samples returned)"}]
+        return [{"label": f"video {i}:", "text": uri, "href": uri} for i, uri in enumerate(uris, 1)]
+    if kind == "tuning":
+        name = response.get("name") or meta.get("tunedModel")
+        return [{"label": "tuned model:", "text": str(name)}] if name else []
+    if kind == "import":
+        doc = response.get("documentName") or response.get("name")
+        return [{"label": "document:", "text": str(doc)}] if doc else []
+    if kind == "batch":
+        stats = meta.get("batchStats")
+        if isinstance(stats, Mapping):
+            ok, bad = stats.get("successfulRequestCount", 0), stats.get("failedRequestCount", 0)
+            return [{"label": "requests:", "text": f"{ok} succeeded, {bad} failed of {stats.get('requestCount', '?')}"}]
+    return []
+
+
+def view_state(
+    op: Operation,
+    *,
+    elapsed: float | None,
+    eta: float | None,
+    eta_is_estimate: bool,
+    cancelling: bool = False,
+    poll_error: str = "",
+    cancel_error: str = "",
+) -> dict[str, Any]:
+    """Every synced trait of an OperationWidget, from one snapshot and its handle's figures."""
+    state = op.state.value
+    if state == "running" and cancelling:
+        state = "cancelling"
+    error = op.error if op.failed else None
+    progress = op.progress
+    return {
+        "name": op.name,
+        "op_id": op.id,
+        "kind": op.kind,
+        "state": state,
+        "progress": None if progress is None else round(progress, 2),
+        "elapsed": None if elapsed is None else round(elapsed, 1),
+        "eta": None if eta is None or op.done else round(eta, 1),
+        "eta_is_estimate": bool(eta_is_estimate) and not op.done,
+        "error_code": "" if error is None else f"{error.code_name} ({error.code})",
+        "error_message": "" if error is None else error.message,
+        "result": result_items(op),
+        "poll_error": poll_error,
+        "cancel_error": cancel_error,
+    }
+
+
+class Throttle:
+    """At most one send per ``interval`` seconds; later changes are folded into one trailing send."""
+
+    def __init__(self, interval: float = 0.1, clock: Callable[[], float] | None = None) -> None:
+        import time
+
+        self.interval = interval
+        self._clock = clock or time.monotonic
+        self._last = float("-inf")
+        self.pending = False
+
+    def delay(self) -> float:
+        """0 to send now (and it is counted as sent), else how long to wait before sending."""
+        now = self._clock()
+        wait = self._last + self.interval - now
+        if wait <= 0:
+            self._last = now
+            self.pending = False
+            return 0.0
+        return wait
