@@ -2,6 +2,7 @@
 
 from ._client import AsyncOperations
 from ._engine import AsyncTracked, Tracked
+from ._frame import to_dataframe
 from ._exceptions import (
     ApiError,
     AuthenticationError,
@@ -53,6 +54,7 @@ __all__ = [
     "Tracked",
     "TransportError",
     "WaitTimeout",
+    "to_dataframe",
     "watch_all",
 ]
 

@@ -8,17 +8,19 @@ import logging
 import os
 import random
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Iterator, TypeVar, Union
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Iterable, Iterator, TypeVar, Union
 
 import httpx
 
 from . import _schedule
 from ._backends import GeminiBackend
 from ._engine import AsyncTracked, Hub, Tracked
+from ._frame import FrameBuilder, ListingProgress
 from ._exceptions import (
     ApiError,
     AuthenticationError,
     MalformedOperationError,
+    OpsError,
     RateLimitError,
     TransportError,
     WaitTimeout,
@@ -26,6 +28,7 @@ from ._exceptions import (
 from ._types import ListOperationsResponse, Operation
 
 if TYPE_CHECKING:
+    import pandas as pd
     from ipywidgets import VBox
 
     from .widgets import OperationWidget
@@ -263,18 +266,97 @@ class AsyncOperations:
     ) -> list[Operation]:
         """Every operation, following every page (up to ``max_items``)."""
         result: list[Operation] = []
+        async for page in self._pages(parent, page_size, filter, max_items):
+            result.extend(page)
+        return result
+
+    async def list_dataframe(
+        self,
+        *,
+        parent: str | None = None,
+        page_size: int | None = None,
+        filter: str | None = None,
+        max_items: int | None = None,
+        flatten_metadata: bool = True,
+        progress: bool = True,
+    ) -> pd.DataFrame:
+        """list_all() as a DataFrame (see to_dataframe), built page by page: no page is kept.
+
+        ``progress`` shows how far the listing got: a small widget in a notebook, a text line
+        on stderr elsewhere.
+        """
+        builder = FrameBuilder(flatten_metadata=flatten_metadata)
+        shown = ListingProgress(progress)
+        pages = 0
+        async for page in self._pages(parent, page_size, filter, max_items):
+            builder.add(page)
+            pages += 1
+            shown.update(builder.count, pages)
+        shown.close(builder.count, pages)
+        return builder.build()
+
+    async def _pages(
+        self, parent: str | None, page_size: int | None, filter: str | None, max_items: int | None
+    ) -> AsyncIterator[list[Operation]]:
+        """The operations of each page in turn, stopping at ``max_items``: the one pager."""
         token: str | None = None
         seen: set[str] = set()
-        while max_items is None or len(result) < max_items:
+        count = 0
+        while max_items is None or count < max_items:
             page = await self.list(parent=parent, page_size=page_size, page_token=token, filter=filter)
-            result.extend(page.operations)
+            ops = page.operations if max_items is None else page.operations[: max_items - count]
+            count += len(ops)
+            yield ops
             token = page.next_page_token
             if token is None:
                 break
             if token in seen:  # a server bug would otherwise loop forever
                 raise MalformedOperationError(f"the server sent page token {token[:40]!r} twice")
             seen.add(token)
-        return result if max_items is None else result[:max_items]
+
+    async def cancel_many(
+        self, names: Iterable[NameOrOperation] | pd.DataFrame, *, concurrency: int = 8
+    ) -> pd.DataFrame:
+        """Cancel each (a DataFrame means its index); never stops at a failure.
+
+        Returns a DataFrame of outcomes: name, ok, error (the typed error's text, or NA).
+        """
+        return await self._many(self.cancel, names, concurrency)
+
+    async def delete_many(
+        self, names: Iterable[NameOrOperation] | pd.DataFrame, *, concurrency: int = 8
+    ) -> pd.DataFrame:
+        """Delete each (a DataFrame means its index); never stops at a failure. See cancel_many."""
+        return await self._many(self.delete, names, concurrency)
+
+    async def _many(
+        self,
+        action: Callable[[NameOrOperation], Awaitable[None]],
+        targets: Iterable[NameOrOperation] | pd.DataFrame,
+        concurrency: int,
+    ) -> pd.DataFrame:
+        import pandas as pd
+
+        if isinstance(targets, pd.DataFrame):
+            names = [str(n) for n in targets.index]
+        else:
+            names = [_name(t) for t in targets]
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(name: str) -> str | None:
+            async with gate:
+                try:
+                    await action(name)
+                except OpsError as exc:
+                    return f"{type(exc).__name__}: {exc}"
+                return None
+
+        errors = await asyncio.gather(*(one(n) for n in names))
+        return pd.DataFrame({
+            "name": pd.array(names, dtype="string"),
+            "ok": [e is None for e in errors],
+            "error": pd.array(errors, dtype="string"),
+        })
 
     async def cancel(self, name: NameOrOperation) -> None:
         """Ask the server to cancel; it finishes as cancelled (error code 1) when it can."""

@@ -15,6 +15,7 @@ from ._engine import Tracked
 from ._types import ListOperationsResponse, Operation
 
 if TYPE_CHECKING:
+    import pandas as pd
     from ipywidgets import VBox
 
     from .widgets import OperationWidget
@@ -99,6 +100,33 @@ class Operations:
         return _loop.run(
             self._async.list_all(parent=parent, page_size=page_size, filter=filter, max_items=max_items)
         )
+
+    def list_dataframe(
+        self,
+        *,
+        parent: str | None = None,
+        page_size: int | None = None,
+        filter: str | None = None,
+        max_items: int | None = None,
+        flatten_metadata: bool = True,
+        progress: bool = True,
+    ) -> pd.DataFrame:
+        return _loop.run(
+            self._async.list_dataframe(
+                parent=parent, page_size=page_size, filter=filter, max_items=max_items,
+                flatten_metadata=flatten_metadata, progress=progress,
+            )
+        )
+
+    def cancel_many(
+        self, names: Iterable[NameOrOperation] | pd.DataFrame, *, concurrency: int = 8
+    ) -> pd.DataFrame:
+        return _loop.run(self._async.cancel_many(names, concurrency=concurrency))
+
+    def delete_many(
+        self, names: Iterable[NameOrOperation] | pd.DataFrame, *, concurrency: int = 8
+    ) -> pd.DataFrame:
+        return _loop.run(self._async.delete_many(names, concurrency=concurrency))
 
     def cancel(self, name: NameOrOperation) -> None:
         _loop.run(self._async.cancel(name))

@@ -1,0 +1,167 @@
+"""Operations as a pandas DataFrame: typed columns, one row per operation, indexed by name.
+
+The decisions (state, kind, progress, which metadata field holds a time) are the Operation
+model's; this module only lays them out in columns. Times are parsed once per column with
+pandas (vectorized), from the same fields Operation.create_time reads.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+from ._types import Operation, State
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["COLUMNS", "FrameBuilder", "ListingProgress", "to_dataframe"]
+
+COLUMNS = [
+    "id", "kind", "state", "done", "progress", "create_time", "update_time", "duration",
+    "error_code", "error_message", "parent", "model",
+]
+STATES = [s.value for s in State]
+
+
+def _time_fields(metadata: Mapping[str, Any]) -> tuple[Any, Any]:
+    """The raw createTime/updateTime strings, where Operation.create_time looks for them."""
+    create, update = metadata.get("createTime"), metadata.get("updateTime")
+    generic = metadata.get("genericMetadata")
+    if isinstance(generic, Mapping):
+        create = create or generic.get("createTime")
+        update = update or generic.get("updateTime")
+    return create, update
+
+
+def _parent(name: str) -> str:
+    """The collection an operation lives in: "models/veo-3.0", "tunedModels/t", "operations"."""
+    head, sep, _ = name.rpartition("/operations/")
+    if sep:
+        return head
+    return name.rsplit("/", 1)[0]  # "batches/x" -> "batches", "operations/x" -> "operations"
+
+
+def _flatten(value: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
+    for key, item in value.items():
+        path = f"{prefix}.{key}"
+        if isinstance(item, Mapping) and item:
+            _flatten(item, path, out)
+        else:
+            out[path] = item
+
+
+class FrameBuilder:
+    """Collects operations column by column (pages can be dropped once added), then builds."""
+
+    def __init__(self, *, flatten_metadata: bool = True) -> None:
+        self.flatten_metadata = flatten_metadata
+        self._cols: dict[str, list[Any]] = {c: [] for c in ("name", *COLUMNS)}
+        self._meta: list[dict[str, Any]] = []
+        self.count = 0
+
+    def add(self, operations: Iterable[Operation]) -> None:
+        c = self._cols
+        for op in operations:
+            md = op.metadata
+            create, update = _time_fields(md)
+            err = op.error if op.failed else None
+            kind = op.kind
+            c["name"].append(op.name)
+            c["id"].append(op.id)
+            c["kind"].append(kind)
+            c["state"].append(op.state.value)
+            c["done"].append(op.done)
+            c["progress"].append(op.progress)
+            c["create_time"].append(create if isinstance(create, str) else None)
+            c["update_time"].append(update if isinstance(update, str) else None)
+            c["error_code"].append(None if err is None else err.code)
+            c["error_message"].append(None if err is None else err.message)
+            c["parent"].append(_parent(op.name))
+            c["model"].append(_parent(op.name) if kind == "video" and op.name.startswith("models/") else
+                              (md.get("model") if kind == "video" else None))
+            if self.flatten_metadata:
+                flat: dict[str, Any] = {}
+                _flatten(md, "metadata", flat)
+                self._meta.append(flat)
+            self.count += 1
+
+    def build(self, now: datetime | None = None) -> pd.DataFrame:
+        import pandas as pd
+
+        c = self._cols
+        create = pd.to_datetime(pd.Series(c["create_time"], dtype=object), utc=True, format="ISO8601", errors="coerce")
+        update = pd.to_datetime(pd.Series(c["update_time"], dtype=object), utc=True, format="ISO8601", errors="coerce")
+        create, update = create.astype("datetime64[ns, UTC]"), update.astype("datetime64[ns, UTC]")
+        done = pd.Series(c["done"], dtype=bool)
+        now_ts = pd.Timestamp(now or datetime.now(timezone.utc))
+        # Done: how long it took; running: how long it has run so far.
+        duration = (update.where(done, now_ts) - create).astype("timedelta64[ns]")
+        frame = pd.DataFrame(
+            {
+                "id": pd.array(c["id"], dtype="string"),
+                "kind": pd.array(c["kind"], dtype="string"),
+                "state": pd.Categorical(c["state"], categories=STATES),
+                "done": done.array,
+                "progress": pd.array(c["progress"], dtype="Float64"),
+                "create_time": create.array,
+                "update_time": update.array,
+                "duration": duration.array,
+                "error_code": pd.array(c["error_code"], dtype="Int64"),
+                "error_message": pd.array(c["error_message"], dtype="string"),
+                "parent": pd.array(c["parent"], dtype="string"),
+                "model": pd.array(c["model"], dtype="string"),
+            },
+            index=pd.Index(c["name"], dtype="string", name="name"),
+        )
+        if self.flatten_metadata and self._meta:
+            meta = pd.DataFrame.from_records(self._meta, index=frame.index)
+            meta = meta[sorted(meta.columns)]
+            frame = pd.concat([frame, meta], axis=1)
+        return frame
+
+
+def to_dataframe(operations: Iterable[Operation], *, flatten_metadata: bool = True) -> pd.DataFrame:
+    """One row per operation, indexed by name, with typed columns (see COLUMNS), then the
+    metadata flattened as "metadata.<path>" columns when ``flatten_metadata``."""
+    builder = FrameBuilder(flatten_metadata=flatten_metadata)
+    builder.add(operations)
+    return builder.build()
+
+
+class ListingProgress:
+    """"Listed N operations (P pages)": a small widget in a notebook, a text line in a terminal."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self._label: Any = None
+        self._stream = sys.stderr if enabled else None
+        if enabled and _in_kernel():
+            try:
+                import ipywidgets
+                from IPython.display import display
+
+                self._label = ipywidgets.HTML("listing operations…")
+                display(self._label)
+                self._stream = None
+            except ImportError:
+                pass
+
+    def update(self, count: int, pages: int) -> None:
+        text = f"listed {count:,} operations ({pages} page{'s' if pages != 1 else ''})"
+        if self._label is not None:
+            self._label.value = text  # our own digits: no server text goes into this HTML
+        elif self._stream is not None:
+            self._stream.write(f"\r{text}")
+            self._stream.flush()
+
+    def close(self, count: int, pages: int) -> None:
+        self.update(count, pages)
+        if self._stream is not None:
+            self._stream.write("\n")
+
+
+def _in_kernel() -> bool:
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None  # type: ignore[attr-defined]
+    return shell is not None and getattr(shell, "kernel", None) is not None

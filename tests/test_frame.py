@@ -1,0 +1,133 @@
+"""to_dataframe on every wire shape (dtypes included), list_dataframe against the emulator,
+and the bulk actions."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pandas as pd
+import pytest
+
+import ops_widgets as ow
+from ops_widgets import Operation, to_dataframe
+from ops_widgets._frame import COLUMNS
+from wiredata import wire
+
+DTYPES = {
+    "id": "string", "kind": "string", "state": "category", "done": "bool", "progress": "Float64",
+    "create_time": "datetime64[ns, UTC]", "update_time": "datetime64[ns, UTC]",
+    "duration": "timedelta64[ns]", "error_code": "Int64", "error_message": "string",
+    "parent": "string", "model": "string",
+}
+SHAPES = ["veo_running", "veo_done", "tuning_running", "tuning_done", "failed", "cancelled"]
+
+
+def ops(*names: str) -> list[Operation]:
+    return [Operation.from_api_response(wire(n)) for n in names]
+
+
+def check_dtypes(frame: pd.DataFrame) -> None:
+    assert list(frame.columns[: len(COLUMNS)]) == COLUMNS
+    for col, dtype in DTYPES.items():
+        assert str(frame[col].dtype) == dtype, col
+    assert list(frame["state"].cat.categories) == ["running", "succeeded", "failed", "cancelled"]
+    assert frame.index.name == "name"
+
+
+def test_empty_input_has_the_same_columns_and_dtypes() -> None:
+    frame = to_dataframe([])
+    assert frame.empty and list(frame.columns) == COLUMNS
+    check_dtypes(frame)
+
+
+def test_every_wire_shape() -> None:
+    page = [*ops(*SHAPES), *ow.ListOperationsResponse.from_api_response(wire("list_page1")).operations,
+            *ow.ListOperationsResponse.from_api_response(wire("list_page2")).operations]
+    frame = to_dataframe(page)
+    check_dtypes(frame)
+    assert len(frame) == len(page) and list(frame.index) == [o.name for o in page]
+
+    video = frame.loc["models/veo-3.1-generate-preview/operations/vz341u0pmdlc"].iloc[-1]  # the done one
+    assert video["kind"] == "video" and video["state"] == "succeeded"
+    assert video["model"] == "models/veo-3.1-generate-preview" and video["parent"] == "models/veo-3.1-generate-preview"
+    assert pd.isna(video["progress"]) and pd.isna(video["create_time"]) and pd.isna(video["duration"])
+
+    tuning = frame.loc["tunedModels/number-generator-model-dzlmi0gswwqb/operations/bvl8dymw0fhw"]
+    assert list(tuning["progress"]) == pytest.approx([39.473682, 100.0])
+    assert list(tuning["metadata.totalSteps"]) == [38, 38]
+
+    failed = frame.loc["models/veo-3.1-generate-preview/operations/q1w2e3r4t5y6"]
+    assert failed["state"] == "failed" and failed["error_code"] == 13 and "internal error" in failed["error_message"]
+
+    batch = frame.loc["batches/k3w9xq7mv2rt8yzp4c6d1hn0"]
+    assert batch["kind"] == "batch" and batch["parent"] == "batches" and pd.isna(batch["model"])
+    assert batch["progress"] == pytest.approx(40.0) and batch["metadata.batchStats.requestCount"] == "100"
+    assert batch["create_time"] == pd.Timestamp("2026-08-21T08:00:03.118207Z")
+    assert pd.isna(batch["error_code"]) and pd.isna(batch["error_message"])
+    # running: duration is now - create_time
+    assert batch["duration"] > timedelta(days=1)
+    cancelled = frame.loc["batches/c4n5c3l7e8d9x0y1z2a3b4c5"].iloc[0]
+    assert cancelled["state"] == "cancelled" and cancelled["error_code"] == 1
+    assert cancelled["duration"] == pd.Timedelta("0 days 00:41:24.433886")  # done: update - create
+
+    assert frame["done"].tolist() == [o.done for o in page]
+    assert (frame["state"] == "running").sum() == sum(o.running for o in page)
+
+
+def test_without_metadata_columns() -> None:
+    frame = to_dataframe(ops("tuning_running"), flatten_metadata=False)
+    assert list(frame.columns) == COLUMNS
+
+
+def test_metadata_paths_are_flattened() -> None:
+    frame = to_dataframe(ops("tuning_running"))
+    assert {"metadata.@type", "metadata.completedSteps", "metadata.snapshots", "metadata.tunedModel"} <= set(frame.columns)
+    assert isinstance(frame["metadata.snapshots"].iloc[0], list)  # lists stay values
+
+
+def test_list_dataframe_equals_to_dataframe_of_list_all(fresh_emu: Any) -> None:
+    # The emulator's clock runs: running operations that report progress would differ between
+    # two listings. Finished ones and running videos (which report nothing) stay put.
+    fresh_emu.seed(2400, running_fraction=0.0)
+    for _ in range(100):
+        fresh_emu.create("video", duration=3600)
+    with fresh_emu.client() as client:
+        listed = client.list_all(page_size=300)
+        frame = client.list_dataframe(page_size=300, progress=False)
+        expected = to_dataframe(listed)
+    check_dtypes(frame)
+    assert len(frame) == 2500
+    pd.testing.assert_frame_equal(frame, expected)
+    assert (frame["state"] == "running").sum() == 100
+
+
+def test_list_dataframe_filters_and_stops_at_max_items(fresh_emu: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    fresh_emu.seed(500)
+    with fresh_emu.client() as client:
+        running = client.list_dataframe(filter="done=false", page_size=100)
+        few = client.list_dataframe(page_size=100, max_items=150, progress=False)
+    assert len(running) > 0 and (running["state"] == "running").all()
+    assert len(few) == 150
+    err = capsys.readouterr().err
+    assert "listed" in err and "operations" in err  # the terminal progress line
+
+
+def test_cancel_many_and_delete_many_never_abort(fresh_emu: Any) -> None:
+    live = [fresh_emu.create("video", duration=3600) for _ in range(5)]
+    with fresh_emu.client() as client:
+        client.delete(live[1])  # already gone
+        targets = [live[0], live[1], "operations/never-existed", "not a name", *live[2:]]
+        out = client.cancel_many(targets, concurrency=2)
+        assert list(out.columns) == ["name", "ok", "error"]
+        assert out["ok"].tolist() == [True, False, False, False, True, True, True]
+        assert out["error"].isna().tolist() == out["ok"].tolist()
+        assert "NotFoundError" in out["error"][1] and "InvalidNameError" in out["error"][3]
+        for name in [live[0], *live[2:]]:
+            assert fresh_emu.get_operation(name)["error"]["code"] == 1  # really cancelled
+        frame = client.list_dataframe(progress=False)
+        gone = client.delete_many(frame[frame["state"] == "cancelled"])
+        assert gone["ok"].all() and len(gone) == 4
+        again = client.delete_many(gone["name"].tolist())
+        assert not again["ok"].any() and again["error"].str.contains("NotFoundError").all()
+        assert client.list_all() == []
