@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str) -> object:
     # The widgets import anywidget and ipywidgets: load them only when asked for.
-    if name in ("OperationWidget", "watch_all"):
+    if name in ("OperationWidget", "OperationsTable", "watch_all"):
         from . import widgets
 
         return getattr(widgets, name)
@@ -46,6 +46,7 @@ __all__ = [
     "OperationError",
     "OperationWidget",
     "Operations",
+    "OperationsTable",
     "OpsError",
     "PermissionDeniedError",
     "RateLimitError",

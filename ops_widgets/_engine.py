@@ -301,6 +301,10 @@ class Poller:
 
     async def _send_cancel(self) -> None:
         await self.hub.client.cancel(self.name)
+        self.expect_cancel()
+
+    def expect_cancel(self) -> None:
+        """On the loop: a cancel went through (here or elsewhere); poll soon to see it confirmed."""
         self.cancel_requested = True
         self._cancel_delays = backoff(0.5, 10.0, 2.0, jitter=False)
         self.wake()

@@ -16,7 +16,7 @@ CONTRACT = {
 def test_all_is_sorted_and_complete() -> None:
     assert ops_widgets.__all__ == sorted(ops_widgets.__all__)
     assert CONTRACT <= set(ops_widgets.__all__)
-    lazy = {"OperationWidget", "watch_all"}  # widgets load anywidget only when asked for
+    lazy = {"OperationWidget", "OperationsTable", "watch_all"}  # widgets load anywidget only when asked for
     for name in ops_widgets.__all__:
         obj = getattr(ops_widgets, name)
         assert name in lazy or obj.__module__ == "ops_widgets", name

@@ -1,5 +1,7 @@
-"""Jupyter widgets: OperationWidget (one operation, live) and watch_all (a compact list)."""
+"""Jupyter widgets: OperationWidget (one operation, live), watch_all (a compact list) and
+OperationsTable (many operations: filter, select, cancel)."""
 
 from ._operation import OperationWidget, watch_all
+from ._table import OperationsTable
 
-__all__ = ["OperationWidget", "watch_all"]
+__all__ = ["OperationWidget", "OperationsTable", "watch_all"]

@@ -30,7 +30,7 @@ __all__ = ["OperationWidget", "watch_all"]
 # In a wheel the front-end ships in ops_widgets/static; in a clone (editable install) it is js/.
 # Paths, not text, so that ANYWIDGET_HMR=1 can hot-reload them while developing.
 _PACKAGE = Path(__file__).resolve().parent.parent
-_STATIC = _PACKAGE / "static" if (_PACKAGE / "static" / "operation.js").is_file() else _PACKAGE.parent / "js"
+_STATIC = _PACKAGE / "static" if (_PACKAGE / "static" / "widgets.js").is_file() else _PACKAGE.parent / "js"
 
 Target = Union[str, Operation, Tracked, AsyncTracked]
 
@@ -43,8 +43,9 @@ class OperationWidget(anywidget.AnyWidget):  # type: ignore[misc]
     use ``await client.watch(name)``.
     """
 
-    _esm = _STATIC / "operation.js"
-    _css = _STATIC / "operation.css"
+    _esm = _STATIC / "widgets.js"
+    _css = _STATIC / "widgets.css"
+    _view = t.Unicode("operation").tag(sync=True)  # which view of the shared module renders it
 
     # The synced state: server text and figures only. Never a key, a header or a client.
     name = t.Unicode("", help="Full operation name").tag(sync=True)

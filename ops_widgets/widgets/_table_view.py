@@ -1,0 +1,83 @@
+"""What the table shows: filtering, sorting and one page of rows. Pure functions over a frame."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Collection, Sequence
+
+import pandas as pd
+
+__all__ = ["SORTABLE", "matching", "page_rows"]
+
+# Columns the table shows and can sort by (the frame's own names).
+SORTABLE = ("id", "kind", "state", "progress", "create_time", "duration", "error_message", "name")
+
+
+def matching(
+    frame: pd.DataFrame,
+    *,
+    states: Collection[str] = (),
+    kinds: Collection[str] = (),
+    search: str = "",
+    sort_by: str = "create_time",
+    descending: bool = True,
+) -> pd.Index:
+    """The names that pass the filters, in display order (empty filters let everything through)."""
+    mask = pd.Series(True, index=frame.index)
+    if states:
+        mask &= frame["state"].isin(list(states)).to_numpy()
+    if kinds:
+        mask &= frame["kind"].isin(list(kinds)).fillna(False).to_numpy()
+    text = search.strip()
+    if text:
+        in_name = frame.index.to_series().str.contains(text, case=False, regex=False).fillna(False)
+        in_error = frame["error_message"].str.contains(text, case=False, regex=False).fillna(False)
+        mask &= (in_name | in_error).to_numpy()
+    view = frame[mask.to_numpy()]
+    if sort_by == "name":
+        keys = view.index.to_series()
+    elif sort_by in frame.columns:
+        keys = view[sort_by]
+    else:
+        raise ValueError(f"cannot sort by {sort_by!r}; choose one of {', '.join(SORTABLE)}")
+    if isinstance(keys.dtype, pd.CategoricalDtype):
+        keys = keys.astype("string")  # alphabetical, like every other column
+    order = keys.reset_index(drop=True).sort_values(ascending=not descending, na_position="last", kind="stable")
+    return view.index[order.index.to_numpy()]
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-able value: NA and NaN become None."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def page_rows(
+    frame: pd.DataFrame, names: Sequence[str], *, selected: Collection[str], cancelling: Collection[str]
+) -> list[dict[str, Any]]:
+    """The rows of one page, as plain JSON for the browser (only this page ever travels)."""
+    if not len(names):
+        return []
+    part = frame.loc[list(names)]
+    rows = []
+    for name, row in zip(part.index, part.itertuples(index=False)):
+        state = str(row.state)
+        if state == "running" and name in cancelling:
+            state = "cancelling"
+        created = _plain(row.create_time)
+        duration = _plain(row.duration)
+        rows.append({
+            "name": str(name),
+            "id": str(row.id),
+            "kind": str(row.kind),
+            "state": state,
+            "progress": _plain(row.progress),
+            "create_time": "" if created is None else created.strftime("%Y-%m-%d %H:%M:%S"),
+            "duration": None if duration is None else round(duration.total_seconds(), 1),
+            "error": _plain(row.error_message) or "",
+            "selected": name in selected,
+        })
+    return rows

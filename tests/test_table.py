@@ -1,0 +1,169 @@
+"""OperationsTable's Python side (recorded comm) and its pure view functions."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pandas as pd
+import pytest
+import traitlets
+
+from ops_widgets import Operation, OperationsTable, to_dataframe
+from ops_widgets.widgets._table_view import matching, page_rows
+from test_widget import RecordingComm, recorded_comm, until  # noqa: F401  (the fixture is reused)
+
+
+def make_frame() -> pd.DataFrame:
+    def op(name: str, **kw: Any) -> Operation:
+        return Operation.from_api_response({"name": name, **kw})
+
+    return to_dataframe([
+        op("models/veo-3.0-generate-001/operations/v1", metadata={"createTime": "2026-01-01T00:00:03Z"}),
+        op("tunedModels/t/operations/t1", metadata={"createTime": "2026-01-01T00:00:01Z", "completedPercent": 40}),
+        op("batches/b1", done=True, error={"code": 13, "message": "quota <b>exceeded</b>"},
+           metadata={"createTime": "2026-01-01T00:00:02Z", "updateTime": "2026-01-01T00:10:00Z"}),
+        op("operations/g1", done=True, response={}),
+        op("operations/g2", done=True, error={"code": 1, "message": "Operation was cancelled."}),
+    ])
+
+
+def test_matching_filters_and_sorts() -> None:
+    f = make_frame()
+    assert list(matching(f)) == ["models/veo-3.0-generate-001/operations/v1", "batches/b1",
+                                 "tunedModels/t/operations/t1", "operations/g1", "operations/g2"]  # newest first, NaT last
+    assert list(matching(f, states=["running"], sort_by="id", descending=False)) == [
+        "tunedModels/t/operations/t1", "models/veo-3.0-generate-001/operations/v1"]
+    assert list(matching(f, kinds=["batch", "other"], sort_by="name", descending=False)) == [
+        "batches/b1", "operations/g1", "operations/g2"]
+    assert list(matching(f, search="QUOTA")) == ["batches/b1"]  # error messages, any case
+    assert list(matching(f, search="tunedmodels/t")) == ["tunedModels/t/operations/t1"]  # names
+    assert list(matching(f, search="<b>")) == ["batches/b1"]  # plain text, not a pattern
+    assert list(matching(f, sort_by="progress", descending=True))[0] == "tunedModels/t/operations/t1"
+    assert list(matching(f, sort_by="state", descending=False))[0] == "operations/g2"  # "cancelled" first
+    with pytest.raises(ValueError):
+        matching(f, sort_by="nope")
+
+
+def test_page_rows_are_plain_json() -> None:
+    f = make_frame()
+    rows = page_rows(f, ["batches/b1", "models/veo-3.0-generate-001/operations/v1"],
+                     selected={"batches/b1"}, cancelling={"models/veo-3.0-generate-001/operations/v1"})
+    json.dumps(rows)
+    assert rows[0] == {"name": "batches/b1", "id": "b1", "kind": "batch", "state": "failed", "progress": None,
+                       "create_time": "2026-01-01 00:00:02", "duration": 598.0,
+                       "error": "quota <b>exceeded</b>", "selected": True}
+    assert rows[1]["state"] == "cancelling" and rows[1]["selected"] is False and rows[1]["error"] == ""
+
+
+def test_only_the_visible_page_travels() -> None:
+    names = [Operation.from_api_response({"name": f"operations/o{i:06d}"}) for i in range(100_000)]
+    table = OperationsTable(names)
+    state = table.get_state()
+    assert table.total == 100_000 and len(state["rows"]) == 50
+    assert len(json.dumps(state["rows"])) < 20_000
+    table.page = 3
+    assert table.rows[0]["name"] == table.filtered.index[150]
+    table.page = 10**6  # past the end: the last page
+    assert table.page == 1999 and len(table.rows) == 50
+    table.close()
+
+
+def test_filters_reset_the_page_and_sorting_is_validated() -> None:
+    table = OperationsTable(make_frame(), page_size=2)
+    table.page = 2
+    table.state_filter = ["running"]
+    assert table.page == 0 and table.matching == 2 and {r["state"] for r in table.rows} == {"running"}
+    table.kind_filter = ["tuning"]
+    assert [r["id"] for r in table.rows] == ["t1"]
+    with pytest.raises(traitlets.TraitError):
+        table.sort_by = "password"
+    table.close()
+
+
+def test_selection_messages_and_frames() -> None:
+    table = OperationsTable(make_frame())
+    table.comm.from_front({"type": "select", "names": ["batches/b1", "not-in-table"], "selected": True})
+    assert table.selected_count == 1 and list(table.selected.index) == ["batches/b1"]
+    table.state_filter = ["running"]
+    table.comm.from_front({"type": "select_matching"})
+    assert table.selected_count == 3 and set(table.selected.index) >= set(table.filtered.index)
+    table.comm.from_front({"type": "select", "names": ["batches/b1"], "selected": False})
+    assert table.selected_count == 2
+    table.comm.from_front({"type": "clear_selection"})
+    assert table.selected_count == 0 and table.selected.empty
+    table.comm.from_front({"type": "ping"})
+    assert {"type": "pong"} in table.comm.customs()
+    table.close()
+
+
+def test_synced_state_has_no_secrets(emu: Any) -> None:
+    table = OperationsTable(make_frame(), emu.client())
+    assert emu.api_key not in json.dumps(table.get_state(), default=str)
+    assert "api_key" not in table.get_state() and emu.api_key not in repr(table)
+    table.close()
+
+
+def test_cancel_selected_against_the_emulator(fresh_emu: Any) -> None:
+    running = [fresh_emu.create("video", duration=3600) for _ in range(6)]
+    done = [fresh_emu.create("generic", duration=0.01) for _ in range(3)]
+    time.sleep(0.1)
+    client = fresh_emu.client()
+    table = OperationsTable(client.list_dataframe(progress=False), client, page_size=4)
+    client.delete(running[5])  # gone on the server meanwhile: that one fails, the rest go on
+    table.state_filter = ["running"]
+    assert table.matching == 6
+    table.comm.from_front({"type": "select_matching"})
+    table.comm.from_front({"type": "action", "action": "cancel"})
+    until(lambda: not table.busy and "Cancel sent" in table.message)
+    assert "Cancel sent for 5 operations" in table.message and "1 failed" in table.message
+    assert table.outcomes is not None and table.outcomes["ok"].sum() == 5
+    for name in running[:5]:
+        assert fresh_emu.get_operation(name)["error"]["code"] == 1
+    for name in done:
+        assert "error" not in fresh_emu.get_operation(name)
+    # rows on screen are tracked: they turn cancelled once the engine sees it
+    until(lambda: all(r["state"] == "cancelled" for r in table.rows if r["name"] != running[5]))
+    assert table.selected_count == 1  # the one that failed stays selected
+    table.close()
+    client.close()
+
+
+def test_delete_selected_removes_rows(fresh_emu: Any) -> None:
+    names = [fresh_emu.create("generic", duration=0.01) for _ in range(5)]
+    time.sleep(0.1)
+    client = fresh_emu.client()
+    table = OperationsTable(client.list_all(), client)
+    table.comm.from_front({"type": "select", "names": names[:3], "selected": True})
+    table.run_action("delete")
+    until(lambda: not table.busy)
+    assert table.total == 2 and set(table.frame.index) == set(names[3:])
+    assert all(fresh_emu.get_operation(n) is None for n in names[:3])
+    table.run_action("delete")
+    assert table.message == "Nothing is selected."
+    table.close()
+    client.close()
+
+
+def test_live_rows_follow_the_engine(fresh_emu: Any) -> None:
+    name = fresh_emu.create("tuning", duration=1.0)
+    client = fresh_emu.client()
+    table = OperationsTable(client.list_all(), client)
+    assert table.rows[0]["state"] == "running"
+    until(lambda: table.rows[0]["state"] == "succeeded")
+    assert table.frame.loc[name, "progress"] == 100
+    updates = [u for u in table.comm.updates() if "rows" in u]
+    assert 1 <= len(updates) <= 40  # throttled
+    table.close()
+    client.close()
+
+
+def test_no_client_no_action() -> None:
+    table = OperationsTable(make_frame())
+    table.comm.from_front({"type": "select_matching"})
+    table.run_action("cancel")
+    assert "No client" in table.message and not table.busy
+    with pytest.raises(ValueError):
+        table.run_action("explode")
+    table.close()
