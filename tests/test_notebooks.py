@@ -38,3 +38,15 @@ def test_demo_command_executes_the_quickstart() -> None:
     assert "tuned model: tunedModels/" in out  # waited to the end, with progress lines before it
     assert "100.0%" in out
     assert "-> cancelled" in out and "deleted: 404" in out
+
+
+@pytest.mark.timeout(300)
+def test_explore_notebook_runs() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "ops_widgets", "demo", "--execute", "--notebook", "explore.ipynb"],
+        capture_output=True, text=True, timeout=280,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    assert "OperationsTable 3,000 operations" in out and "code cells ran" in out
+    assert "internal error" in out.lower() and "Empty DataFrame" not in out
