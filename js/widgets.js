@@ -2,8 +2,10 @@
 // One plain ES module for anywidget, no build step; each widget's model says which view it is
 // (_view). Server text (names, messages, metadata) only ever goes in through textContent.
 
-const PING_EVERY_MS = 15000;
-const PONG_WAIT_MS = 5000;
+const CHECK_EVERY_MS = 2500;
+const PING_AFTER_MS = 8000; // quiet this long: ask
+const FIRST_ANSWER_MS = 6000; // a new view with no answer this long has no kernel behind it
+const SILENCE_MS = 35000; // three missed heartbeats (the kernel side beats every 10 s)
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -23,43 +25,56 @@ export function formatDuration(seconds) {
   return `${r}s`;
 }
 
-// Is a kernel behind this view? "unknown" until it answers a ping, "false" if it does not (a
-// notebook reopened with saved widget state): then nothing may look live or clickable.
-function liveness(model, onChange) {
+// Is a kernel behind this view? Any sign of life counts: a pong, or a state update (a running
+// OperationWidget gets one from the engine thread at least every HEARTBEAT, even while a cell
+// blocks the kernel). "unknown" until the first sign; "false" when none came for a while (a
+// notebook reopened with saved widget state, a dead kernel): then nothing may look live.
+function liveness(model, onChange, { changesAreKernels = false } = {}) {
   let state = "unknown";
-  let timer = null;
+  let seen = 0;
   const set = (value) => {
     if (state !== value) {
       state = value;
       onChange();
     }
   };
+  const alive = () => {
+    seen = performance.now();
+    set("true");
+  };
   const ping = () => {
     try {
       model.send({ type: "ping" });
     } catch (err) {
       set("false"); // no comm at all
+    }
+  };
+  const check = () => {
+    const now = performance.now();
+    if (state === "unknown") {
+      if (now - started > FIRST_ANSWER_MS) set("false");
       return;
     }
-    clearTimeout(timer);
-    timer = setTimeout(() => set("false"), PONG_WAIT_MS);
+    const quiet = now - seen;
+    if (quiet > SILENCE_MS) set("false");
+    if (quiet > PING_AFTER_MS) ping(); // also while "false": a kernel that was only busy comes back
   };
   const onMessage = (msg) => {
-    if (msg && msg.type === "pong") {
-      clearTimeout(timer);
-      set("true");
-    }
+    if (msg && (msg.type === "pong" || msg.type === "beat")) alive();
   };
   model.on("msg:custom", onMessage);
-  const every = setInterval(ping, PING_EVERY_MS);
+  // Only where the view never sets state itself is every change news from the kernel.
+  if (changesAreKernels) model.on("change", alive);
+  const started = performance.now();
+  const every = setInterval(check, CHECK_EVERY_MS);
   const first = setTimeout(ping, 0); // after the caller has finished building its view
   return {
     get: () => state,
     stop: () => {
       clearTimeout(first);
       clearInterval(every);
-      clearTimeout(timer);
       model.off("msg:custom", onMessage);
+      if (changesAreKernels) model.off("change", alive);
     },
   };
 }
@@ -102,7 +117,7 @@ function renderOperation({ model, el: host }) {
   host.append(root);
 
   let base = performance.now(); // when elapsed/eta were last received
-  const link = liveness(model, () => update());
+  const link = liveness(model, () => update(), { changesAreKernels: true });
 
   function updateClock() {
     const state = model.get("state");
@@ -430,7 +445,8 @@ function renderTable({ model, el: host }) {
     clear.disabled = selected === 0;
     cancelBtn.disabled = deleteBtn.disabled = selected === 0 || acting;
     if (acting) confirmBar.hidden = true;
-    message.textContent = link.get() === "false" ? "No kernel is connected: this is a saved view, not a live one." : model.get("message");
+    message.textContent =
+      link.get() === "false" ? "The kernel does not answer (busy, or gone): actions are paused." : model.get("message");
     message.hidden = !message.textContent;
     const sortBy = model.get("sort_by");
     headers.forEach((th) => {

@@ -158,6 +158,7 @@ class Poller:
         self.requests = 0  # GETs sent by this poller (the first snapshot's excluded)
         self.stopped = False
         self.cancel_requested = False
+        self.saw_running = not first.done  # seen running at least once (elapsed is then known)
         clock = hub.client._clock
         self._started = clock()
         self._observed_at = clock()
@@ -387,6 +388,7 @@ class Poller:
 
     def _update(self, op: Operation) -> None:
         changed = op.raw != self.latest.raw or self.last_error is not None
+        self.saw_running = self.saw_running or not op.done
         self.last_error = None
         if op.done and not self.latest.done:
             self._done_at = self.hub.client._clock()

@@ -33,6 +33,7 @@ _PACKAGE = Path(__file__).resolve().parent.parent
 _STATIC = _PACKAGE / "static" if (_PACKAGE / "static" / "widgets.js").is_file() else _PACKAGE.parent / "js"
 
 Target = Union[str, Operation, Tracked, AsyncTracked]
+HEARTBEAT = 10.0  # seconds between refreshes of a running widget (the front-end expects < 35 s)
 
 
 class OperationWidget(anywidget.AnyWidget):  # type: ignore[misc]
@@ -71,8 +72,13 @@ class OperationWidget(anywidget.AnyWidget):  # type: ignore[misc]
         self._throttle = Throttle(0.1)
         self._cancelling = False
         self._cancel_error = ""
+        self._closed = False
         self.on_msg(self._on_front_message)
         self._unsubscribe = handle.subscribe(self._on_change)
+        try:
+            handle._poller.hub.loop.call_soon_threadsafe(self._beat)
+        except RuntimeError:
+            pass  # no engine loop any more: a finished view
 
     @property
     def tracked(self) -> _Handle:
@@ -117,13 +123,24 @@ class OperationWidget(anywidget.AnyWidget):  # type: ignore[misc]
             self._throttle.delay()
         self._push()
 
+    def _beat(self) -> None:
+        """On the engine loop, while running: refresh elapsed/ETA every HEARTBEAT seconds. The
+        front-end counts these as signs of life, so a kernel busy in a cell still looks live."""
+        if self._closed or self._handle.operation.done:
+            return
+        self._push()
+        self._handle._poller.hub.loop.call_later(HEARTBEAT, self._beat)
+
     def _push(self) -> None:
         h = self._handle
+        op = h.operation
         eta, estimate = h._poller.eta()
         error = h.last_error
+        # Done on first sight with no times in its metadata: how long it ran is not known.
+        unknown = op.done and op.create_time is None and not h._poller.saw_running
         state = view_state(
-            h.operation,
-            elapsed=h.elapsed,
+            op,
+            elapsed=None if unknown else h.elapsed,
             eta=eta,
             eta_is_estimate=estimate,
             cancelling=self._cancelling or h.cancel_requested,
@@ -164,6 +181,7 @@ class OperationWidget(anywidget.AnyWidget):  # type: ignore[misc]
         self._push()
 
     def close(self) -> None:
+        self._closed = True
         unsubscribe = getattr(self, "_unsubscribe", None)  # None if __init__ failed half-way
         if unsubscribe is not None:
             unsubscribe()

@@ -1,0 +1,209 @@
+"""OperationWidget end to end: real JupyterLab / Notebook 7, headless Chromium, the emulator.
+
+Each scenario writes its own notebook (no outputs), runs it like a user and reads the widget's
+data-* attributes. Waits are conditions with generous timeouts, never fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from playwright.sync_api import expect
+
+if TYPE_CHECKING:
+    from conftest import NotebookPage
+
+    from ops_widgets.emulator import Emulator
+
+pytestmark = pytest.mark.browser
+
+XSS = '<img src=x onerror="window.__xss=1">'
+
+
+def watch_cell(name: str, poll_interval: float = 0.5) -> str:
+    """One cell that builds a client from the server's environment and displays a watched op."""
+    return (
+        "import os\n"
+        "from ops_widgets import Operations\n"
+        'ops = Operations(api_key=os.environ["OPS_EMU_KEY"], base_url=os.environ["OPS_EMU_URL"])\n'
+        f"ops.watch({name!r}, poll_interval={poll_interval})"
+    )
+
+
+def op_id(name: str) -> str:
+    return name.rsplit("/", 1)[1]
+
+
+# The widget of code cell `cell` and what it shows; null while it is not rendered yet.
+_SNAPSHOT_JS = """(cell) => {
+    const c = document.querySelectorAll('.jp-Notebook .jp-Cell')[cell];
+    const w = c && c.querySelector('.opw');
+    if (!w) return null;
+    const prompts = Array.from(document.querySelectorAll('.jp-CodeCell .jp-InputPrompt'))
+                         .map(p => (p.textContent || '').trim());
+    return {state: w.dataset.state, progress: w.dataset.progress, live: w.dataset.live,
+            badge: (w.querySelector('.opw-badge') || {}).textContent, prompts};
+}"""
+
+
+def snapshot(nb: NotebookPage, cell: int = 0) -> dict[str, Any]:
+    snap = nb.page.evaluate(_SNAPSHOT_JS, cell)
+    assert snap is not None, "the widget is not rendered"
+    return dict(snap)
+
+
+def wait_progress(nb: NotebookPage, cell: int = 0, above: float = -1.0, while_cell_runs: int | None = None,
+                  timeout_ms: float = 30_000) -> dict[str, Any]:
+    """Until the widget reports a progress above `above`; with `while_cell_runs`, it returns as
+    soon as that cell stops running, so the caller can tell "advanced" from "ran out of time"."""
+    handle = nb.page.wait_for_function(
+        f"""([cell, above, running]) => {{
+            const s = ({_SNAPSHOT_JS})(cell);
+            if (!s) return false;
+            if (running !== null && s.prompts[running] !== '[*]:') return s;
+            return s.progress !== '' && s.progress !== undefined && parseFloat(s.progress) > above ? s : false;
+        }}""",
+        arg=[cell, above, while_cell_runs],
+        timeout=timeout_ms,
+        polling=100,
+    )
+    return dict(handle.json_value())
+
+
+def record_history(nb: NotebookPage, cell: int = 0) -> None:
+    """Record every distinct (state, badge, live) the widget shows, from now on: a state that
+    lasts a few milliseconds (a fast server's "cancelling") is still seen."""
+    nb.page.evaluate(
+        """(cell) => {
+            const out = document.querySelectorAll('.jp-Notebook .jp-Cell')[cell].querySelector('.jp-OutputArea');
+            window.__opwHistory = [];
+            const note = () => {
+                const w = out.querySelector('.opw');
+                if (!w) return;
+                const h = {state: w.dataset.state, badge: w.querySelector('.opw-badge').textContent,
+                           live: w.dataset.live, progress: w.dataset.progress};
+                const last = window.__opwHistory[window.__opwHistory.length - 1];
+                if (!last || JSON.stringify(last) !== JSON.stringify(h)) window.__opwHistory.push(h);
+            };
+            note();
+            new MutationObserver(note).observe(out, {subtree: true, attributes: true, childList: true,
+                                                     characterData: true});
+        }""",
+        cell,
+    )
+
+
+def history(nb: NotebookPage) -> list[dict[str, Any]]:
+    return list(nb.page.evaluate("() => window.__opwHistory || []"))
+
+
+def save_history(nb: NotebookPage, name: str) -> None:
+    nb.write_artifact(f"{name}-history.json", json.dumps(history(nb), indent=1))
+
+
+# --- JupyterLab -----------------------------------------------------------------------------
+
+def test_progress_advances_while_kernel_idle(lab_page: NotebookPage, emu: Emulator) -> None:
+    name = emu.create("tuning", duration=20)
+    nb = lab_page
+    nb.open(nb.server.write_notebook("idle.ipynb", [watch_cell(name)]))
+    nb.run_all()
+    nb.wait_all_ran()
+
+    widget = nb.widget(0)
+    expect(widget).to_have_attribute("data-op-id", op_id(name), timeout=30_000)
+    first = wait_progress(nb)
+    assert all(re.fullmatch(r"\[\d+\]:", p) for p in first["prompts"]), first
+    later = wait_progress(nb, above=float(first["progress"]))
+    # No cell ran in between: the updates come from the widget's own polling.
+    assert all(re.fullmatch(r"\[\d+\]:", p) for p in later["prompts"]), later
+    assert later["state"] == "running"
+    nb.screenshot("lab-idle-running", readme=True)
+
+    expect(widget).to_have_attribute("data-state", "succeeded", timeout=60_000)
+    expect(widget.locator(".opw-badge")).to_have_text("succeeded")
+    nb.screenshot("lab-idle-succeeded")
+
+
+def test_progress_advances_while_another_cell_sleeps(lab_page: NotebookPage, emu: Emulator) -> None:
+    name = emu.create("tuning", duration=20)
+    nb = lab_page
+    nb.open(nb.server.write_notebook("busy.ipynb", [watch_cell(name), "import time; time.sleep(12)"]))
+    nb.run_all()
+    nb.wait_cell_running(1)
+    expect(nb.widget(0)).to_be_attached(timeout=30_000)
+    record_history(nb)
+
+    first = wait_progress(nb, while_cell_runs=1)
+    assert first["prompts"][1] == "[*]:", f"cell 2 ended before any progress showed: {first}"
+    later = wait_progress(nb, above=float(first["progress"]), while_cell_runs=1)
+    assert later["prompts"][1] == "[*]:", f"no progress while cell 2 slept: {first} then {later}"
+    assert float(later["progress"]) > float(first["progress"])
+    nb.screenshot("lab-busy-running")
+    nb.wait_all_ran()
+    save_history(nb, "lab-busy")
+
+
+def test_cancel(lab_page: NotebookPage, emu: Emulator) -> None:
+    name = emu.create("video", duration=600)
+    nb = lab_page
+    nb.open(nb.server.write_notebook("cancel.ipynb", [watch_cell(name)]))
+    nb.run_all()
+    nb.wait_all_ran()
+
+    widget = nb.widget(0)
+    button = widget.locator(".opw-cancel")
+    # The button only works once the kernel has answered the widget's ping.
+    expect(widget).to_have_attribute("data-live", "true", timeout=30_000)
+    expect(widget).to_have_attribute("data-state", "running")
+    expect(button).to_be_enabled()
+    nb.screenshot("lab-cancel-before")
+
+    record_history(nb)
+    button.click()
+    # "cancelling" may last only until the next poll: read it from the recorded history.
+    nb.page.wait_for_function(
+        "() => (window.__opwHistory || []).some(h => h.badge === 'cancelling')", timeout=5_000)
+    expect(widget).to_have_attribute("data-state", "cancelled", timeout=30_000)
+    expect(widget.locator(".opw-badge")).to_have_text("cancelled")
+    expect(button).to_be_disabled()
+    op = emu.get_operation(name)
+    assert op is not None and op["error"]["code"] == 1, op
+    save_history(nb, "lab-cancel")
+    nb.screenshot("lab-cancel-after")
+
+
+def test_error_message_is_text_not_html(lab_page: NotebookPage, emu: Emulator) -> None:
+    name = emu.create("video", duration=0.5, outcome="failure", error_message=XSS)
+    nb = lab_page
+    nb.open(nb.server.write_notebook("xss.ipynb", [watch_cell(name)]))
+    nb.run_all()
+    nb.wait_all_ran()
+
+    widget = nb.widget(0)
+    expect(widget).to_have_attribute("data-state", "failed", timeout=30_000)
+    expect(widget.locator(".opw-error-message")).to_have_text(XSS)
+    assert widget.locator(".opw-error-message").text_content() == XSS  # exact, not normalised
+    assert widget.locator("img").count() == 0
+    assert nb.page.locator('img[src="x"]').count() == 0
+    nb.screenshot("lab-xss-failed")
+    assert nb.page.evaluate("() => window.__xss") is None
+
+
+# --- Notebook 7 -----------------------------------------------------------------------------
+
+def test_notebook7_widget_advances(notebook7_page: NotebookPage, emu: Emulator) -> None:
+    name = emu.create("tuning", duration=20)
+    nb = notebook7_page
+    nb.open(nb.server.write_notebook("nb7.ipynb", [watch_cell(name)]))
+    nb.run_all()  # through the Run menu: Notebook 7 has no window.jupyterapp
+    widget = nb.widget(0)
+    expect(widget).to_have_attribute("data-op-id", op_id(name), timeout=30_000)
+    nb.wait_all_ran()
+    first = wait_progress(nb)
+    later = wait_progress(nb, above=float(first["progress"]))
+    assert later["state"] == "running"
+    nb.screenshot("notebook7-running")
