@@ -55,6 +55,7 @@ _RETRY_INITIAL = 0.5
 _RETRY_MAX = 30.0
 _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 _RETRYABLE_TRANSPORT = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError)
+_CHUNK = 250  # operations laid out into a frame between two turns of the event loop
 
 
 class _Secret:
@@ -289,30 +290,45 @@ class AsyncOperations:
         shown = ListingProgress(progress)
         pages = 0
         async for page in self._pages(parent, page_size, filter, max_items):
-            builder.add(page)
+            for start in range(0, len(page), _CHUNK):
+                builder.add(page[start:start + _CHUNK])
+                await asyncio.sleep(0)  # the next page's request goes out; pollers get their turn
             pages += 1
             shown.update(builder.count, pages)
         shown.close(builder.count, pages)
-        return builder.build()
+        return await asyncio.to_thread(builder.build)  # off the loop: pollers keep running
 
     async def _pages(
         self, parent: str | None, page_size: int | None, filter: str | None, max_items: int | None
     ) -> AsyncIterator[list[Operation]]:
-        """The operations of each page in turn, stopping at ``max_items``: the one pager."""
-        token: str | None = None
+        """The operations of each page in turn, up to ``max_items``: the one pager.
+
+        The next page is requested as soon as this one's token is known, so the server works on
+        it while the caller uses this one.
+        """
         seen: set[str] = set()
         count = 0
-        while max_items is None or count < max_items:
-            page = await self.list(parent=parent, page_size=page_size, page_token=token, filter=filter)
-            ops = page.operations if max_items is None else page.operations[: max_items - count]
-            count += len(ops)
-            yield ops
-            token = page.next_page_token
-            if token is None:
-                break
-            if token in seen:  # a server bug would otherwise loop forever
-                raise MalformedOperationError(f"the server sent page token {token[:40]!r} twice")
-            seen.add(token)
+        fetch = asyncio.ensure_future(self.list(parent=parent, page_size=page_size, filter=filter))
+        try:
+            while True:
+                page = await fetch
+                ops = page.operations if max_items is None else page.operations[: max_items - count]
+                count += len(ops)
+                token = page.next_page_token
+                more = token is not None and (max_items is None or count < max_items)
+                if more:
+                    if token in seen:  # a server bug would otherwise loop forever
+                        raise MalformedOperationError(f"the server sent page token {token[:40]!r} twice")
+                    seen.add(token)
+                    fetch = asyncio.ensure_future(
+                        self.list(parent=parent, page_size=page_size, page_token=token, filter=filter)
+                    )
+                yield ops
+                if not more:
+                    return
+        finally:
+            if not fetch.done():
+                fetch.cancel()  # the caller stopped early: do not leave a request behind
 
     async def cancel_many(
         self, names: Iterable[NameOrOperation] | pd.DataFrame, *, concurrency: int = 8

@@ -8,7 +8,8 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 __all__ = ["parse_time", "progress_from_metadata", "times_from_metadata"]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ._exceptions import MalformedOperationError
 from ._progress import progress_from_metadata, times_from_metadata
