@@ -195,7 +195,7 @@ class AsyncOperations:
         """Stop this client's pollers and close the connection pool."""
         if self._hub is not None:
             for poller in list(self._hub.pollers.values()):
-                poller._stop()
+                poller.close(OpsError("the client was closed while this operation was tracked"))
         if self._http is not None:
             http, self._http = self._http, None
             await http.aclose()

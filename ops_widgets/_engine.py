@@ -409,6 +409,12 @@ class Poller:
         self.hub.forget(self)
         self.wake()
 
+    def close(self, reason: OpsError) -> None:
+        """Stop for good (the client is closing): waiters get ``reason`` instead of hanging."""
+        self.last_error = reason
+        self._done.set()
+        self._stop()
+
     def _stop(self) -> None:
         self.stopped = True
         self.hub.forget(self)

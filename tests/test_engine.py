@@ -228,3 +228,23 @@ def test_429_storm_pauses_every_poller_and_loses_nothing(emu: Any) -> None:
     storm_429s = stats["by_status"].get(429, 0)
     assert 1 <= storm_429s <= 120
     ops.close()
+
+
+def test_closing_the_client_releases_waiters(emu: Any) -> None:
+    ops = emu.client()
+    h = ops.track(emu.create("video", duration=3600), poll_interval=0.05)
+    result: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            h.wait(timeout=30)
+        except ow.OpsError as exc:
+            result.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(0.2)
+    ops.close()
+    waiter.join(10)
+    assert not waiter.is_alive() and "closed" in str(result[0])
+    assert h._poller.stopped

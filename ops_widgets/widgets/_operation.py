@@ -126,8 +126,8 @@ class OperationWidget(anywidget.AnyWidget):  # type: ignore[misc]
     def _beat(self) -> None:
         """On the engine loop, while running: refresh elapsed/ETA every HEARTBEAT seconds. The
         front-end counts these as signs of life, so a kernel busy in a cell still looks live."""
-        if self._closed or self._handle.operation.done:
-            return
+        if self._closed or self._handle.operation.done or self._handle._poller.stopped:
+            return  # nothing live behind it any more: let the front-end say so
         self._push()
         self._handle._poller.hub.loop.call_later(HEARTBEAT, self._beat)
 
