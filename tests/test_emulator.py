@@ -385,3 +385,27 @@ def test_same_seed_same_operations() -> None:
 
     assert run(42) == run(42)
     assert run(42) != run(43)
+
+
+def test_console_command_serves_in_the_foreground() -> None:
+    """`ops-widgets emulator --port N --seed 5`, as a user starts it in a terminal."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ops_widgets", "emulator", "--port", str(port), "--seed", "5", "--api-key", "k"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}" in line
+        r = httpx.get(f"http://127.0.0.1:{port}/v1beta/operations", headers={"x-goog-api-key": "k"})
+        assert r.status_code == 200 and len(r.json()["operations"]) == 5
+    finally:
+        proc.terminate()
+        proc.wait(10)
