@@ -4,7 +4,10 @@
 
 const CHECK_EVERY_MS = 2500;
 const PING_AFTER_MS = 8000; // quiet this long: ask
-const FIRST_ANSWER_MS = 6000; // a new view with no answer this long has no kernel behind it
+// A new view with no sign of life this long has no kernel behind it. Longer than the Python
+// side's HEARTBEAT (10 s) plus a check step: a kernel blocked in the next cell answers no ping,
+// and a widget with no progress to report only hears the heartbeat.
+const FIRST_ANSWER_MS = 12500;
 const SILENCE_MS = 35000; // three missed heartbeats (the kernel side beats every 10 s)
 
 function el(tag, className, text) {
@@ -70,6 +73,7 @@ function liveness(model, onChange, { changesAreKernels = false } = {}) {
   const first = setTimeout(ping, 0); // after the caller has finished building its view
   return {
     get: () => state,
+    seen: () => seen, // when the last sign of life came (performance.now() time)
     stop: () => {
       clearTimeout(first);
       clearInterval(every);
@@ -122,7 +126,9 @@ function renderOperation({ model, el: host }) {
   function updateClock() {
     const state = model.get("state");
     const running = RUNNING.has(state);
-    const dt = running && link.get() === "true" ? (performance.now() - base) / 1000 : 0;
+    // Count on from the last update while live; freeze at the last sign of life when not.
+    const until = link.get() === "true" ? performance.now() : Math.max(base, link.seen());
+    const dt = running ? (until - base) / 1000 : 0;
     const parts = [];
     const elapsed = model.get("elapsed");
     if (elapsed !== null && elapsed !== undefined) parts.push(`${formatDuration(elapsed + dt)} elapsed`);
@@ -183,7 +189,7 @@ function renderOperation({ model, el: host }) {
     result.hidden = !result.childElementCount;
 
     const notes = [];
-    if (stale) notes.push("No kernel is connected: this is a saved view, not a live one.");
+    if (stale) notes.push("No kernel answers (it was shut down, or this is a saved view): nothing here is live.");
     if (model.get("poll_error")) notes.push(model.get("poll_error"));
     if (model.get("cancel_error")) notes.push(model.get("cancel_error"));
     note.textContent = notes.join(" ");

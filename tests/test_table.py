@@ -153,6 +153,8 @@ def test_live_rows_follow_the_engine(fresh_emu: Any) -> None:
     assert table.rows[0]["state"] == "running"
     until(lambda: table.rows[0]["state"] == "succeeded")
     assert table.frame.loc[name, "progress"] == 100
+    took = table.frame.loc[name, "duration"]  # refreshed from the live update, not the listing
+    assert pd.Timedelta(seconds=0.5) < took < pd.Timedelta(seconds=5)
     updates = [u for u in table.comm.updates() if "rows" in u]
     assert 1 <= len(updates) <= 40  # throttled
     table.close()

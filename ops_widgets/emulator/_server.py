@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import uvicorn
 
@@ -40,9 +40,15 @@ class Emulator:
 
     @classmethod
     def start(cls, port: int = 0, *, speed: float = 1.0, random_seed: int | None = None,
-              api_key: str = "emulator-key", latency: float | tuple[float, float] = 0.0) -> Emulator:
-        """Serve a new EmulatorApp on 127.0.0.1:`port` (0 = any free port) and wait until it listens."""
-        app = EmulatorApp(speed=speed, random_seed=random_seed, api_key=api_key, latency=latency)
+              api_key: str = "emulator-key", latency: float | tuple[float, float] = 0.0,
+              clock: Callable[[], float] | None = None) -> Emulator:
+        """Serve a new EmulatorApp on 127.0.0.1:`port` (0 = any free port) and wait until it listens.
+
+        ``clock`` (epoch seconds) replaces the wall clock, e.g. ``lambda: frozen`` so that nothing
+        finishes by itself during a test.
+        """
+        app = EmulatorApp(speed=speed, random_seed=random_seed, api_key=api_key, latency=latency,
+                          clock=clock or time.time)
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, name="ops-widgets-emulator", daemon=True)

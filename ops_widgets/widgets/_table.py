@@ -194,6 +194,12 @@ class OperationsTable(anywidget.AnyWidget):  # type: ignore[misc]
             if op.failed and op.error is not None:
                 f.at[name, "error_code"] = op.error.code
                 f.at[name, "error_message"] = op.error.message
+            if op.update_time is not None:
+                f.at[name, "update_time"] = pd.Timestamp(op.update_time)
+            created = f.at[name, "create_time"]
+            if not pd.isna(created):  # done: how long it took; running: so far
+                end = f.at[name, "update_time"] if op.done else pd.Timestamp.now(tz="UTC")
+                f.at[name, "duration"] = end - created if not pd.isna(end) else pd.NaT
             if op.done:
                 self._cancelling.discard(name)
             wait = self._throttle.delay()

@@ -31,7 +31,8 @@ if TYPE_CHECKING:  # imported lazily below so that `pytest -m 'not browser'` nev
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "browser"
-README_SCREENSHOT = REPO / "notebooks" / "images" / "operation_widget.png"
+# Pictures the README and notebooks show; rewritten only when OPS_WIDGETS_UPDATE_SCREENSHOT=1.
+README_IMAGES = REPO / "notebooks" / "images"
 CHROMIUM = os.environ.get("OPS_WIDGETS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
@@ -132,6 +133,17 @@ class JupyterServer:
 
     def kernels(self) -> list[dict[str, Any]]:
         return list(self.api("kernels"))
+
+    def kernel_id(self, path: str) -> str:
+        """The id of the kernel behind the notebook at `path` (its session's)."""
+        ids = [s["kernel"]["id"] for s in self.api("sessions") if s["path"] == path]
+        if not ids:
+            raise AssertionError(f"no session for {path}")
+        return str(ids[0])
+
+    def shutdown_kernel(self, kernel_id: str) -> None:
+        """Stop one kernel as another client would (DELETE /api/kernels/{id}); the page is not told first."""
+        self.api(f"kernels/{kernel_id}", method="DELETE")
 
     def shutdown_kernels(self) -> None:
         """Stop every kernel, so a sleeping or polling kernel never outlives its scenario."""
@@ -344,16 +356,18 @@ class NotebookPage:
     def output(self, cell_index: int = 0) -> Locator:
         return self.cell(cell_index).locator(".jp-OutputArea").first
 
-    def screenshot(self, name: str, cell_index: int = 0, readme: bool = False) -> Path:
-        """An element screenshot of the cell's output, saved as a test artifact (and, when asked
-        and OPS_WIDGETS_UPDATE_SCREENSHOT=1, as the README's picture)."""
-        out = self.output(cell_index)
-        out.scroll_into_view_if_needed()
+    def screenshot(self, name: str, cell_index: int = 0, readme: str | None = None,
+                   element: Locator | None = None) -> Path:
+        """An element screenshot (the cell's output unless `element` is given), saved as a test
+        artifact and, when `readme` names a file and OPS_WIDGETS_UPDATE_SCREENSHOT=1, as that
+        picture in notebooks/images/."""
+        target = element if element is not None else self.output(cell_index)
+        target.scroll_into_view_if_needed()
         path = _artifact(f"{name}.png")
-        out.screenshot(path=str(path), animations="disabled")
+        target.screenshot(path=str(path), animations="disabled")
         if readme and os.environ.get("OPS_WIDGETS_UPDATE_SCREENSHOT") == "1":
-            README_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, README_SCREENSHOT)
+            README_IMAGES.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, README_IMAGES / readme)
         return path
 
     def write_artifact(self, name: str, text: str) -> Path:

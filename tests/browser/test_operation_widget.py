@@ -74,19 +74,27 @@ def wait_progress(nb: NotebookPage, cell: int = 0, above: float = -1.0, while_ce
 
 
 def record_history(nb: NotebookPage, cell: int = 0) -> None:
-    """Record every distinct (state, badge, live) the widget shows, from now on: a state that
-    lasts a few milliseconds (a fast server's "cancelling") is still seen."""
+    """Record every distinct (state, badge, live, progress) the widget shows, from now on: a state
+    that lasts a few milliseconds (a fast server's "cancelling") is still seen. Each entry also
+    has `t` (ms since recording began) and the cells' prompts at that moment, so a check can be
+    limited to "while that cell ran". The elapsed clock ticks every second, so entries keep coming."""
     nb.page.evaluate(
         """(cell) => {
             const out = document.querySelectorAll('.jp-Notebook .jp-Cell')[cell].querySelector('.jp-OutputArea');
+            const t0 = performance.now();
             window.__opwHistory = [];
+            let lastKey = '';
             const note = () => {
                 const w = out.querySelector('.opw');
                 if (!w) return;
+                const prompts = Array.from(document.querySelectorAll('.jp-CodeCell .jp-InputPrompt'))
+                                     .map(p => (p.textContent || '').trim());
                 const h = {state: w.dataset.state, badge: w.querySelector('.opw-badge').textContent,
-                           live: w.dataset.live, progress: w.dataset.progress};
-                const last = window.__opwHistory[window.__opwHistory.length - 1];
-                if (!last || JSON.stringify(last) !== JSON.stringify(h)) window.__opwHistory.push(h);
+                           live: w.dataset.live, progress: w.dataset.progress, prompts};
+                const key = JSON.stringify(h);
+                if (key === lastKey) return;
+                lastKey = key;
+                window.__opwHistory.push({...h, t: Math.round(performance.now() - t0)});
             };
             note();
             new MutationObserver(note).observe(out, {subtree: true, attributes: true, childList: true,
@@ -102,6 +110,18 @@ def history(nb: NotebookPage) -> list[dict[str, Any]]:
 
 def save_history(nb: NotebookPage, name: str) -> None:
     nb.write_artifact(f"{name}-history.json", json.dumps(history(nb), indent=1))
+
+
+def assert_stayed_live(entries: list[dict[str, Any]]) -> None:
+    """The widget never looked dead: "unknown" only before the first sign of life, then "true";
+    never "not live"; and "running" read as such while it ran."""
+    assert entries, "no history was recorded"
+    lives = [h["live"] for h in entries]
+    assert "true" in lives, f"never live: {entries[-1]}"
+    after_first = lives[lives.index("true"):]
+    bad = [h for h in entries if h["live"] == "false" or h["badge"] == "not live"]
+    assert not bad and set(after_first) == {"true"}, f"looked dead at times: {bad[:3] or entries}"
+    assert all(h["badge"] == "running" for h in entries if h["state"] == "running")
 
 
 # --- JupyterLab -----------------------------------------------------------------------------
@@ -121,7 +141,7 @@ def test_progress_advances_while_kernel_idle(lab_page: NotebookPage, emu: Emulat
     # No cell ran in between: the updates come from the widget's own polling.
     assert all(re.fullmatch(r"\[\d+\]:", p) for p in later["prompts"]), later
     assert later["state"] == "running"
-    nb.screenshot("lab-idle-running", readme=True)
+    nb.screenshot("lab-idle-running", readme="operation_widget.png")
 
     expect(widget).to_have_attribute("data-state", "succeeded", timeout=60_000)
     expect(widget.locator(".opw-badge")).to_have_text("succeeded")
@@ -142,9 +162,14 @@ def test_progress_advances_while_another_cell_sleeps(lab_page: NotebookPage, emu
     later = wait_progress(nb, above=float(first["progress"]), while_cell_runs=1)
     assert later["prompts"][1] == "[*]:", f"no progress while cell 2 slept: {first} then {later}"
     assert float(later["progress"]) > float(first["progress"])
+    # A blocked kernel answers no ping: the widget must still count the updates as life.
+    assert (later["live"], later["badge"]) == ("true", "running"), later
     nb.screenshot("lab-busy-running")
     nb.wait_all_ran()
     save_history(nb, "lab-busy")
+    while_sleeping = [h for h in history(nb) if h["prompts"][1] == "[*]:"]
+    assert_stayed_live(while_sleeping)
+    assert any(float(h["progress"] or 0) > float(first["progress"]) for h in while_sleeping)
 
 
 def test_cancel(lab_page: NotebookPage, emu: Emulator) -> None:
@@ -174,6 +199,57 @@ def test_cancel(lab_page: NotebookPage, emu: Emulator) -> None:
     assert op is not None and op["error"]["code"] == 1, op
     save_history(nb, "lab-cancel")
     nb.screenshot("lab-cancel-after")
+
+
+def test_heartbeat_keeps_widget_live_while_cell_blocks(lab_page: NotebookPage, emu: Emulator) -> None:
+    # Veo reports no progress: while cell 2 blocks, the 10 s heartbeat is the only sign of life.
+    name = emu.create("video", duration=600)
+    nb = lab_page
+    nb.open(nb.server.write_notebook("heartbeat.ipynb", [watch_cell(name), "import time; time.sleep(40)"]))
+    nb.run_all()
+    nb.wait_cell_running(1)
+    expect(nb.widget(0)).to_be_attached(timeout=30_000)
+    record_history(nb)
+    nb.wait_all_ran(timeout=90)
+    save_history(nb, "lab-heartbeat")
+    entries = history(nb)
+    while_sleeping = [h for h in entries if h["prompts"][1] == "[*]:"]
+    # Entries are changes only (each state lasts until the next), and the ticking clock notes
+    # the prompt change within a second: the sleep outlasted SILENCE_MS (35 s) with no pong.
+    woke = next(h for h in entries if h["prompts"][1] != "[*]:")
+    assert woke["t"] > 36_000, woke
+    assert_stayed_live(while_sleeping)
+
+
+def test_kernel_gone(lab_page: NotebookPage, emu: Emulator) -> None:
+    name = emu.create("video", duration=600)
+    nb = lab_page
+    path = nb.server.write_notebook("gone.ipynb", [watch_cell(name)])
+    nb.open(path)
+    nb.run_all()
+    nb.wait_all_ran()
+
+    widget = nb.widget(0)
+    cancel = widget.locator(".opw-cancel")
+    expect(widget).to_have_attribute("data-live", "true", timeout=30_000)
+    expect(cancel).to_be_enabled()
+    record_history(nb)
+    view = widget.element_handle()
+    # As another client would: JupyterLab is not told first (it notices, and says "No Kernel").
+    nb.server.shutdown_kernel(nb.server.kernel_id(path))
+
+    # JupyterLab keeps the output: the same widget stays, and must stop looking live.
+    expect(widget).to_have_attribute("data-live", "false", timeout=60_000)
+    expect(widget.locator(".opw-badge")).to_have_text("not live")
+    expect(cancel).to_be_disabled()
+    expect(widget.locator(".opw-note")).to_be_visible()
+    expect(widget).to_have_attribute("data-state", "running")  # the last state known, not a guess
+    assert view.evaluate("w => w.isConnected && w.dataset.live === 'false'"), "the view was replaced"
+    assert nb.output(0).locator(".opw").count() == 1
+    save_history(nb, "lab-kernel-gone")
+    nb.screenshot("lab-kernel-gone")
+    op = emu.get_operation(name)
+    assert op is not None and not op.get("done"), "the kernel's end must not cancel the operation"
 
 
 def test_error_message_is_text_not_html(lab_page: NotebookPage, emu: Emulator) -> None:
@@ -207,3 +283,4 @@ def test_notebook7_widget_advances(notebook7_page: NotebookPage, emu: Emulator) 
     later = wait_progress(nb, above=float(first["progress"]))
     assert later["state"] == "running"
     nb.screenshot("notebook7-running")
+
