@@ -9,7 +9,6 @@ Cancel is a message, handed to the engine loop thread-safely.
 from __future__ import annotations
 
 import asyncio
-import threading
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Union
@@ -68,7 +67,6 @@ class OperationWidget(anywidget.AnyWidget):  # type: ignore[misc]
         handle = _handle_for(target, client)
         super().__init__(**kwargs)
         self._handle = handle
-        self._lock = threading.Lock()
         self._throttle = Throttle(0.1)
         self._cancelling = False
         self._cancel_error = ""
@@ -103,25 +101,7 @@ class OperationWidget(anywidget.AnyWidget):  # type: ignore[misc]
     # -- updates from the engine ----------------------------------------------------------
 
     def _on_change(self, op: Operation) -> None:
-        with self._lock:
-            wait = self._throttle.delay()
-            if wait and self._throttle.pending:
-                return  # a trailing send is already booked; it will carry this change
-            self._throttle.pending = bool(wait)
-        if not wait:
-            self._push()
-            return
-        loop = self._handle._poller.hub.loop
-        try:
-            loop.call_soon_threadsafe(loop.call_later, wait, self._flush)
-        except RuntimeError:
-            pass  # the engine loop is gone: nothing will change any more
-
-    def _flush(self) -> None:
-        with self._lock:
-            self._throttle.pending = False
-            self._throttle.delay()
-        self._push()
+        self._throttle.run(self._push, self._handle._poller.hub.loop)
 
     def _beat(self) -> None:
         """On the engine loop, while running: refresh elapsed/ETA every HEARTBEAT seconds. The

@@ -202,21 +202,7 @@ class OperationsTable(anywidget.AnyWidget):  # type: ignore[misc]
                 f.at[name, "duration"] = end - created if not pd.isna(end) else pd.NaT
             if op.done:
                 self._cancelling.discard(name)
-            wait = self._throttle.delay()
-            if wait and self._throttle.pending:
-                return
-            self._throttle.pending = bool(wait)
-        if wait:
-            loop = _loop.engine_loop()
-            loop.call_soon_threadsafe(loop.call_later, wait, self._flush)
-        else:
-            self._repage()
-
-    def _flush(self) -> None:
-        with self._lock:
-            self._throttle.pending = False
-            self._throttle.delay()
-        self._repage()
+        self._throttle.run(self._repage, _loop.engine_loop())
 
     # -- selection and actions (messages from the browser) ---------------------------------
 

@@ -1,7 +1,11 @@
-"""What a widget shows of an operation: pure functions from snapshots to synced state."""
+"""What a widget shows of an operation (pure functions from snapshots to synced state), and
+Throttle, the ten-updates-a-second cap both widgets send through."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from typing import Any, Callable, Mapping
 
 from .._types import Operation
@@ -86,12 +90,11 @@ class Throttle:
     """At most one send per ``interval`` seconds; later changes are folded into one trailing send."""
 
     def __init__(self, interval: float = 0.1, clock: Callable[[], float] | None = None) -> None:
-        import time
-
         self.interval = interval
         self._clock = clock or time.monotonic
         self._last = float("-inf")
-        self.pending = False
+        self._pending = False
+        self._lock = threading.Lock()
 
     def delay(self) -> float:
         """0 to send now (and it is counted as sent), else how long to wait before sending."""
@@ -99,6 +102,31 @@ class Throttle:
         wait = self._last + self.interval - now
         if wait <= 0:
             self._last = now
-            self.pending = False
+            self._pending = False
             return 0.0
         return wait
+
+    def run(self, send: Callable[[], None], loop: asyncio.AbstractEventLoop) -> None:
+        """``send()`` now if allowed; else once, when the interval is over, on ``loop``.
+
+        Callable from any thread: calls made while a trailing send is booked only join it.
+        """
+        with self._lock:
+            wait = self.delay()
+            if wait and self._pending:
+                return
+            self._pending = bool(wait)
+        if not wait:
+            send()
+            return
+
+        def trailing() -> None:
+            with self._lock:
+                self._pending = False
+                self._last = self._clock()
+            send()
+
+        try:
+            loop.call_soon_threadsafe(loop.call_later, wait, trailing)
+        except RuntimeError:
+            pass  # the loop is gone: nothing will change any more
