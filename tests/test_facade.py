@@ -43,7 +43,7 @@ def test_every_method_against_the_emulator(emu: Any) -> None:
         seen: list[ow.Operation] = []
         assert ops.wait(name, poll_interval=0.05, on_progress=seen.append).succeeded
         assert seen[-1].done
-        other = emu.create("video", duration=0.2)
+        other = emu.create("video", duration=0.2, model="veo-3.1-generate-preview")
         assert ops.wait_with_backoff(other, initial_delay=0.02, max_delay=0.05).video_uris
         page = ops.list(parent="models/veo-3.1-generate-preview", page_size=1)
         assert len(page.operations) == 1
