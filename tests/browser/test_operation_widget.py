@@ -284,3 +284,33 @@ def test_notebook7_widget_advances(notebook7_page: NotebookPage, emu: Emulator) 
     assert later["state"] == "running"
     nb.screenshot("notebook7-running")
 
+
+
+def test_follows_the_dark_theme(lab_page: NotebookPage, emu: Emulator) -> None:
+    """Colours come from JupyterLab's theme variables: switching to the dark theme restyles it."""
+    name = emu.create("tuning", duration=600)
+    nb = lab_page
+    nb.open(nb.server.write_notebook("theme.ipynb", [watch_cell(name)]))
+    nb.run_all()
+    nb.wait_all_ran()
+    widget = nb.widget(0)
+    expect(widget).to_have_attribute("data-live", "true", timeout=30_000)
+    colours = """() => {
+        const w = document.querySelector('.opw');
+        const theme = getComputedStyle(document.body);
+        return {card: getComputedStyle(w).backgroundColor, text: getComputedStyle(w).color,
+                layout: theme.getPropertyValue('--jp-layout-color1').trim()};
+    }"""
+    light = nb.page.evaluate(colours)
+    nb.page.evaluate("() => { window.jupyterapp.commands.execute('apputils:change-theme', "
+                     "{theme: 'JupyterLab Dark'}); }")
+    nb.page.wait_for_function(
+        "(before) => getComputedStyle(document.querySelector('.opw')).backgroundColor !== before",
+        arg=light["card"], timeout=30_000,
+    )
+    dark = nb.page.evaluate(colours)
+    assert dark["layout"] != light["layout"]  # the theme really changed...
+    assert dark["card"] != light["card"] and dark["text"] != light["text"]  # ...and the widget with it
+    nb.screenshot("lab-dark-theme")
+    nb.page.evaluate("() => { window.jupyterapp.commands.execute('apputils:change-theme', "
+                     "{theme: 'JupyterLab Light'}); }")
