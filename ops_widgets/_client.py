@@ -210,12 +210,11 @@ class AsyncOperations:
 
     async def get(self, name: NameOrOperation) -> Operation:
         """The operation as it is now."""
-        data = await self._request("GET", self._backend.operation_url(_name(name)))
-        return Operation.from_api_response(data)
+        return await self._get(_name(name))
 
-    async def _get_once(self, name: str) -> Operation:
-        """One GET, no retries: the polling engine owns retry and rate-limit policy."""
-        data = await self._request("GET", self._backend.operation_url(name), retries=0)
+    async def _get(self, name: str, retries: int | None = None) -> Operation:
+        """``retries=0`` for the polling engine, which owns retry and rate-limit policy."""
+        data = await self._request("GET", self._backend.operation_url(name), retries=retries)
         return Operation.from_api_response(data)
 
     async def track(self, name: NameOrOperation, *, poll_interval: float | None = None) -> AsyncTracked:
@@ -236,8 +235,13 @@ class AsyncOperations:
         """A compact stacked list of OperationWidgets, tracked concurrently."""
         from .widgets import watch_all
 
-        handles = await asyncio.gather(*(self.track(n, poll_interval=poll_interval) for n in names))
-        return watch_all(handles)
+        return watch_all(await self._track_all(names, poll_interval, AsyncTracked))
+
+    async def _track_all(
+        self, names: Iterable[NameOrOperation], poll_interval: float | None, handle: type[H]
+    ) -> list[H]:
+        """Track many at once: their first GETs go out together, not one after another."""
+        return list(await asyncio.gather(*(self._track(n, poll_interval, handle) for n in names)))
 
     async def _track(self, name: NameOrOperation, poll_interval: float | None, handle: type[H]) -> H:
         if not isinstance(name, Operation):

@@ -124,7 +124,7 @@ class Hub:
     async def fetch(self, name: str) -> Operation:
         await self.limiter.acquire()
         try:
-            op = await self.client._get_once(name)
+            op = await self.client._get(name, retries=0)
         finally:
             self.limiter.release()
         self._pause_backoff = None
@@ -171,7 +171,8 @@ class Poller:
         self._task: asyncio.Task[None] | None = None
         self._interval: float | None = None
         self._schedule = Adaptive(first.kind, hub.durations)
-        self._retry_delays: Iterator[float] | None = None
+        self._retry_delays: Iterator[float] | None = None  # backoff while polls keep failing
+        self._retry_now = False  # after a 429: poll again as soon as the pause allows
         self._cancel_delays: Iterator[float] | None = None
         self._cancel_task: asyncio.Task[None] | None = None
         self._observe(first)
@@ -322,6 +323,9 @@ class Poller:
             self._wakeup.set_result(None)
 
     def _next_delay(self) -> float:
+        if self._retry_now:
+            self._retry_now = False
+            return 0.0
         if self._retry_delays is not None:
             return next(self._retry_delays)
         if self._cancel_delays is not None:
@@ -352,23 +356,21 @@ class Poller:
             except RateLimitError as exc:
                 failures += 1
                 self.hub.rate_limited(exc)
-                self._retry_delays = iter(lambda: 0.0, None)  # queue again at once, behind the pause
+                self._retry_now = True  # queue again at once: the limiter holds it past the pause
                 self._failed(exc, failures)
                 continue
             except _PERMANENT as exc:
                 self._failed(exc, _REPORT_AFTER)
                 self._finish()
                 return
-            except OpsError as exc:  # 5xx, transport errors, a broken body: transient, keep going
+            except Exception as exc:  # 5xx, transport, a broken body, even a bug: keep going
+                if not isinstance(exc, OpsError):
+                    logger.exception("polling %s failed unexpectedly; retrying", self.name)
                 failures += 1
-                if failures == 1:
+                if self._retry_delays is None:
                     self._retry_delays = backoff(1.0, 60.0, 2.0, rand=self.hub.client._rand)
-                self._failed(exc, failures)
-                continue
-            except Exception:  # a bug must not kill polling silently
-                logger.exception("polling %s failed unexpectedly; retrying", self.name)
-                failures += 1
-                self._retry_delays = self._retry_delays or backoff(1.0, 60.0, 2.0)
+                if isinstance(exc, OpsError):
+                    self._failed(exc, failures)
                 continue
             failures = 0
             self._retry_delays = None

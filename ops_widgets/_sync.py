@@ -52,7 +52,7 @@ class Operations:
         return repr(self._async).replace("AsyncOperations", "Operations", 1)
 
     def close(self) -> None:
-        """Close the connection pool."""
+        """Stop this client's pollers and close the connection pool."""
         _loop.run(self._async.aclose())
 
     def __enter__(self) -> Operations:
@@ -75,7 +75,7 @@ class Operations:
     def watch_all(self, names: Iterable[NameOrOperation], *, poll_interval: float | None = None) -> VBox:
         from .widgets import watch_all
 
-        return watch_all(names, self, poll_interval=poll_interval)
+        return watch_all(_loop.run(self._async._track_all(names, poll_interval, Tracked)))
 
     def list(
         self,

@@ -248,3 +248,20 @@ def test_closing_the_client_releases_waiters(emu: Any) -> None:
     waiter.join(10)
     assert not waiter.is_alive() and "closed" in str(result[0])
     assert h._poller.stopped
+
+
+def test_failures_after_a_429_still_back_off(emu: Any) -> None:
+    """A 429 asks for an immediate retry after the pause; 5xx answers after it must not inherit
+    that and hammer the server."""
+    ops = emu.client(poll_rate=None)
+    ops._async._rand = lambda: 1.0  # backoff without jitter: 1 s, 2 s, ...
+    name = emu.create("generic", duration=3600)
+    h = ops.track(name, poll_interval=0.01)
+    emu.fail_next(1, status=429, retry_delay=0.05, path=name)
+    emu.fail_for(1.5, status=503, path=name)
+    before = emu.stats()["by_name"][name]
+    time.sleep(1.5)
+    sent = emu.stats()["by_name"][name] - before
+    assert 2 <= sent <= 6  # the 429, then 503s one, two... seconds apart (not hundreds)
+    h.close()
+    ops.close()
