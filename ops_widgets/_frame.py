@@ -79,9 +79,9 @@ class FrameBuilder:
             c["update_time"].append(update if isinstance(update, str) else None)
             c["error_code"].append(None if err is None else err.code)
             c["error_message"].append(None if err is None else err.message)
-            c["parent"].append(_parent(op.name))
-            c["model"].append(_parent(op.name) if kind == "video" and op.name.startswith("models/") else
-                              (md.get("model") if kind == "video" else None))
+            parent = _parent(op.name)
+            c["parent"].append(parent)
+            c["model"].append(None if kind != "video" else parent if parent.startswith("models/") else md.get("model"))
             if self.flatten_metadata:
                 flat: dict[str, Any] = {}
                 _flatten(md, "metadata", flat)
