@@ -17,7 +17,7 @@ function el(tag, className, text) {
   return node;
 }
 
-export function formatDuration(seconds) {
+function formatDuration(seconds) {
   if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "";
   const s = Math.max(0, Math.round(seconds));
   const h = Math.floor(s / 3600);
