@@ -42,15 +42,17 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 if TYPE_CHECKING:
-    import pandas as pd
     from multiprocessing.connection import Connection
+
+    import pandas as pd
 
 KEY = "bench-key"
 PAGE_SIZE = 1000

@@ -23,9 +23,10 @@ import math
 import random
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 try:
     from ops_widgets import _schedule

@@ -10,8 +10,8 @@ import bisect
 import itertools
 import math
 import random
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 __all__ = ["PRIORS", "Adaptive", "Durations", "Estimate", "backoff", "clip_to_deadline", "fixed"]
 

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as a new user and CI run it:  bash tests/run.sh
-# It installs what it needs into the active Python (set PYTHON to choose another), then runs
-# pytest. Extra arguments go to pytest (e.g. bash tests/run.sh -k emulator).
+# It installs what it needs into the active Python (set PYTHON to choose another), checks the code
+# with ruff and mypy, then runs pytest. Extra arguments go to pytest (e.g. bash tests/run.sh -k emulator).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
 echo "== installing ops-widgets with its test dependencies"
 "$PY" -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+
+echo "== lint and types: ruff, mypy --strict (both configured in pyproject.toml)"
+"$PY" -m ruff check
+"$PY" -m mypy
 
 echo "== unit, integration and notebook tests"
 # pytest exits 5 when it collects nothing: with set -e that fails the run, as it should.

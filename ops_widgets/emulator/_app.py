@@ -26,8 +26,9 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any
 from urllib.parse import parse_qs
 
 from ._state import KINDS, Store, decode_token, encode_token, render, slug, video_bytes
@@ -360,7 +361,9 @@ class EmulatorApp:
         if not isinstance(base, str) or not base:
             raise ApiError(400, "Invalid request: 'baseModel' is required.")
         display = str(request.get("displayName") or "tuned model")
-        task = request.get("tuningTask") if isinstance(request.get("tuningTask"), dict) else {}
+        task = request.get("tuningTask")
+        if not isinstance(task, dict):
+            task = {}
         hyper = {"epochCount": 5, "batchSize": 4, "learningRate": 0.001, **(task.get("hyperparameters") or {})}
         examples = ((task.get("trainingData") or {}).get("examples") or {}).get("examples") or []
         extra: dict[str, Any] = {"display": display, "base": base, "hyper": hyper}

@@ -13,10 +13,11 @@ import bisect
 import math
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any
 
 API_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1beta."
 KINDS = ("video", "tuning", "batch", "import", "generic")
@@ -391,7 +392,8 @@ class Store:
         Scans forward from the token position only as far as the page (plus one look-ahead) needs.
         """
         seqs = self.index.get(parent, [])
-        by_seq, found = self.by_seq, []
+        by_seq = self.by_seq
+        found: list[Op] = []
         for i in range(bisect.bisect_right(seqs, after), len(seqs)):
             op = by_seq[seqs[i]]
             if done is not None and (now >= op.end) != done:
