@@ -17,14 +17,18 @@ function el(tag, className, text) {
   return node;
 }
 
+// The same text as Python's format_duration (widgets/_view.py), so repr() and the screen agree:
+// "1h05m", "1m12s", "7s". tests/test_frontend.py compares the two on the same inputs.
+const MAX_SECONDS = 2 ** 53; // past this a number is no exact integer: digits would drift from Python's
+
 function formatDuration(seconds) {
-  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "";
-  const s = Math.max(0, Math.round(seconds));
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
+  if (typeof seconds !== "number" || !Number.isFinite(seconds)) return "";
+  const s = Math.min(MAX_SECONDS, Math.max(0, Math.round(seconds))); // half up, as Python does it
   const r = s % 60;
-  if (h) return `${h}h ${String(m).padStart(2, "0")}m`;
-  if (m) return `${m}m ${String(r).padStart(2, "0")}s`;
+  const m = ((s % 3600) - r) / 60; // exact divisions: no float floor to round the wrong way
+  const h = (s - (s % 3600)) / 3600;
+  if (h) return `${h}h${String(m).padStart(2, "0")}m`;
+  if (m) return `${m}m${String(r).padStart(2, "0")}s`;
   return `${r}s`;
 }
 
@@ -86,7 +90,6 @@ function liveness(model, onChange, { changesAreKernels = false } = {}) {
 // -- OperationWidget ---------------------------------------------------------------------------
 
 const RUNNING = new Set(["running", "cancelling"]);
-const KIND_LABELS = { video: "video", tuning: "tuning", import: "import", batch: "batch", other: "operation" };
 
 function safeHref(href) {
   return typeof href === "string" && /^https?:\/\//i.test(href) ? href : null;
@@ -152,7 +155,8 @@ function renderOperation({ model, el: host }) {
     root.classList.toggle("opw-compact", Boolean(model.get("compact")));
     root.title = model.get("name");
 
-    kind.textContent = KIND_LABELS[model.get("kind")] || "operation";
+    // Kinds and their names live in Python only; an older kernel sends no kind_label.
+    kind.textContent = model.get("kind_label") || model.get("kind") || "";
     id.textContent = model.get("op_id");
     const stale = running && link.get() === "false";
     badge.textContent = stale ? "not live" : state;
@@ -247,6 +251,13 @@ function checkbox(className, value) {
   return box;
 }
 
+// Its colour comes from data-state, through the one set of state colours in widgets.css.
+function badgeFor(state) {
+  const badge = el("span", "opt-badge", state);
+  badge.dataset.state = state;
+  return badge;
+}
+
 const fmt = (n) => Number(n).toLocaleString("en-US");
 
 function renderTable({ model, el: host }) {
@@ -256,7 +267,7 @@ function renderTable({ model, el: host }) {
   const stateBoxes = STATES.map((s) => {
     const label = el("label", "opt-chip");
     const box = checkbox("opt-state", s);
-    label.append(box, el("span", `opt-badge opt-badge-${s}`, s));
+    label.append(box, badgeFor(s));
     filters.append(label);
     return box;
   });
@@ -409,7 +420,7 @@ function renderTable({ model, el: host }) {
       const id = el("td", "opt-id", r.id);
       id.title = r.name;
       const state = el("td");
-      state.append(el("span", `opt-badge opt-badge-${r.state}`, r.state));
+      state.append(badgeFor(r.state));
       const progress = el("td", "opt-progress");
       if (r.progress !== null && r.progress !== undefined) {
         const bar = el("span", "opt-mini");
@@ -485,3 +496,4 @@ function render(context) {
 }
 
 export default { render };
+export { formatDuration }; // for tests/test_frontend.py; anywidget only uses the default export

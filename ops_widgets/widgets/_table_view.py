@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Collection, Sequence
+from collections.abc import Collection, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -43,7 +44,8 @@ def matching(
     if isinstance(keys.dtype, pd.CategoricalDtype):
         keys = keys.astype("string")  # alphabetical, like every other column
     order = keys.reset_index(drop=True).sort_values(ascending=not descending, na_position="last", kind="stable")
-    return view.index[order.index.to_numpy()]
+    names: pd.Index = view.index[order.index.to_numpy()]  # indexing an Index is typed Any
+    return names
 
 
 def _plain(value: Any) -> Any:
@@ -63,7 +65,7 @@ def page_rows(
         return []
     part = frame.loc[list(names)]
     rows = []
-    for name, row in zip(part.index, part.itertuples(index=False)):
+    for name, row in zip(part.index, part.itertuples(index=False), strict=True):
         state = str(row.state)
         if state == "running" and name in cancelling:
             state = "cancelling"

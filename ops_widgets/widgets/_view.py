@@ -4,23 +4,39 @@ Throttle, the ten-updates-a-second cap both widgets send through."""
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from .._types import Operation
 
-__all__ = ["Throttle", "format_duration", "result_items", "summary_line", "view_state"]
+__all__ = ["Throttle", "format_duration", "kind_label", "result_items", "summary_line", "view_state"]
+
+
+# The widget's JavaScript (formatDuration in js/widgets.js) mirrors this step for step, so repr()
+# and the screen show the same text; tests/test_frontend.py runs both on the same inputs.
+MAX_SECONDS = 2**53  # past this a JS number is no exact integer: its digits would drift from these
 
 
 def format_duration(seconds: float | None) -> str:
-    if seconds is None:
+    """Like "1h05m", "1m12s" or "7s": rounded half up to whole seconds, negatives as 0, "" if unknown."""
+    if seconds is None or not math.isfinite(seconds):
         return ""
-    s = max(0, round(seconds))
+    # Half up, exactly like JS Math.round; round() goes half to even (2.5 -> 2), and floor(x + 0.5)
+    # is one off at 0.49999999999999994. x - floor(x) is exact in floats.
+    whole = math.floor(seconds)
+    s = min(MAX_SECONDS, max(0, whole + (seconds - whole >= 0.5)))
     h, m, r = s // 3600, s % 3600 // 60, s % 60
     if h:
         return f"{h}h{m:02d}m"
     return f"{m}m{r:02d}s" if m else f"{r}s"
+
+
+def kind_label(kind: str) -> str:
+    """What a kind is called on screen; the front-end has no list of kinds of its own."""
+    return "operation" if kind == "other" else kind
 
 
 def summary_line(op: Operation, elapsed: float | None = None) -> str:

@@ -1,0 +1,96 @@
+"""The front-end keeps no second copy of a Python decision: the duration text is the same string
+(formatDuration run in node against format_duration), kinds and their names come from Python,
+and each state colour is set once in the CSS for both widgets."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ops_widgets import Operation
+from ops_widgets._types import KINDS, State
+from ops_widgets.widgets._view import format_duration, kind_label, summary_line
+
+JS = Path(__file__).resolve().parents[1] / "js"
+NODE = shutil.which("node")
+
+
+def durations() -> list[float | None]:
+    """Edges (minute, hour, rounding, clamping, non-finite) and a seeded spread of magnitudes."""
+    edges: list[float | None] = [
+        None, 0, -0.0, 0.4, 0.5, 0.49999999999999994, 0.5000000000000001, 1.5, 2.5, 59, 59.4, 59.5,
+        60, 61, 72, 72.5, 119.5, 599.5, 3599, 3599.49, 3599.5, 3600, 3660, 3661, 7199.5, 35999.5, 86400,
+        86399.5, 360000, 1e9, -0.4, -0.5, -0.6, -1, -3600, -1e300, 2**52 + 0.5, 2**53 - 1, 2**53, 2**53 + 2,
+        2**60, 1e21, 1e300, 5e-324, math.inf, -math.inf, math.nan,
+    ]
+    edges += [n + 0.5 for n in range(0, 7200, 397)]  # ties: Python's round() would go to even
+    rng = random.Random(20250101)
+    spread = [rng.uniform(-5, 10) * 10 ** rng.uniform(0, 6) for _ in range(160)]
+    return edges + spread
+
+
+def as_js_text(value: float | None) -> str | None:
+    """A number as text JS Number() reads back to the same double (repr is shortest round-trip)."""
+    if value is None:
+        return None
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return repr(float(value))
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed")
+def test_js_duration_text_is_pythons() -> None:
+    values = durations()
+    assert len(values) >= 200
+    script = (
+        "import { readFileSync } from 'node:fs';\n"
+        f"import {{ formatDuration }} from {json.dumps((JS / 'widgets.js').as_uri())};\n"
+        "const xs = JSON.parse(readFileSync(0, 'utf8'));\n"
+        "process.stdout.write(JSON.stringify(xs.map((x) => formatDuration(x === null ? null : Number(x)))));\n"
+    )
+    done = subprocess.run(
+        [str(NODE), "--input-type=module", "-e", script],
+        input=json.dumps([as_js_text(v) for v in values]), capture_output=True, text=True, timeout=60, check=True,
+    )
+    got = json.loads(done.stdout)
+    wrong = [(v, js, format_duration(v)) for v, js in zip(values, got, strict=True) if js != format_duration(v)]
+    assert not wrong, f"JS and Python disagree (value, JS, Python): {wrong[:10]}"
+
+
+def test_duration_text() -> None:
+    assert [format_duration(s) for s in (None, math.nan, -5, 0.4, 2.5, 59.5, 72, 3599.5, 3725)] == [
+        "", "", "0s", "0s", "3s", "1m00s", "1m12s", "1h00m", "1h02m"]
+
+
+def test_repr_line_is_the_readmes() -> None:
+    op = Operation.from_api_response({"name": "tunedModels/t/operations/o", "metadata": {"completedPercent": 42}})
+    assert summary_line(op, 72.3) == "tunedModels/t/operations/o  running  42%  1m12s"
+
+
+def test_js_keeps_no_list_of_kinds() -> None:
+    source = (JS / "widgets.js").read_text()
+    listed = [k for k in KINDS if re.search(rf"""["'`]{k}["'`]|\b{k}\s*:""", source)]
+    assert not listed, f"widgets.js names kinds {listed}: labels come from Python (kind_label)"
+    assert [kind_label(k) for k in KINDS] == ["video", "tuning", "import", "batch", "operation"]
+
+
+def test_each_state_colour_is_set_once_for_both_widgets() -> None:
+    css = (JS / "widgets.css").read_text()
+    rules = re.findall(r"([^{}]+)\{([^{}]*)\}", re.sub(r"/\*.*?\*/", "", css, flags=re.S))
+    for state in [s.value for s in State if s.value != "running"] + ["cancelling"]:
+        setting = [sel.strip() for sel, body in rules if f'data-state="{state}"' in sel and "--opw-state" in body]
+        assert len(setting) == 1, (state, setting)
+        assert ".opw[" in setting[0] and ".opt " in setting[0], setting  # one rule, both widgets
+    # Nothing else paints a state colour: each appears in exactly one declaration.
+    for colour in ("--jp-warn-color1", "--jp-success-color1", "--jp-layout-color4"):
+        assert css.count(colour) == 1, colour
+    assert "opt-badge-" not in css
