@@ -1,6 +1,7 @@
 """ops_widgets: Google long-running operations from Python and Jupyter."""
 
 from ._client import AsyncOperations
+from ._clock import Clock, VirtualClock
 from ._engine import AsyncTracked, Tracked
 from ._frame import to_dataframe
 from ._exceptions import (
@@ -38,6 +39,7 @@ __all__ = [
     "AsyncTracked",
     "AuthenticationError",
     "BadRequestError",
+    "Clock",
     "InvalidNameError",
     "ListOperationsResponse",
     "MalformedOperationError",
@@ -54,6 +56,7 @@ __all__ = [
     "State",
     "Tracked",
     "TransportError",
+    "VirtualClock",
     "WaitTimeout",
     "to_dataframe",
     "watch_all",

@@ -1,33 +1,23 @@
-"""AsyncOperations: the one implementation of I/O (httpx.AsyncClient, typed errors, retries)."""
+"""AsyncOperations: the operations API on asyncio. Requests go through the Transport, every poll
+and wait through the Engine; this module decides which URL and which shape, and lays out frames."""
 
 from __future__ import annotations
 
 import asyncio
-import inspect
-import logging
 import os
-import random
-import time
-from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Iterable, Iterator, TypeVar, Union
-
-import httpx
+from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Union
 
 from . import _schedule
 from ._backends import GeminiBackend
-from ._engine import AsyncTracked, Hub, Tracked
+from ._clock import SYSTEM_CLOCK, Clock
+from ._engine import AsyncTracked, Engine
+from ._exceptions import AuthenticationError, MalformedOperationError, OpsError
 from ._frame import FrameBuilder, ListingProgress
-from ._exceptions import (
-    ApiError,
-    AuthenticationError,
-    MalformedOperationError,
-    OpsError,
-    RateLimitError,
-    TransportError,
-    WaitTimeout,
-)
+from ._transport import Secret, Transport
 from ._types import ListOperationsResponse, Operation
 
 if TYPE_CHECKING:
+    import httpx
     import pandas as pd
     from ipywidgets import VBox
 
@@ -35,13 +25,12 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_BASE_URL", "AsyncOperations", "NameOrOperation", "ProgressCallback"]
 
-logger = logging.getLogger("ops_widgets")
-
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 
 NameOrOperation = Union[str, Operation]
 ProgressCallback = Callable[[Operation], Union[None, Awaitable[None]]]
-H = TypeVar("H", AsyncTracked, Tracked)
+# `list` is a method name below: inside the class body it would shadow the builtin in annotations.
+_List = list
 
 _NO_KEY = (
     "No API key. Pass api_key=..., or set GEMINI_API_KEY (or GOOGLE_API_KEY) in the environment. "
@@ -49,35 +38,21 @@ _NO_KEY = (
     "`from ops_widgets.emulator import Emulator; emu = Emulator.start(); ops = emu.client()` "
     "(or run `ops-widgets emulator` and pass its base_url and key)."
 )
-
-# Request retry (not polling cadence): short, jittered, capped.
-_RETRY_INITIAL = 0.5
-_RETRY_MAX = 30.0
-_RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
-_RETRYABLE_TRANSPORT = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError)
 _CHUNK = 250  # operations laid out into a frame between two turns of the event loop
-
-
-class _Secret:
-    """Holds the key so that no repr, log or traceback locals dump shows it."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: str) -> None:
-        self.value = value
-
-    def __repr__(self) -> str:
-        return "<secret>"
 
 
 def _name(op: NameOrOperation) -> str:
     return op.name if isinstance(op, Operation) else op
 
 
-def _retryable(error: Exception) -> bool:
-    if isinstance(error, ApiError):
-        return error.status_code in _RETRYABLE_STATUS
-    return isinstance(error.__cause__, _RETRYABLE_TRANSPORT)
+def _positive(what: str, value: float | None, *, allow_zero: bool = False) -> None:
+    """Bad arguments fail here, before anything is sent."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what} must be a number, got {type(value).__name__}")
+    if not (value >= 0 if allow_zero else value > 0):
+        raise ValueError(f"{what} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
 
 
 class AsyncOperations:
@@ -86,7 +61,10 @@ class AsyncOperations:
     The key comes from ``api_key``, else GEMINI_API_KEY, else GOOGLE_API_KEY, and travels only
     in the ``x-goog-api-key`` header. An instance belongs to the event loop that first uses it.
     ``poll_concurrency`` and ``poll_rate`` (requests per second, None for no cap) bound what the
-    polling engine of track() sends; direct calls are not throttled.
+    polling engine (track, wait, widgets) sends; direct calls are not throttled. ``clock`` is the
+    time everything reads and waits on (a VirtualClock simulates hours in milliseconds);
+    ``time_scale`` says how many times faster than real life the service runs (an emulator's
+    ``speed``), so that typical durations shrink with it.
     """
 
     def __init__(
@@ -100,105 +78,50 @@ class AsyncOperations:
         transport: httpx.AsyncBaseTransport | None = None,
         poll_concurrency: int = 16,
         poll_rate: float | None = 10.0,
+        clock: Clock | None = None,
+        time_scale: float = 1.0,
     ) -> None:
         key = api_key or os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY")
         if not key:
             raise AuthenticationError(_NO_KEY)
-        if max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0, got {max_retries!r}")
-        self._key = _Secret(key)
+        if isinstance(poll_concurrency, bool) or not isinstance(poll_concurrency, int) or poll_concurrency < 1:
+            raise ValueError(f"poll_concurrency must be an integer >= 1, got {poll_concurrency!r}")
+        _positive("poll_rate", poll_rate)
+        _positive("time_scale", time_scale)
+        _positive("timeout", timeout)
         self._backend = GeminiBackend(base_url, api_version)
-        self._timeout = timeout
-        self._max_retries = max_retries
-        self._transport = transport
-        self._http: httpx.AsyncClient | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._hub: Hub | None = None
-        self._hub_options: dict[str, Any] = {"max_concurrency": poll_concurrency, "max_rate": poll_rate}
-        # Injected time, so tests can run waits and retries on a virtual clock.
-        self._clock: Callable[[], float] = time.monotonic
-        self._wall: Callable[[], float] = time.time
-        self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-        self._rand: Callable[[], float] = random.random
-        # Typical durations are real-world ones; the emulator runs `speed` times faster.
-        self._typical_scale = 1.0
+        self._clock = clock or SYSTEM_CLOCK
+        headers = {name: Secret(value) for name, value in self._backend.auth_headers(key).items()}
+        self._transport = Transport(headers, clock=self._clock, timeout=timeout, max_retries=max_retries,
+                                    transport=transport)
+        self._poll_concurrency, self._poll_rate = poll_concurrency, poll_rate
+        self._durations = _schedule.Durations(scale=1.0 / time_scale)
+        self._engine: Engine | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self._backend.base_url!r}, api_version={self._backend.api_version!r})"
 
-    # -- plumbing ------------------------------------------------------------------------
+    @property
+    def clock(self) -> Clock:
+        """The clock this client reads and waits on."""
+        return self._clock
 
-    def _bind(self) -> None:
-        """Tie this client (its pool and pollers) to the running loop, or refuse another."""
-        loop = asyncio.get_running_loop()
-        if self._loop is not None and self._loop is not loop:
-            if not self._loop.is_closed():
-                raise RuntimeError(
-                    "this AsyncOperations is in use on another event loop; create one per loop, "
-                    "or use the blocking Operations, which is safe from any thread"
-                )
-            # Its loop is gone (e.g. a second asyncio.run): start afresh.
-            self._http, self._hub = None, None
-        self._loop = loop
-
-    def _engine(self) -> Hub:
-        self._bind()
-        if self._hub is None:
-            self._hub = Hub(self, **self._hub_options)
-        return self._hub
-
-    def _client(self) -> httpx.AsyncClient:
-        self._bind()
-        if self._http is None:
-            self._http = httpx.AsyncClient(
-                timeout=httpx.Timeout(self._timeout), transport=self._transport, follow_redirects=False
+    def _polling(self) -> Engine:
+        """This client's engine, on the loop that runs it."""
+        self._transport.bind()
+        if self._engine is None:
+            self._engine = Engine(
+                get=self.get, poll=self._poll, cancel=self.cancel, clock=self._clock,
+                max_concurrency=self._poll_concurrency, max_rate=self._poll_rate, durations=self._durations,
             )
-        return self._http
-
-    async def _request(
-        self, method: str, url: str, params: dict[str, str] | None = None, *, retries: int | None = None
-    ) -> Any:
-        """Send with retries; return the decoded JSON or raise a typed error."""
-        http = self._client()
-        headers = self._backend.auth_headers(self._key.value)
-        delays = _schedule.backoff(_RETRY_INITIAL, _RETRY_MAX, 2.0, rand=self._rand)
-        retries = self._max_retries if retries is None else retries
-        for attempt in range(retries + 1):
-            started = self._clock()
-            error: ApiError | TransportError
-            try:
-                resp = await http.request(method, url, params=params, headers=headers)
-            except httpx.HTTPError as exc:
-                error = TransportError(f"{method} {url}: {type(exc).__name__}: {exc or 'no details'}")
-                error.__cause__ = exc  # as `raise ... from exc` would, once we raise it below
-            else:
-                logger.debug(
-                    "%s %s -> %s in %.0f ms", method, resp.request.url, resp.status_code,
-                    1000 * (self._clock() - started),
-                )
-                if resp.is_success:
-                    return _decode(resp, method, url)
-                error = ApiError.from_response(
-                    resp.status_code, resp.content, resp.headers.get("content-type", "")
-                )
-            if attempt >= retries or not _retryable(error):
-                raise error
-            delay = next(delays)
-            if isinstance(error, RateLimitError) and error.retry_delay is not None:
-                delay = error.retry_delay  # the server said how long; jitter would only be early
-            logger.info("%s %s failed (%s); retry %d/%d in %.2fs", method, url, error,
-                        attempt + 1, retries, delay)
-            await self._sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return self._engine
 
     async def aclose(self) -> None:
-        """Stop this client's pollers and close the connection pool."""
-        if self._hub is not None:
-            for poller in list(self._hub.pollers.values()):
-                poller.close(OpsError("the client was closed while this operation was tracked"))
-        if self._http is not None:
-            http, self._http = self._http, None
-            await http.aclose()
+        """Stop this client's pollers (their waiters get an error) and close the connection pool.
+        A closed client refuses to be used again."""
+        if self._engine is not None:
+            self._engine.close(OpsError("the client was closed while this operation was tracked"))
+        await self._transport.aclose()
 
     async def __aenter__(self) -> AsyncOperations:
         return self
@@ -209,24 +132,35 @@ class AsyncOperations:
     # -- the API -------------------------------------------------------------------------
 
     async def get(self, name: NameOrOperation) -> Operation:
-        """The operation as it is now."""
-        return await self._get(_name(name))
+        """The operation as it is now (one GET, with request retries)."""
+        data = await self._transport.request("GET", self._backend.operation_url(_name(name)))
+        return Operation.from_api_response(data)
 
-    async def _get(self, name: str, retries: int | None = None) -> Operation:
-        """``retries=0`` for the polling engine, which owns retry and rate-limit policy."""
-        data = await self._request("GET", self._backend.operation_url(name), retries=retries)
+    async def _poll(self, name: str) -> Operation:
+        # The engine's poll: no request retries, the poller owns retry and rate-limit policy.
+        data = await self._transport.request("GET", self._backend.operation_url(name), retries=0)
         return Operation.from_api_response(data)
 
     async def track(self, name: NameOrOperation, *, poll_interval: float | None = None) -> AsyncTracked:
         """A live handle on the operation, polled by the shared engine (one poller per name).
 
-        ``poll_interval`` asks for a fixed interval instead of the adaptive schedule (the
-        shortest interval asked for by any tracker of the name wins).
+        ``poll_interval`` asks for a poll at least that often while the handle lives, instead of
+        the adaptive schedule (the shortest interval asked for by any handle of the name wins).
         """
-        return await self._track(name, poll_interval, AsyncTracked)
+        _positive("poll_interval", poll_interval)
+        if not isinstance(name, Operation):
+            self._backend.operation_url(name)  # a bad name fails here, before anything is sent
+        poller = await self._polling().poller(name)
+        return AsyncTracked(poller, poll_interval=poll_interval)
+
+    async def track_all(
+        self, names: Iterable[NameOrOperation], *, poll_interval: float | None = None
+    ) -> _List[AsyncTracked]:
+        """track() each of ``names``, their first GETs concurrently; in the order given."""
+        return _List(await asyncio.gather(*(self.track(n, poll_interval=poll_interval) for n in names)))
 
     async def watch(self, name: NameOrOperation, *, poll_interval: float | None = None) -> OperationWidget:
-        """An OperationWidget showing the operation live (it binds to track(); it never polls)."""
+        """An OperationWidget showing the operation live (it shows a track() handle; it never polls)."""
         from .widgets import OperationWidget  # lazy: anywidget and ipywidgets only when wanted
 
         return OperationWidget(await self.track(name, poll_interval=poll_interval))
@@ -235,18 +169,7 @@ class AsyncOperations:
         """A compact stacked list of OperationWidgets, tracked concurrently."""
         from .widgets import watch_all
 
-        return watch_all(await self._track_all(names, poll_interval, AsyncTracked))
-
-    async def _track_all(
-        self, names: Iterable[NameOrOperation], poll_interval: float | None, handle: type[H]
-    ) -> list[H]:
-        """Track many at once: their first GETs go out together, not one after another."""
-        return list(await asyncio.gather(*(self._track(n, poll_interval, handle) for n in names)))
-
-    async def _track(self, name: NameOrOperation, poll_interval: float | None, handle: type[H]) -> H:
-        if not isinstance(name, Operation):
-            self._backend.operation_url(name)  # a bad name fails here, before anything is sent
-        return handle(await self._engine().poller(name, poll_interval))
+        return watch_all(await self.track_all(names, poll_interval=poll_interval))
 
     async def list(
         self,
@@ -259,7 +182,7 @@ class AsyncOperations:
         """One page of operations. ``parent`` is e.g. "models/veo-3.0-generate-001"."""
         url = self._backend.list_url(parent)
         params = self._backend.list_params(page_size, page_token, filter)
-        return ListOperationsResponse.from_api_response(await self._request("GET", url, params))
+        return ListOperationsResponse.from_api_response(await self._transport.request("GET", url, params))
 
     async def list_all(
         self,
@@ -268,9 +191,9 @@ class AsyncOperations:
         page_size: int | None = None,
         filter: str | None = None,
         max_items: int | None = None,
-    ) -> list[Operation]:
+    ) -> _List[Operation]:
         """Every operation, following every page (up to ``max_items``)."""
-        result: list[Operation] = []
+        result: _List[Operation] = []
         async for page in self._pages(parent, page_size, filter, max_items):
             result.extend(page)
         return result
@@ -304,7 +227,7 @@ class AsyncOperations:
 
     async def _pages(
         self, parent: str | None, page_size: int | None, filter: str | None, max_items: int | None
-    ) -> AsyncIterator[list[Operation]]:
+    ) -> AsyncIterator[_List[Operation]]:
         """The operations of each page in turn, up to ``max_items``: the one pager.
 
         The next page is requested as soon as this one's token is known, so the server works on
@@ -380,11 +303,11 @@ class AsyncOperations:
 
     async def cancel(self, name: NameOrOperation) -> None:
         """Ask the server to cancel; it finishes as cancelled (error code 1) when it can."""
-        await self._request("POST", self._backend.cancel_url(_name(name)))
+        await self._transport.request("POST", self._backend.cancel_url(_name(name)))
 
     async def delete(self, name: NameOrOperation) -> None:
         """Forget the operation on the server (it does not cancel it)."""
-        await self._request("DELETE", self._backend.operation_url(_name(name)))
+        await self._transport.request("DELETE", self._backend.operation_url(_name(name)))
 
     async def wait(
         self,
@@ -394,8 +317,16 @@ class AsyncOperations:
         timeout: float | None = 600.0,
         on_progress: ProgressCallback | None = None,
     ) -> Operation:
-        """Poll every ``poll_interval`` seconds until done; WaitTimeout after ``timeout``."""
-        return await self._wait(_name(name), _schedule.fixed(poll_interval), timeout, on_progress)
+        """Poll every ``poll_interval`` seconds until done and return the final Operation.
+
+        ``on_progress(op)`` (sync or async) runs after every one of those polls, the last one
+        included; an exception from it ends the wait with that exception. WaitTimeout after
+        ``timeout`` seconds (None: no limit); the operation itself goes on. Other trackers of the
+        same name share the requests: none is sent twice for the same instant.
+        """
+        _positive("poll_interval", poll_interval)
+        _positive("timeout", timeout, allow_zero=True)
+        return await self._wait(name, _schedule.fixed(poll_interval), timeout, on_progress)
 
     async def wait_with_backoff(
         self,
@@ -407,47 +338,26 @@ class AsyncOperations:
         timeout: float | None = 3600.0,
         on_progress: ProgressCallback | None = None,
     ) -> Operation:
-        """Poll with exponentially growing, fully jittered delays until done."""
-        delays = _schedule.backoff(initial_delay, max_delay, multiplier, rand=self._rand)
-        return await self._wait(_name(name), delays, timeout, on_progress)
+        """Like wait(), with exponentially growing, fully jittered delays between polls
+        (``initial_delay`` times ``multiplier`` each time, up to ``max_delay``)."""
+        _positive("initial_delay", initial_delay)
+        _positive("max_delay", max_delay)
+        _positive("timeout", timeout, allow_zero=True)
+        if not multiplier > 1:
+            raise ValueError(f"multiplier must be > 1, got {multiplier!r}")
+        delays = _schedule.backoff(initial_delay, max_delay, multiplier)
+        return await self._wait(name, delays, timeout, on_progress)
 
     async def _wait(
         self,
-        name: str,
+        name: NameOrOperation,
         delays: Iterator[float],
         timeout: float | None,
         on_progress: ProgressCallback | None,
     ) -> Operation:
-        self._backend.operation_url(name)  # reject a bad name before anything else
-        poller = self._hub.active(name) if self._hub is not None else None
-        if poller is not None and self._loop is asyncio.get_running_loop():
-            # Already tracked: join its poller rather than start a second request stream.
-            return await poller.wait(timeout, on_progress)
-        deadline = None if timeout is None else self._clock() + timeout
-        while True:
-            op = await self.get(name)
-            if on_progress is not None:
-                result = on_progress(op)
-                if inspect.isawaitable(result):
-                    await result
-            if op.done:
-                return op
-            delay = _schedule.clip_to_deadline(next(delays), self._clock(), deadline)
-            if delay is None:
-                raise WaitTimeout(
-                    f"{name} was still running after {timeout:g}s (it goes on; wait again or cancel it)",
-                    op,
-                )
-            await self._sleep(delay)
-
-
-
-def _decode(resp: httpx.Response, method: str, url: str) -> Any:
-    try:
-        return resp.json() if resp.content else {}
-    except ValueError:
-        excerpt = " ".join(resp.text[:120].split())
-        raise MalformedOperationError(
-            f"{method} {url}: the answer (HTTP {resp.status_code}) is not JSON: {excerpt!r}"
-        ) from None
-
+        name = _name(name)
+        self._backend.operation_url(name)  # reject a bad name before anything is sent
+        engine = self._polling()
+        start = self._clock.monotonic()
+        poller = await engine.poller(name)
+        return await engine.wait(poller, delays, timeout, on_progress, start=start)

@@ -1,28 +1,32 @@
-"""The polling engine: ONE poller per (client, operation name), shared by every handle,
-subscriber and wait() on that name, so a notebook that shows an operation in three widgets and
-waits on it in a fourth cell still sends one stream of requests for it.
+"""The polling engine: the ONE place that polls. One poller per (client, operation name), shared
+by every handle, subscriber, widget and wait() on that name, so a notebook that shows an operation
+in three widgets and waits on it in a fourth cell still sends one stream of requests for it.
 
-    Hub (one per AsyncOperations, on that client's loop)
+    Engine (one per client, on that client's loop)
      ├── Limiter   at most N requests in flight and R per second; a 429 pauses them all
-     └── Poller    per name: latest snapshot, Adaptive schedule, subscribers, waiters
-          └── Tracked / AsyncTracked handles (what users and widgets hold)
+     └── Poller    per name: latest snapshot, schedule, subscribers, poll requests
+          └── AsyncTracked / Tracked handles (what users and views hold)
 
-Pollers run on the client's loop (the engine thread for the blocking Operations). Handles may be
-used from any thread: whatever must run on the loop is handed over with call_soon_threadsafe.
-A poller stops when its operation is done, or when no handle, subscriber or waiter is left.
+A wait() is a request to the shared poller, never a loop of its own: it asks for a poll at or
+after each time its own schedule (fixed interval, backoff) names, and the poller polls as soon as
+the most demanding of its waiters, fixed intervals and adaptive schedule asks. So a wait behaves
+the same whether or not anything else tracks the name.
+
+Everything here runs on the engine's loop; handles are the thread-safe way in. Subscribers are
+called on the loop, in order, with no lock held. Time is the injected Clock's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import logging
 import random
-import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Awaitable, Callable, Coroutine, Iterator, TypeVar
 
-from . import _loop
+from ._clock import Clock
 from ._exceptions import (
     AuthenticationError,
     BadRequestError,
@@ -33,22 +37,26 @@ from ._exceptions import (
     RateLimitError,
     WaitTimeout,
 )
-from ._schedule import Adaptive, Durations, backoff
+from ._loop import call_soon
+from ._text import summary_line
+from ._schedule import Adaptive, Durations, backoff, clip_to_deadline
 from ._types import Operation
 
-if TYPE_CHECKING:
-    from ._client import AsyncOperations
-
-__all__ = ["AsyncTracked", "Hub", "Limiter", "Poller", "Tracked"]
+__all__ = ["AsyncTracked", "Engine", "Limiter", "Poller", "Tracked"]
 
 logger = logging.getLogger("ops_widgets")
 
+T = TypeVar("T")
 Callback = Callable[[Operation], Any]
+Fetch = Callable[[str], Awaitable[Operation]]
 
 # Errors that more polling cannot fix: the poller stops and waiters get the error.
 _PERMANENT = (NotFoundError, AuthenticationError, PermissionDeniedError, BadRequestError, InvalidNameError)
 _REPORT_AFTER = 3  # consecutive failures before a handle shows last_error (one blip is not news)
 _STAGGER = 1.0  # seconds over which pollers resume after a pause when the rate is not capped
+_EPS = 1e-6  # a poll sent this close before a due time counts as at it (float rounding)
+# How long past its deadline a wait lets its last poll finish before it gives up on it.
+DEADLINE_GRACE = 1.0
 
 
 class Limiter:
@@ -58,10 +66,13 @@ class Limiter:
     past the pause, so all pollers stop together and then resume staggered, not in a burst.
     """
 
-    def __init__(self, max_concurrency: int = 16, max_rate: float | None = 10.0,
+    def __init__(self, clock: Clock, max_concurrency: int = 16, max_rate: float | None = 10.0,
                  rand: Callable[[], float] = random.random) -> None:
         if max_concurrency < 1:
             raise ValueError(f"poll_concurrency must be >= 1, got {max_concurrency!r}")
+        if max_rate is not None and not max_rate > 0:
+            raise ValueError(f"poll_rate must be > 0 or None, got {max_rate!r}")
+        self._clock = clock
         self._sem = asyncio.Semaphore(max_concurrency)
         self._interval = 1.0 / max_rate if max_rate else 0.0
         self._next = 0.0
@@ -69,13 +80,11 @@ class Limiter:
         self._rand = rand
 
     def pause(self, seconds: float) -> None:
-        now = asyncio.get_running_loop().time()
-        self.paused_until = max(self.paused_until, now + seconds)
+        self.paused_until = max(self.paused_until, self._clock.monotonic() + seconds)
 
     async def acquire(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            now = loop.time()
+            now = self._clock.monotonic()
             at = max(now, self._next, self.paused_until)
             if self._interval:
                 self._next = at + self._interval
@@ -83,7 +92,7 @@ class Limiter:
                 at += self._rand() * _STAGGER
             if at > now:
                 await asyncio.sleep(at - now)
-            if self.paused_until <= loop.time():
+            if self.paused_until <= self._clock.monotonic():
                 break  # else a pause began while we queued: queue again behind it
         await self._sem.acquire()
 
@@ -91,44 +100,69 @@ class Limiter:
         self._sem.release()
 
 
-class Hub:
-    """All pollers of one client, on that client's loop."""
+class Engine:
+    """All pollers of one client, on that client's loop.
 
-    def __init__(self, client: AsyncOperations, *, max_concurrency: int = 16,
-                 max_rate: float | None = 10.0, durations: Durations | None = None) -> None:
-        self.client = client
+    ``get`` fetches a first snapshot (with the client's request retries); ``poll`` fetches one
+    for a poller (no retries: the poller owns retry and rate-limit policy); ``cancel`` sends a
+    cancel. The engine knows nothing of HTTP.
+    """
+
+    def __init__(
+        self,
+        *,
+        get: Fetch,
+        poll: Fetch,
+        cancel: Callable[[str], Awaitable[None]],
+        clock: Clock,
+        max_concurrency: int = 16,
+        max_rate: float | None = 10.0,
+        durations: Durations | None = None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
         self.loop = asyncio.get_running_loop()
-        self.limiter = Limiter(max_concurrency, max_rate, client._rand)
-        self.durations = durations or Durations(scale=client._typical_scale)
+        self.clock = clock
+        self.rand = rand
+        self._get, self._poll, self._cancel = get, poll, cancel
+        self.limiter = Limiter(clock, max_concurrency, max_rate, rand)
+        self.durations = durations or Durations()
         self.pollers: dict[str, Poller] = {}
+        self.closed: OpsError | None = None
         self._pause_backoff: Iterator[float] | None = None
 
     def active(self, name: str) -> Poller | None:
         poller = self.pollers.get(name)
         return poller if poller is not None and not poller.stopped else None
 
-    async def poller(self, target: str | Operation, poll_interval: float | None = None) -> Poller:
+    async def poller(self, target: str | Operation) -> Poller:
+        """The live poller of the name, made (and given a first snapshot) if there is none."""
+        if self.closed is not None:
+            raise self.closed
         name = target.name if isinstance(target, Operation) else target
         poller = self.active(name)
         if poller is None:
             # An Operation in hand is the first snapshot for free; a name costs one GET, whose
             # errors (404, bad key) are the caller's to see at once.
-            first = target if isinstance(target, Operation) else await self.client.get(name)
+            sent = self.clock.monotonic()
+            first = target if isinstance(target, Operation) else await self._get(name)
             poller = self.active(name)  # another track() may have won the race during the await
             if poller is None:
-                poller = self.pollers[name] = Poller(self, first)
-        if poll_interval is not None:
-            poller.want_interval(poll_interval)
+                poller = self.pollers[name] = Poller(self, first, sent)
         return poller
 
-    async def fetch(self, name: str) -> Operation:
+    async def fetch(self, name: str) -> tuple[Operation, float]:
+        """One poll through the limiter: the snapshot, and when the request went out."""
         await self.limiter.acquire()
         try:
-            op = await self.client._get(name, retries=0)
+            sent = self.clock.monotonic()
+            op = await self._poll(name)
         finally:
             self.limiter.release()
         self._pause_backoff = None
-        return op
+        return op, sent
+
+    async def send_cancel(self, name: str) -> None:
+        await self._cancel(name)
 
     def rate_limited(self, exc: RateLimitError) -> float:
         """Pause every poller of this client for the server's retryDelay, else a growing backoff."""
@@ -146,12 +180,75 @@ class Hub:
         if self.pollers.get(poller.name) is poller:
             del self.pollers[poller.name]
 
+    def close(self, reason: OpsError) -> None:
+        """Stop every poller for good: waiters get ``reason``, subscribers a last delivery."""
+        self.closed = reason
+        for poller in list(self.pollers.values()):
+            poller.close(reason)
+
+    async def wait(
+        self,
+        poller: Poller,
+        delays: Iterator[float] | None,
+        timeout: float | None,
+        on_progress: Callback | None = None,
+        *,
+        start: float | None = None,
+    ) -> Operation:
+        """Until the operation is done, polling at least as ``delays`` asks (None: the poller's
+        own cadence), calling ``on_progress`` after each of those polls, last one included.
+
+        The first poll is due at ``start`` (default: now; a poller made for this wait has its
+        first snapshot from then). An exception from ``on_progress`` ends this wait with it;
+        WaitTimeout after ``timeout``.
+        """
+        start = self.clock.monotonic() if start is None else start
+        deadline = None if timeout is None else start + timeout
+        poller.retain()
+        try:
+            due = start
+            while True:
+                op = await self._poll_at(poller, due if delays is not None else None, deadline, timeout)
+                if on_progress is not None:
+                    result = on_progress(op)
+                    if inspect.isawaitable(result):
+                        await result
+                if op.done:
+                    return op
+                if delays is None:
+                    raise OpsError(f"polling {poller.name} stopped before it was done")
+                now = self.clock.monotonic()
+                delay = clip_to_deadline(next(delays), now, deadline)
+                if delay is None:
+                    raise _timeout(poller, timeout)
+                due = now + delay
+        finally:
+            poller.release()
+
+    async def _poll_at(self, poller: Poller, due: float | None, deadline: float | None,
+                       timeout: float | None) -> Operation:
+        request = poller.poll_at(due)
+        if deadline is None:
+            return await request
+        left = deadline + DEADLINE_GRACE - self.clock.monotonic()
+        try:
+            return await asyncio.wait_for(request, max(left, 0.0))
+        except asyncio.TimeoutError:
+            raise _timeout(poller, timeout) from None
+
+
+def _timeout(poller: Poller, timeout: float | None) -> WaitTimeout:
+    return WaitTimeout(
+        f"{poller.name} was still running after {timeout or 0:g}s (it goes on; wait again or cancel it)",
+        poller.latest,
+    )
+
 
 class Poller:
-    """Polls one operation for everyone interested in it."""
+    """Polls one operation for everyone interested in it. Lives on the engine's loop."""
 
-    def __init__(self, hub: Hub, first: Operation) -> None:
-        self.hub = hub
+    def __init__(self, engine: Engine, first: Operation, sent: float) -> None:
+        self.engine = engine
         self.name = first.name
         self.latest = first
         self.last_error: OpsError | None = None
@@ -159,65 +256,72 @@ class Poller:
         self.stopped = False
         self.cancel_requested = False
         self.saw_running = not first.done  # seen running at least once (elapsed is then known)
-        clock = hub.client._clock
-        self._started = clock()
-        self._observed_at = clock()
+        clock = engine.clock
+        self._clock = clock
+        self._latest_sent = sent  # when the request that brought `latest` went out
+        self._started = clock.monotonic()
+        self._observed_at = self._started
         self._done_at: float | None = None
         self._refs = 0
         self._subscribers: list[Callback] = []
-        self._lock = threading.RLock()  # serializes deliveries, so each subscriber sees them in order
-        self._done = asyncio.Event()
-        self._wakeup: asyncio.Future[None] | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._interval: float | None = None
-        self._schedule = Adaptive(first.kind, hub.durations)
-        self._retry_delays: Iterator[float] | None = None  # backoff while polls keep failing
-        self._retry_now = False  # after a 429: poll again as soon as the pause allows
+        self._requests: list[tuple[float | None, asyncio.Future[Operation]]] = []  # (due, answer)
+        self._intervals: list[float] = []  # fixed intervals asked for by handles
+        self._schedule = Adaptive(first.kind, engine.durations)
+        self._base_due = self._started  # next poll of the handles' interval or the adaptive schedule
+        self._retry_due: float | None = None  # while polls fail: backoff overrides every due
+        self._retry_delays: Iterator[float] | None = None
+        self._failures = 0
+        self._cancel_due: float | None = None
         self._cancel_delays: Iterator[float] | None = None
         self._cancel_task: asyncio.Task[None] | None = None
+        self._wakeup: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[None] | None = None
         self._observe(first)
+        self._plan()
         if first.done:
             self._finish()
 
     # -- interest: handles, subscribers and waiters ----------------------------------------
 
     def retain(self) -> None:
-        """On the loop: one more interested party; start polling if needed."""
+        """One more interested party; start polling if needed."""
         self._refs += 1
         if self._task is None and not self.stopped:
-            self._task = self.hub.loop.create_task(self._run(), name=f"ops-widgets poll {self.name}")
+            self._task = self.engine.loop.create_task(self._run(), name=f"ops-widgets poll {self.name}")
 
     def release(self) -> None:
-        """On the loop: one fewer; with none left, stop."""
+        """One fewer; with none left, stop."""
         self._refs -= 1
         if self._refs <= 0 and not self.stopped:
             self._stop()
 
-    def on_loop(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` on the poller's loop: now if we are on it, else hand it over."""
-        try:
-            here = asyncio.get_running_loop() is self.hub.loop
-        except RuntimeError:
-            here = False
-        if here:
-            fn()
-            return
-        try:
-            self.hub.loop.call_soon_threadsafe(fn)
-        except RuntimeError:
-            pass  # the loop is closed (interpreter exit, asyncio.run over): nothing left to stop
+    def want_interval(self, interval: float) -> Callable[[], None]:
+        """Poll at least every ``interval`` seconds until the returned function is called."""
+        self._intervals.append(interval)
+        self._plan()
+        self.wake()
 
-    # -- what handles read -------------------------------------------------------------------
+        def drop() -> None:
+            self._intervals.remove(interval)
+            self._plan()
 
-    def elapsed(self) -> float:
+        return drop
+
+    # -- what views read ----------------------------------------------------------------------
+
+    def elapsed(self) -> float | None:
+        """Seconds it has run (ran), from its own times when it has them, else since tracking
+        began; None when it was done on first sight with no times (how long is not known)."""
         op = self.latest
         create, update = op.create_time, op.update_time
         if create is not None:
             if op.done and update is not None:
                 return max(0.0, (update - create).total_seconds())
             if not op.done:
-                return max(0.0, self.hub.client._wall() - create.timestamp())
-        end = self._done_at if self._done_at is not None else self.hub.client._clock()
+                return max(0.0, self._clock.time() - create.timestamp())
+        if op.done and not self.saw_running:
+            return None
+        end = self._done_at if self._done_at is not None else self._clock.monotonic()
         return max(0.0, end - self._started)
 
     def eta(self) -> tuple[float | None, bool]:
@@ -227,73 +331,66 @@ class Poller:
         est = self._schedule.estimate()
         if est.eta is None:
             return None, est.from_priors
-        since = self.hub.client._clock() - self._observed_at
+        since = self._clock.monotonic() - self._observed_at
         return max(0.0, est.eta - since), est.from_priors
 
-    # -- subscriptions --------------------------------------------------------------------
+    # -- subscriptions (on the loop) ----------------------------------------------------------
 
-    def subscribe(self, callback: Callback) -> Callable[[], None]:
+    def subscribe(self, callback: Callback) -> None:
         """Call ``callback(op)`` now with the latest snapshot, then after every change."""
-        with self._lock:
-            self._subscribers.append(callback)
-            self._call(callback, self.latest)
-        self.on_loop(self.retain)
-        removed = False
+        self._subscribers.append(callback)
+        self.retain()
+        self._call(callback, self.latest)
 
-        def unsubscribe() -> None:
-            nonlocal removed
-            with self._lock:
-                if removed:
-                    return
-                removed = True
-                self._subscribers.remove(callback)
-            self.on_loop(self.release)
-
-        return unsubscribe
+    def unsubscribe(self, callback: Callback) -> None:
+        if callback in self._subscribers:
+            self._subscribers.remove(callback)
+            self.release()
 
     def _call(self, callback: Callback, op: Operation) -> None:
         try:
             result = callback(op)
-            if inspect.isawaitable(result):
-                asyncio.run_coroutine_threadsafe(_awaited(result), self.hub.loop)
         except Exception:
             logger.exception("a subscriber of %s raised; the others and the poller go on", self.name)
+            return
+        if inspect.isawaitable(result):
+            task = asyncio.ensure_future(result)
+            task.add_done_callback(self._async_subscriber_done)
+
+    def _async_subscriber_done(self, task: asyncio.Future[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("an async subscriber of %s raised; the others and the poller go on", self.name,
+                         exc_info=task.exception())
 
     def _deliver(self) -> None:
-        with self._lock:
-            op = self.latest
-            for callback in list(self._subscribers):
-                self._call(callback, op)
+        op = self.latest
+        for callback in list(self._subscribers):
+            self._call(callback, op)
 
-    # -- waiting and cancelling (on the loop) ----------------------------------------------
+    # -- poll requests (waiters) and cancel ----------------------------------------------------
 
-    async def wait(self, timeout: float | None = None, on_progress: Callback | None = None) -> Operation:
-        self.retain()
-        unsubscribe = self.subscribe(on_progress) if on_progress is not None else None
-        try:
-            if timeout is None:
-                await self._done.wait()
+    def poll_at(self, due: float | None) -> asyncio.Future[Operation]:
+        """The first snapshot from a poll sent at or after ``due`` (None: the next change that
+        ends it, i.e. done); at once if the latest is that recent, or final."""
+        answer: asyncio.Future[Operation] = self.engine.loop.create_future()
+        if self.stopped:
+            if self.latest.done or self.last_error is None:
+                answer.set_result(self.latest)
             else:
-                await asyncio.wait_for(self._done.wait(), timeout)
-        except asyncio.TimeoutError:
-            raise WaitTimeout(
-                f"{self.name} was still running after {timeout:g}s (it goes on; wait again or cancel it)",
-                self.latest,
-            ) from None
-        finally:
-            if unsubscribe is not None:
-                unsubscribe()
-            self.release()
-        if not self.latest.done and self.last_error is not None:
-            raise self.last_error  # stopped for good (deleted, key revoked): say why
-        return self.latest
+                answer.set_exception(self.last_error)
+        elif due is not None and self._latest_sent >= due - _EPS:
+            answer.set_result(self.latest)
+        else:
+            self._requests.append((due, answer))
+            self.wake()
+        return answer
 
     async def cancel(self) -> None:
         """Send ONE cancel however often it is asked for; then poll soon to see it confirmed."""
         if self.latest.done or self.cancel_requested:
             return
         if self._cancel_task is None:
-            self._cancel_task = self.hub.loop.create_task(self._send_cancel())
+            self._cancel_task = self.engine.loop.create_task(self._send_cancel())
         task = self._cancel_task
         try:
             await asyncio.shield(task)
@@ -302,40 +399,40 @@ class Poller:
                 self._cancel_task = None  # a failed cancel may be tried again
 
     async def _send_cancel(self) -> None:
-        await self.hub.client.cancel(self.name)
+        await self.engine.send_cancel(self.name)
         self.expect_cancel()
 
     def expect_cancel(self) -> None:
-        """On the loop: a cancel went through (here or elsewhere); poll soon to see it confirmed."""
+        """A cancel went through (here or elsewhere): poll soon, then less often, to see it."""
         self.cancel_requested = True
         self._cancel_delays = backoff(0.5, 10.0, 2.0, jitter=False)
+        self._cancel_due = self._clock.monotonic()
+        self._deliver()  # views show "cancelling" now, not at the next poll
         self.wake()
 
     # -- the loop ---------------------------------------------------------------------------
-
-    def want_interval(self, interval: float) -> None:
-        """A fixed interval asked for by a tracker; the shortest asked for wins."""
-        self._interval = interval if self._interval is None else min(self._interval, interval)
-        self.wake()
 
     def wake(self) -> None:
         if self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)
 
-    def _next_delay(self) -> float:
-        if self._retry_now:
-            self._retry_now = False
-            return 0.0
-        if self._retry_delays is not None:
-            return next(self._retry_delays)
-        if self._cancel_delays is not None:
-            return next(self._cancel_delays)
-        if self._interval is not None:
-            return self._interval
-        return self._schedule.next_delay()
+    def _plan(self, now: float | None = None) -> None:
+        """The next poll of the handles' fixed interval, else of the adaptive schedule."""
+        now = self._clock.monotonic() if now is None else now
+        delay = min(self._intervals) if self._intervals else self._schedule.next_delay()
+        self._base_due = now + delay
+
+    def _next_due(self) -> float:
+        if self._retry_due is not None:
+            return self._retry_due  # failing: back off, however eager the waiters are
+        dues = [self._base_due]
+        if self._cancel_due is not None:
+            dues.append(self._cancel_due)
+        dues.extend(due for due, answer in self._requests if due is not None and not answer.done())
+        return min(dues)
 
     async def _sleep(self, delay: float) -> None:
-        loop = self.hub.loop
+        loop = self.engine.loop
         self._wakeup = fut = loop.create_future()
         handle = loop.call_later(delay, _resolve, fut)
         try:
@@ -345,81 +442,109 @@ class Poller:
             self._wakeup = None
 
     async def _run(self) -> None:
-        failures = 0
         while not self.stopped:
-            await self._sleep(self._next_delay())
-            if self.stopped:
-                return
+            wait = self._next_due() - self._clock.monotonic()
+            if wait > _EPS:
+                await self._sleep(wait)
+                continue  # woken early or on time: look at the dues again
             self.requests += 1
             try:
-                op = await self.hub.fetch(self.name)
+                op, sent = await self.engine.fetch(self.name)
             except RateLimitError as exc:
-                failures += 1
-                self.hub.rate_limited(exc)
-                self._retry_now = True  # queue again at once: the limiter holds it past the pause
-                self._failed(exc, failures)
+                self.engine.rate_limited(exc)
+                self._retry_due = self._clock.monotonic()  # queue again: the limiter holds it past the pause
+                self._failed(exc)
                 continue
             except _PERMANENT as exc:
-                self._failed(exc, _REPORT_AFTER)
+                self._failures = _REPORT_AFTER - 1
+                self._failed(exc)
                 self._finish()
                 return
+            except asyncio.CancelledError:
+                raise
             except Exception as exc:  # 5xx, transport, a broken body, even a bug: keep going
                 if not isinstance(exc, OpsError):
                     logger.exception("polling %s failed unexpectedly; retrying", self.name)
-                failures += 1
                 if self._retry_delays is None:
-                    self._retry_delays = backoff(1.0, 60.0, 2.0, rand=self.hub.client._rand)
-                if isinstance(exc, OpsError):
-                    self._failed(exc, failures)
+                    self._retry_delays = backoff(1.0, 60.0, 2.0, rand=self.engine.rand)
+                self._retry_due = self._clock.monotonic() + next(self._retry_delays)
+                self._failed(exc if isinstance(exc, OpsError) else OpsError(f"{type(exc).__name__}: {exc}"))
                 continue
-            failures = 0
-            self._retry_delays = None
-            self._update(op)
+            self._failures = 0
+            self._retry_due = self._retry_delays = None
+            self._update(op, sent)
 
-    def _failed(self, exc: OpsError, failures: int) -> None:
-        logger.debug("polling %s failed (%d in a row): %s", self.name, failures, exc)
-        if failures >= _REPORT_AFTER and self.last_error is not exc:
+    def _failed(self, exc: OpsError) -> None:
+        self._failures += 1
+        logger.debug("polling %s failed (%d in a row): %s", self.name, self._failures, exc)
+        if self._failures >= _REPORT_AFTER and self.last_error is not exc:
             self.last_error = exc
-            logger.warning("polling %s keeps failing (%d in a row): %s", self.name, failures, exc)
+            logger.warning("polling %s keeps failing (%d in a row): %s", self.name, self._failures, exc)
             self._deliver()  # the handle's last_error changed: tell subscribers
 
     def _observe(self, op: Operation) -> None:
-        self._observed_at = self.hub.client._clock()
+        self._observed_at = self._clock.monotonic()
         if not op.done:
-            self._schedule.observe(self.elapsed(), op.progress)
+            elapsed = self.elapsed()
+            self._schedule.observe(0.0 if elapsed is None else elapsed, op.progress)
 
-    def _update(self, op: Operation) -> None:
+    def _update(self, op: Operation, sent: float) -> None:
         changed = op.raw != self.latest.raw or self.last_error is not None
         self.saw_running = self.saw_running or not op.done
         self.last_error = None
+        now = self._clock.monotonic()
         if op.done and not self.latest.done:
-            self._done_at = self.hub.client._clock()
-        self.latest = op
+            self._done_at = now
+        self.latest, self._latest_sent = op, sent
         self._observe(op)
         if op.done:
             create, update = op.create_time, op.update_time
             reported = (update - create).total_seconds() if create and update else None
-            self._schedule.finished(self.elapsed(), reported)
+            self._schedule.finished(self.elapsed() or 0.0, reported)
+        else:
+            self._plan(now)
+            if self._cancel_delays is not None:
+                self._cancel_due = now + next(self._cancel_delays)
         if changed:
             self._deliver()
+        # Every request this poll answers: sent at or after its due time, or any if it is done.
+        waiting, self._requests = self._requests, []
+        for due, answer in waiting:
+            if answer.done():
+                continue
+            if op.done or (due is not None and sent >= due - _EPS):
+                answer.set_result(op)
+            else:
+                self._requests.append((due, answer))
         if op.done:
             self._finish()
 
     def _finish(self) -> None:
+        """Done, or stopped for good by an error: answer everyone still waiting."""
         self.stopped = True
-        self._done.set()
-        self.hub.forget(self)
+        self.engine.forget(self)
+        for _, answer in self._requests:
+            if answer.done():
+                continue
+            if self.latest.done or self.last_error is None:
+                answer.set_result(self.latest)
+            else:
+                answer.set_exception(self.last_error)
+        self._requests = []
         self.wake()
 
     def close(self, reason: OpsError) -> None:
         """Stop for good (the client is closing): waiters get ``reason`` instead of hanging."""
+        if self.stopped and self.latest.done:
+            return
         self.last_error = reason
-        self._done.set()
         self._stop()
+        self._finish()
+        self._deliver()  # views learn that nothing polls any more
 
     def _stop(self) -> None:
         self.stopped = True
-        self.hub.forget(self)
+        self.engine.forget(self)
         if self._task is not None and self._task is not _current_task():
             self._task.cancel()
 
@@ -436,17 +561,21 @@ def _current_task() -> asyncio.Task[Any] | None:
         return None
 
 
-async def _awaited(aw: Any) -> None:
-    await aw
+class AsyncTracked:
+    """A live handle on one operation, polled by the shared engine: what users and views hold.
 
+    Reading it is cheap and safe from any thread. Interest ends with ``close()`` or when the
+    handle is garbage-collected; the poller stops when no handle, subscriber or waiter is left.
+    """
 
-class _Handle:
-    """A live view of one operation: what users and widgets hold. Cheap; share the poller."""
-
-    def __init__(self, poller: Poller) -> None:
+    def __init__(self, poller: Poller, *, poll_interval: float | None = None) -> None:
+        """Made on the engine's loop (by ``track()``)."""
         self._poller = poller
-        poller.retain()  # handles are made on the poller's loop
-        self._finalizer = weakref.finalize(self, poller.on_loop, poller.release)
+        poller.retain()
+        drop = poller.want_interval(poll_interval) if poll_interval is not None else None
+        self._finalizer = weakref.finalize(self, _release_on_loop, poller, drop)
+
+    # -- what a view reads ----------------------------------------------------------------
 
     @property
     def name(self) -> str:
@@ -458,8 +587,9 @@ class _Handle:
         return self._poller.latest
 
     @property
-    def elapsed(self) -> float:
-        """Seconds since it started (createTime when known, else since tracking began)."""
+    def elapsed(self) -> float | None:
+        """Seconds since it started (createTime when known, else since tracking began), or None
+        when it was already done when first seen and carries no times."""
         return self._poller.elapsed()
 
     @property
@@ -474,42 +604,140 @@ class _Handle:
 
     @property
     def last_error(self) -> OpsError | None:
-        """The error of the last polls, after repeated failures (polling goes on); else None."""
+        """The error of the last polls, after repeated failures (polling goes on), or the one
+        that stopped polling; else None."""
         return self._poller.last_error
 
     @property
     def cancel_requested(self) -> bool:
+        """A cancel was sent and the server has not confirmed it yet (or has: see operation)."""
         return self._poller.cancel_requested
 
+    @property
+    def polling(self) -> bool:
+        """Whether anything still polls this operation (False once done, closed or failed for good)."""
+        return not self._poller.stopped
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the engine reads: views take their time from it too."""
+        return self._poller.engine.clock
+
+    # -- thread-safe ways in ----------------------------------------------------------------
+
     def subscribe(self, callback: Callback) -> Callable[[], None]:
-        """``callback(op)`` now, then after every poll that changed something; returns unsubscribe."""
-        return self._poller.subscribe(callback)
+        """``callback(op)`` with the latest snapshot, then after every poll that changed
+        something (or a change of ``last_error``/``cancel_requested``); returns unsubscribe.
+
+        Callbacks run on the engine's loop, in order. From another thread, this returns once the
+        first call has been made.
+        """
+        loop = self._poller.engine.loop
+        self.call_soon(lambda: self._poller.subscribe(callback))
+        if not _on(loop):
+            _settle(loop)
+        removed = False
+
+        def unsubscribe() -> None:
+            nonlocal removed
+            if not removed:
+                removed = True
+                self.call_soon(lambda: self._poller.unsubscribe(callback))
+
+        return unsubscribe
+
+    def call_soon(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn()`` on the engine's loop (now, if called there)."""
+        call_soon(self._poller.engine.loop, fn)
+
+    def call_later(self, delay: float, fn: Callable[[], Any]) -> None:
+        """Run ``fn()`` on the engine's loop after ``delay`` seconds of the engine's clock."""
+        loop = self._poller.engine.loop
+        self.call_soon(lambda: loop.call_later(delay, fn))
+
+    def request_cancel(self) -> concurrent.futures.Future[None]:
+        """Ask for a cancel without waiting (any thread); the future says how it went."""
+        return self.submit(self._poller.cancel())
+
+    def expect_cancel(self) -> None:
+        """A cancel of this operation went out by other means: poll soon to see it confirmed."""
+        self.call_soon(self._poller.expect_cancel)
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Run ``coro`` on the engine's loop (any thread)."""
+        return asyncio.run_coroutine_threadsafe(coro, self._poller.engine.loop)
 
     def close(self) -> None:
         """Drop this handle's interest now (otherwise when it is garbage-collected)."""
         self._finalizer()
 
-    def __repr__(self) -> str:
-        eta, estimate = self._poller.eta()
-        left = "" if eta is None or self.operation.done else f"  eta {'~' if estimate else ''}{eta:.0f}s"
-        return f"<{type(self).__name__} {self.operation.summary()}  {self.elapsed:.0f}s{left}>"
-
-
-class Tracked(_Handle):
-    """The handle Operations.track() returns: blocking wait() and cancel()."""
-
-    def wait(self, timeout: float | None = None) -> Operation:
-        return _loop.run(self._poller.wait(timeout))
-
-    def cancel(self) -> None:
-        _loop.run(self._poller.cancel())
-
-
-class AsyncTracked(_Handle):
-    """The handle AsyncOperations.track() returns: awaitable wait() and cancel()."""
+    # -- waiting ----------------------------------------------------------------------------
 
     async def wait(self, timeout: float | None = None) -> Operation:
-        return await self._poller.wait(timeout)
+        """Until done, at the poller's own cadence; WaitTimeout after ``timeout`` seconds."""
+        return await self._poller.engine.wait(self._poller, None, timeout)
 
     async def cancel(self) -> None:
+        """Send a cancel (once, however often asked) and return; polling confirms it soon."""
         await self._poller.cancel()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {summary_line(self.operation, self.elapsed)}>"
+
+
+class Tracked(AsyncTracked):
+    """The handle Operations.track() returns: blocking wait() and cancel()."""
+
+    def __init__(self, handle: AsyncTracked) -> None:
+        """A blocking view of ``handle``: the same poller, the same interest (and interval)."""
+        self._poller = handle._poller
+        self._async = handle  # keeps its interest alive as long as this handle lives
+        self._finalizer = handle._finalizer
+
+    def wait(self, timeout: float | None = None) -> Operation:  # type: ignore[override]
+        """Block until done; WaitTimeout after ``timeout`` seconds."""
+        return self._block(self._poller.engine.wait(self._poller, None, timeout))
+
+    def cancel(self) -> None:  # type: ignore[override]
+        """Send a cancel (once, however often asked) and return; polling confirms it soon."""
+        self._block(self._poller.cancel())
+
+    def _block(self, coro: Coroutine[Any, Any, T]) -> T:
+        if _on(self._poller.engine.loop):
+            coro.close()
+            raise RuntimeError("a blocking Tracked method was called on the ops_widgets engine thread "
+                               "(from a subscriber?): use the AsyncTracked methods there")
+        future = self.submit(coro)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+
+def _release_on_loop(poller: Poller, drop: Callable[[], None] | None) -> None:
+    def release() -> None:
+        if drop is not None:
+            drop()
+        poller.release()
+
+    call_soon(poller.engine.loop, release)
+
+
+def _on(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+def _settle(loop: asyncio.AbstractEventLoop) -> None:
+    """From another thread: return once ``loop`` has run what was handed to it before."""
+    if loop.is_closed():
+        return
+    done = concurrent.futures.Future[None]()
+    try:
+        loop.call_soon_threadsafe(done.set_result, None)
+    except RuntimeError:
+        return
+    done.result()

@@ -1,75 +1,119 @@
-"""The engine loop: one private asyncio loop on a daemon thread, per process.
+"""The engine thread: a private asyncio loop on a daemon thread, one per clock (so one per process
+for real time).
 
-Every blocking call (Operations) and, later, every widget and poller runs its coroutines here,
-so each httpx client is only ever touched from the loop that created it, and blocking calls work
-in a plain script, in a Jupyter cell (where a loop is already running) and from many threads.
+Every blocking call (Operations), poller, widget update and heartbeat runs its coroutines and
+callbacks here, so each httpx client is only ever touched from the loop that created it, and
+blocking calls work in a plain script, in a Jupyter cell (where a loop is already running) and
+from many threads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import threading
-from typing import Any, Coroutine, TypeVar
+import weakref
+from typing import Any, Callable, Coroutine, TypeVar
 
-__all__ = ["engine_loop", "on_engine_thread", "run"]
+from ._clock import SYSTEM_CLOCK, Clock
+
+__all__ = ["EngineThread", "call_soon", "stop_thread", "thread_for"]
 
 T = TypeVar("T")
 
 _lock = threading.Lock()
-_loop: asyncio.AbstractEventLoop | None = None
-_thread: threading.Thread | None = None
+_threads: weakref.WeakKeyDictionary[Clock, EngineThread] = weakref.WeakKeyDictionary()
 
 
-def _serve(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
-    asyncio.set_event_loop(loop)
-    loop.call_soon(ready.set)
-    loop.run_forever()
+class EngineThread:
+    """A loop of ``clock``'s on a daemon thread, and the thread-safe ways into it."""
 
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.loop = clock.new_loop()
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, args=(ready,), name="ops-widgets-engine", daemon=True)
+        self._thread.start()
+        ready.wait()
 
-def engine_loop() -> asyncio.AbstractEventLoop:
-    """The engine loop, started on first use."""
-    global _loop, _thread
-    with _lock:
-        if _loop is None or _thread is None or not _thread.is_alive():
-            loop = asyncio.new_event_loop()
-            ready = threading.Event()
-            thread = threading.Thread(
-                target=_serve, args=(loop, ready), name="ops-widgets-engine", daemon=True
+    def _serve(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(ready.set)
+        self.loop.run_forever()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive() and not self.loop.is_closed()
+
+    def on_thread(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` here and block the calling thread until it is done.
+
+        An interrupt (Ctrl-C, Jupyter's stop button) cancels the coroutine, then propagates.
+        """
+        if self.on_thread():
+            coro.close()
+            raise RuntimeError(
+                "a blocking Operations method was called on the ops_widgets engine thread "
+                "(from an on_progress callback or a subscriber?): use AsyncOperations there, "
+                "or hand the work to another thread"
             )
-            thread.start()
-            ready.wait()
-            _loop, _thread = loop, thread
-        return _loop
+        future = self.submit(coro)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Start ``coro`` here; its result arrives in the returned future (any thread)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def call_soon(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn()`` on the engine thread: now if this is it, else as soon as it can."""
+        call_soon(self.loop, fn)
 
 
-def on_engine_thread() -> bool:
-    return _thread is not None and threading.current_thread() is _thread
-
-
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` on the engine loop and block the calling thread until it is done.
-
-    An interrupt (Ctrl-C, Jupyter's stop button) cancels the coroutine, then propagates.
-    """
-    if on_engine_thread():
-        coro.close()
-        raise RuntimeError(
-            "a blocking Operations method was called on the ops_widgets engine thread "
-            "(from an on_progress callback or a subscriber?); use AsyncOperations there"
-        )
-    future = asyncio.run_coroutine_threadsafe(coro, engine_loop())
+def call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[[], Any]) -> None:
+    """Run ``fn()`` on ``loop``: now if we are on it, else handed over thread-safely."""
     try:
-        return future.result()
-    except BaseException:
-        future.cancel()
-        raise
+        here = asyncio.get_running_loop() is loop
+    except RuntimeError:
+        here = False
+    if here:
+        fn()
+        return
+    try:
+        loop.call_soon_threadsafe(fn)
+    except RuntimeError:
+        pass  # the loop is closed (interpreter exit, asyncio.run over): nothing is left to run it
+
+
+def thread_for(clock: Clock = SYSTEM_CLOCK) -> EngineThread:
+    """The engine thread of ``clock``, started on first use."""
+    with _lock:
+        thread = _threads.get(clock)
+        if thread is None or not thread.alive:
+            thread = _threads[clock] = EngineThread(clock)
+        return thread
+
+
+def stop_thread(clock: Clock) -> None:
+    """Stop the engine thread of ``clock`` (a test's VirtualClock), if it has one."""
+    with _lock:
+        thread = _threads.pop(clock, None)
+    if thread is not None and thread.alive:
+        thread.loop.call_soon_threadsafe(thread.loop.stop)
+        thread._thread.join(10)
+        thread.loop.close()
 
 
 def _forget_after_fork() -> None:
-    # The child has no engine thread; it starts its own on first use.
-    global _loop, _thread
-    _loop, _thread = None, None
+    # The child has no engine threads; it starts its own on first use.
+    _threads.clear()
 
 
 if hasattr(os, "register_at_fork"):

@@ -1,20 +1,21 @@
-"""Operations: the blocking facade. Each method runs the AsyncOperations method on the engine loop.
+"""Operations: the blocking facade. Each method runs the AsyncOperations method on the engine thread.
 
-No logic lives here: sync and async share one implementation (see tests/test_facade.py).
+No logic lives here: sync and async share one implementation (see tests/test_facade.py), and
+each method's docstring is the async method's (help() shows it).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Iterable, TypeVar
 
-import httpx
-
-from . import _loop
 from ._client import DEFAULT_BASE_URL, AsyncOperations, NameOrOperation, ProgressCallback
+from ._clock import Clock
 from ._engine import Tracked
+from ._loop import thread_for
 from ._types import ListOperationsResponse, Operation
 
 if TYPE_CHECKING:
+    import httpx
     import pandas as pd
     from ipywidgets import VBox
 
@@ -22,12 +23,23 @@ if TYPE_CHECKING:
 
 __all__ = ["Operations"]
 
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+_List = list  # `list` is a method name below
+
+
+def _doc(fn: F) -> F:
+    """The blocking method says what its async twin says."""
+    fn.__doc__ = getattr(AsyncOperations, fn.__name__).__doc__
+    return fn
+
 
 class Operations:
     """Get, list, wait for, cancel and delete long-running operations (blocking).
 
     Safe in scripts, inside Jupyter cells (a running loop is no obstacle) and from many threads.
-    ``on_progress`` callbacks run on the engine thread.
+    ``on_progress`` callbacks and subscribers run on the engine thread. The arguments are
+    AsyncOperations'.
     """
 
     def __init__(
@@ -41,19 +53,31 @@ class Operations:
         transport: httpx.AsyncBaseTransport | None = None,
         poll_concurrency: int = 16,
         poll_rate: float | None = 10.0,
+        clock: Clock | None = None,
+        time_scale: float = 1.0,
     ) -> None:
         self._async = AsyncOperations(
             api_key, base_url=base_url, api_version=api_version, timeout=timeout,
             max_retries=max_retries, transport=transport, poll_concurrency=poll_concurrency,
-            poll_rate=poll_rate,
+            poll_rate=poll_rate, clock=clock, time_scale=time_scale,
         )
+        self._thread = thread_for(self._async.clock)
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._thread.run(coro)
+
+    @property
+    def clock(self) -> Clock:
+        """The clock this client reads and waits on."""
+        return self._async.clock
 
     def __repr__(self) -> str:
         return repr(self._async).replace("AsyncOperations", "Operations", 1)
 
     def close(self) -> None:
-        """Stop this client's pollers and close the connection pool."""
-        _loop.run(self._async.aclose())
+        """Stop this client's pollers (their waiters get an error) and close the connection pool.
+        A closed client refuses to be used again."""
+        self._run(self._async.aclose())
 
     def __enter__(self) -> Operations:
         return self
@@ -61,22 +85,31 @@ class Operations:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @_doc
     def get(self, name: NameOrOperation) -> Operation:
-        return _loop.run(self._async.get(name))
+        return self._run(self._async.get(name))
 
+    @_doc
     def track(self, name: NameOrOperation, *, poll_interval: float | None = None) -> Tracked:
-        return _loop.run(self._async._track(name, poll_interval, Tracked))
+        return Tracked(self._run(self._async.track(name, poll_interval=poll_interval)))
 
+    @_doc
+    def track_all(self, names: Iterable[NameOrOperation], *, poll_interval: float | None = None) -> _List[Tracked]:
+        return [Tracked(h) for h in self._run(self._async.track_all(names, poll_interval=poll_interval))]
+
+    @_doc
     def watch(self, name: NameOrOperation, *, poll_interval: float | None = None) -> OperationWidget:
         from .widgets import OperationWidget  # lazy: anywidget and ipywidgets only when wanted
 
         return OperationWidget(self.track(name, poll_interval=poll_interval))
 
+    @_doc
     def watch_all(self, names: Iterable[NameOrOperation], *, poll_interval: float | None = None) -> VBox:
         from .widgets import watch_all
 
-        return watch_all(_loop.run(self._async._track_all(names, poll_interval, Tracked)))
+        return watch_all(self.track_all(names, poll_interval=poll_interval))
 
+    @_doc
     def list(
         self,
         *,
@@ -85,10 +118,11 @@ class Operations:
         page_token: str | None = None,
         filter: str | None = None,
     ) -> ListOperationsResponse:
-        return _loop.run(
+        return self._run(
             self._async.list(parent=parent, page_size=page_size, page_token=page_token, filter=filter)
         )
 
+    @_doc
     def list_all(
         self,
         *,
@@ -96,11 +130,12 @@ class Operations:
         page_size: int | None = None,
         filter: str | None = None,
         max_items: int | None = None,
-    ) -> list[Operation]:
-        return _loop.run(
+    ) -> _List[Operation]:
+        return self._run(
             self._async.list_all(parent=parent, page_size=page_size, filter=filter, max_items=max_items)
         )
 
+    @_doc
     def list_dataframe(
         self,
         *,
@@ -111,29 +146,34 @@ class Operations:
         flatten_metadata: bool = True,
         progress: bool = True,
     ) -> pd.DataFrame:
-        return _loop.run(
+        return self._run(
             self._async.list_dataframe(
                 parent=parent, page_size=page_size, filter=filter, max_items=max_items,
                 flatten_metadata=flatten_metadata, progress=progress,
             )
         )
 
+    @_doc
     def cancel_many(
         self, names: Iterable[NameOrOperation] | pd.DataFrame, *, concurrency: int = 8
     ) -> pd.DataFrame:
-        return _loop.run(self._async.cancel_many(names, concurrency=concurrency))
+        return self._run(self._async.cancel_many(names, concurrency=concurrency))
 
+    @_doc
     def delete_many(
         self, names: Iterable[NameOrOperation] | pd.DataFrame, *, concurrency: int = 8
     ) -> pd.DataFrame:
-        return _loop.run(self._async.delete_many(names, concurrency=concurrency))
+        return self._run(self._async.delete_many(names, concurrency=concurrency))
 
+    @_doc
     def cancel(self, name: NameOrOperation) -> None:
-        _loop.run(self._async.cancel(name))
+        self._run(self._async.cancel(name))
 
+    @_doc
     def delete(self, name: NameOrOperation) -> None:
-        _loop.run(self._async.delete(name))
+        self._run(self._async.delete(name))
 
+    @_doc
     def wait(
         self,
         name: NameOrOperation,
@@ -142,10 +182,11 @@ class Operations:
         timeout: float | None = 600.0,
         on_progress: ProgressCallback | None = None,
     ) -> Operation:
-        return _loop.run(
+        return self._run(
             self._async.wait(name, poll_interval=poll_interval, timeout=timeout, on_progress=on_progress)
         )
 
+    @_doc
     def wait_with_backoff(
         self,
         name: NameOrOperation,
@@ -156,7 +197,7 @@ class Operations:
         timeout: float | None = 3600.0,
         on_progress: ProgressCallback | None = None,
     ) -> Operation:
-        return _loop.run(
+        return self._run(
             self._async.wait_with_backoff(
                 name, initial_delay=initial_delay, max_delay=max_delay, multiplier=multiplier,
                 timeout=timeout, on_progress=on_progress,

@@ -5,24 +5,21 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
 import ops_widgets as ow
 from ops_widgets import AsyncOperations, Operation, State
+from ops_widgets.emulator import Emulator
 
 
-def no_sleep_client(emu: Any, **kw: Any) -> AsyncOperations:
-    """A client whose retry sleeps are recorded, not slept (the server side stays real)."""
-    client = emu.aclient(**kw)
-    client.slept = []  # type: ignore[attr-defined]
-
-    async def sleep(d: float) -> None:
-        client.slept.append(d)  # type: ignore[attr-defined]
-
-    client._sleep = sleep
-    return client
+def on_virtual_clock(body: Callable[[Any, ow.VirtualClock], Awaitable[None]]) -> None:
+    """Run ``body(emu, clock)`` against an in-process emulator on a virtual clock: retry and
+    poll delays pass in no real time, and are read off the clock."""
+    clock = ow.VirtualClock()
+    clock.run(body(Emulator.in_process(clock, random_seed=3), clock))
 
 
 async def test_get_each_kind_and_accepts_an_operation(emu: Any) -> None:
@@ -114,44 +111,35 @@ async def test_wait_accepts_async_callbacks_and_backoff(emu: Any) -> None:
     assert final.succeeded and final.video_uris and calls[-1] is True
 
 
-async def test_wait_on_a_virtual_clock_never_sleeps_past_the_deadline(emu: Any) -> None:
-    name = emu.create("video", duration=10**6)
-    ops = emu.aclient()
-    now = [0.0]
-    slept: list[float] = []
-    polls: list[Operation] = []
+def test_wait_on_a_virtual_clock_never_sleeps_past_the_deadline() -> None:
+    async def body(emu: Any, clock: ow.VirtualClock) -> None:
+        name = emu.create("video", duration=10**6)
+        polls: list[float] = []
+        async with emu.aclient() as ops:
+            with pytest.raises(ow.WaitTimeout) as info:
+                await ops.wait(name, poll_interval=10, timeout=25, on_progress=lambda op: polls.append(clock.monotonic()))
+        assert polls == [0, 10, 20, 25]  # clipped to the deadline, and one more check at it
+        assert isinstance(info.value, TimeoutError) and info.value.operation is not None
+        assert name in str(info.value)
+        assert emu.get_operation(name).get("done") is not True  # a timeout does not cancel
 
-    async def fake_sleep(d: float) -> None:
-        slept.append(d)
-        now[0] += d
-
-    ops._clock, ops._sleep = (lambda: now[0]), fake_sleep
-    with pytest.raises(ow.WaitTimeout) as info:
-        await ops.wait(name, poll_interval=10, timeout=25, on_progress=polls.append)
-    assert slept == [10, 10, 5]  # clipped to the deadline...
-    assert len(polls) == 4  # ...and one more check at it
-    assert isinstance(info.value, TimeoutError) and info.value.operation == polls[-1]
-    assert name in str(info.value)
-    assert emu.get_operation(name).get("done") is not True  # a timeout does not cancel
-    await ops.aclose()
+    on_virtual_clock(body)
 
 
-async def test_wait_backoff_delays_are_jittered_and_capped(emu: Any) -> None:
-    name = emu.create("video", duration=10**6)
-    ops = emu.aclient()
-    now = [0.0]
-    slept: list[float] = []
+def test_wait_backoff_delays_are_jittered_and_capped() -> None:
+    async def body(emu: Any, clock: ow.VirtualClock) -> None:
+        name = emu.create("video", duration=10**6)
+        polls: list[float] = []
+        async with emu.aclient() as ops:
+            with pytest.raises(ow.WaitTimeout):
+                await ops.wait_with_backoff(name, initial_delay=1, max_delay=8, multiplier=2, timeout=20,
+                                            on_progress=lambda op: polls.append(clock.monotonic()))
+        gaps = [b - a for a, b in zip(polls, polls[1:])]
+        caps = [1, 2, 4, 8] + [8] * len(gaps)
+        assert all(0 <= g <= cap + 1e-9 for g, cap in zip(gaps, caps))  # full jitter under the cap
+        assert polls[0] == 0 and polls[-1] == pytest.approx(20)
 
-    async def fake_sleep(d: float) -> None:
-        slept.append(d)
-        now[0] += d
-
-    ops._clock, ops._sleep, ops._rand = (lambda: now[0]), fake_sleep, (lambda: 0.5)
-    with pytest.raises(ow.WaitTimeout):
-        await ops.wait_with_backoff(name, initial_delay=1, max_delay=8, multiplier=2, timeout=20)
-    assert slept[:5] == [0.5, 1, 2, 4, 4]
-    assert sum(slept) == pytest.approx(20)
-    await ops.aclose()
+    on_virtual_clock(body)
 
 
 async def test_wait_timeout_none_waits_until_done(emu: Any) -> None:
@@ -184,10 +172,15 @@ def test_no_key_at_all_says_how_to_get_one() -> None:
 def test_key_from_environment(monkeypatch: pytest.MonkeyPatch, emu: Any) -> None:
     monkeypatch.setenv("GOOGLE_API_KEY", emu.api_key)
     name = emu.create("video", duration=60)
-    assert asyncio.run(AsyncOperations(base_url=emu.base_url).get(name)).name == name
+
+    async def get() -> Operation:
+        async with AsyncOperations(base_url=emu.base_url) as ops:
+            return await ops.get(name)
+
+    assert asyncio.run(get()).name == name
     monkeypatch.setenv("GEMINI_API_KEY", "wrong")  # GEMINI_API_KEY wins over GOOGLE_API_KEY
     with pytest.raises(ow.AuthenticationError):
-        asyncio.run(AsyncOperations(base_url=emu.base_url).get(name))
+        asyncio.run(get())
 
 
 async def test_bad_key_is_authentication_error(emu: Any) -> None:
@@ -207,13 +200,15 @@ async def test_403(emu: Any) -> None:
     assert info.value.status_code == 403 and info.value.status == "PERMISSION_DENIED"
 
 
-async def test_429_waits_retry_delay_then_succeeds(emu: Any) -> None:
-    name = emu.create("video", duration=60)
-    emu.fail_next(2, status=429, retry_delay=0.25)
-    ops = no_sleep_client(emu)
-    assert (await ops.get(name)).name == name
-    assert ops.slept == [0.25, 0.25]  # type: ignore[attr-defined]
-    await ops.aclose()
+def test_429_waits_retry_delay_then_succeeds() -> None:
+    async def body(emu: Any, clock: ow.VirtualClock) -> None:
+        name = emu.create("video", duration=60)
+        emu.fail_next(2, status=429, retry_delay=0.25)
+        async with emu.aclient() as ops:
+            assert (await ops.get(name)).name == name
+        assert clock.monotonic() == pytest.approx(0.5)  # the server's retryDelay, twice
+
+    on_virtual_clock(body)
 
 
 async def test_429_without_retries_carries_retry_delay(emu: Any) -> None:
@@ -248,35 +243,38 @@ async def test_broken_json_success_body_is_malformed_error(emu: Any) -> None:
             await ops.get("operations/x")
 
 
-async def test_retries_until_success(emu: Any) -> None:
-    name = emu.create("video", duration=60)
-    emu.reset_stats()
-    emu.fail_next(3, status=503, path=name)
-    ops = no_sleep_client(emu, max_retries=5)
-    assert (await ops.get(name)).name == name
-    assert emu.stats()["by_name"][name] == 4 and len(ops.slept) == 3  # type: ignore[attr-defined]
-    await ops.aclose()
+def test_retries_until_success() -> None:
+    async def body(emu: Any, clock: ow.VirtualClock) -> None:
+        name = emu.create("video", duration=60)
+        emu.fail_next(3, status=503, path=name)
+        async with emu.aclient(max_retries=5) as ops:
+            assert (await ops.get(name)).name == name
+        assert emu.stats()["by_name"][name] == 4
+        assert 0 < clock.monotonic() < 0.5 + 1 + 2  # three jittered backoffs, under their caps
+
+    on_virtual_clock(body)
 
 
-async def test_gives_up_after_max_retries(emu: Any) -> None:
-    name = emu.create("video", duration=60)
-    emu.reset_stats()
-    emu.fail_next(10, status=500, path=name)
-    ops = no_sleep_client(emu, max_retries=2)
-    with pytest.raises(ow.ServerError):
-        await ops.get(name)
-    assert emu.stats()["by_name"][name] == 3
-    emu.clear_faults()
-    await ops.aclose()
+def test_gives_up_after_max_retries() -> None:
+    async def body(emu: Any, clock: ow.VirtualClock) -> None:
+        name = emu.create("video", duration=60)
+        emu.fail_next(10, status=500, path=name)
+        async with emu.aclient(max_retries=2) as ops:
+            with pytest.raises(ow.ServerError):
+                await ops.get(name)
+        assert emu.stats()["by_name"][name] == 3
+
+    on_virtual_clock(body)
 
 
-async def test_4xx_is_not_retried(emu: Any) -> None:
-    emu.reset_stats()
-    ops = no_sleep_client(emu)
-    with pytest.raises(ow.NotFoundError):
-        await ops.get("operations/does-not-exist")
-    assert emu.stats()["total"] == 1 and ops.slept == []  # type: ignore[attr-defined]
-    await ops.aclose()
+def test_4xx_is_not_retried() -> None:
+    async def body(emu: Any, clock: ow.VirtualClock) -> None:
+        async with emu.aclient() as ops:
+            with pytest.raises(ow.NotFoundError):
+                await ops.get("operations/does-not-exist")
+        assert emu.stats()["total"] == 1 and clock.monotonic() == 0
+
+    on_virtual_clock(body)
 
 
 @pytest.fixture()
@@ -309,10 +307,9 @@ def dropping_server():  # type: ignore[no-untyped-def]
 
 async def test_dropped_connections_are_retried_then_transport_error(dropping_server: Any) -> None:
     url, accepted = dropping_server
-    ops = AsyncOperations("k", base_url=url, max_retries=2)
-    ops._sleep = lambda d: asyncio.sleep(0)  # type: ignore[assignment]
-    with pytest.raises(ow.TransportError) as info:
-        await ops.get("operations/x")
+    async with AsyncOperations("k", base_url=url, max_retries=2) as ops:  # real jittered sleeps: < 1.5 s
+        with pytest.raises(ow.TransportError) as info:
+            await ops.get("operations/x")
     assert len(accepted) == 3
     assert info.value.__cause__ is not None and "operations/x" in str(info.value)
     await ops.aclose()
@@ -341,8 +338,21 @@ async def test_in_process_asgi_transport() -> None:
         assert (await ops.get(name)).cancelled
 
 
-def test_client_survives_a_second_asyncio_run(emu: Any) -> None:
+def test_a_client_refuses_a_second_loop_rather_than_drop_its_pool(emu: Any) -> None:
     name = emu.create("video", duration=60)
     ops = emu.aclient()
-    assert asyncio.run(ops.get(name)).name == name
-    assert asyncio.run(ops.get(name)).name == name  # the first loop is closed: start afresh
+    first = asyncio.new_event_loop()
+    assert first.run_until_complete(ops.get(name)).name == name
+    # Its pool belongs to the first loop: another loop is told so, rather than share or drop it.
+    with pytest.raises(RuntimeError, match="another event loop"):
+        asyncio.run(ops.get(name))
+    first.run_until_complete(ops.aclose())
+    first.close()
+
+    async def twice() -> None:
+        async with emu.aclient() as fresh:  # one client per loop, closed with it
+            assert (await fresh.get(name)).name == name
+        with pytest.raises(RuntimeError, match="closed"):
+            await fresh.get(name)
+
+    asyncio.run(twice())

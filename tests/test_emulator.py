@@ -409,3 +409,5 @@ def test_console_command_serves_in_the_foreground() -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()

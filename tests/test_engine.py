@@ -1,267 +1,409 @@
-"""The polling engine against the emulator over loopback: one stream per name, subscriptions,
-cancel through a handle, and a 429 storm."""
+"""The polling engine on a virtual clock, against the emulator app in-process: one request stream
+per name, waits as requests to the shared poller, subscriptions, cancel, failures and a 429 storm
+over 1,000 pollers. Hours of simulated polling run in well under a second; nothing sleeps."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import logging
-import threading
-import time
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 import ops_widgets as ow
 from ops_widgets import Operation, State
+from ops_widgets._loop import stop_thread
+from ops_widgets.emulator import Emulator
 
 
-def wait_until(pred: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
+class Recorder:
+    """ASGI middleware: records (clock time, method, path, status) of every API request."""
+
+    def __init__(self, emu: Emulator, clock: ow.VirtualClock) -> None:
+        self.emu, self.clock = emu, clock
+        self.log: list[tuple[float, str, str, int]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        status = [0]
+
+        async def sending(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        await self.emu.app(scope, receive, sending)
+        self.log.append((self.clock.monotonic(), scope["method"], scope["path"], status[0]))
+
+    def gets(self, name: str) -> list[float]:
+        return [t for t, method, path, _ in self.log if method == "GET" and path.endswith("/" + name)]
+
+    def options(self, **kw: Any) -> dict[str, Any]:
+        return {"api_key": self.emu.api_key, "base_url": self.emu.base_url, "clock": self.clock,
+                "transport": httpx.ASGITransport(app=self), **kw}
 
 
-def test_three_handles_and_a_wait_make_one_request_stream(emu: Any) -> None:
-    name = emu.create("tuning", duration=1.5)
-    ops = emu.client()
-    h1 = ops.track(name, poll_interval=0.1)
-    h2 = ops.track(name)
-    h3 = ops.track(Operation.from_api_response({"name": name}))
-    assert h1._poller is h2._poller is h3._poller
-    result: list[Operation] = []
-    waiter = threading.Thread(target=lambda: result.append(ops.wait(name, poll_interval=0.01, timeout=30)))
-    waiter.start()
-    final = h2.wait(timeout=30)
-    waiter.join()
-    assert final.succeeded and result == [final] and h1.operation == final
-    poller = h1._poller
-    # Every GET the server saw for this name: the first snapshot, then the poller's own polls.
-    # A second stream (the wait's 0.01 s loop) would have sent dozens more.
-    assert emu.stats()["by_name"][name] == 1 + poller.requests
-    assert poller.requests <= 1.5 / 0.1 + 4
-    ops.close()
+Body = Callable[[Emulator, ow.VirtualClock, Recorder], Awaitable[None]]
 
 
-def test_subscribers_see_every_change_in_order(emu: Any) -> None:
-    name = emu.create("tuning", duration=1.0)
-    ops = emu.client()
-    h = ops.track(name, poll_interval=0.05)
-    a: list[Operation] = []
-    b: list[Operation] = []
-    h.subscribe(a.append)
-    assert len(a) == 1 and a[0] == h.operation  # called at once with the latest snapshot
-    h.subscribe(b.append)
-    h.wait(timeout=30)
-    wait_until(lambda: len(b) == len(a) and a[-1].done)
-    assert [o.raw for o in a] == [o.raw for o in b]
-    progress = [o.progress for o in a]
-    assert progress == sorted(progress) and a[-1].state is State.SUCCEEDED
-    assert all(x.raw != y.raw for x, y in zip(a, a[1:]))  # only polls that changed something
-    assert len(a) >= 4
-    ops.close()
+def simulate(body: Body, seed: int = 5) -> None:
+    clock = ow.VirtualClock()
+    emu = Emulator.in_process(clock, random_seed=seed)
+    clock.run(body(emu, clock, Recorder(emu, clock)))
 
 
-def test_unsubscribe_stops_delivery(emu: Any) -> None:
-    name = emu.create("tuning", duration=1.0)
-    ops = emu.client()
-    h = ops.track(name, poll_interval=0.05)
-    seen: list[Operation] = []
-    unsubscribe = h.subscribe(seen.append)
-    unsubscribe()
-    unsubscribe()  # twice is harmless
-    h.wait(timeout=30)
-    assert len(seen) == 1
-    ops.close()
+@pytest.fixture()
+def blocking() -> Iterator[tuple[Emulator, ow.VirtualClock]]:
+    """An in-process emulator and a virtual clock for the blocking facade (its own engine thread)."""
+    clock = ow.VirtualClock()
+    yield Emulator.in_process(clock, random_seed=9), clock
+    stop_thread(clock)
 
 
-def test_a_raising_callback_does_not_stop_the_others(emu: Any, caplog: pytest.LogCaptureFixture) -> None:
-    name = emu.create("import", duration=0.6)
-    ops = emu.client()
-    h = ops.track(name, poll_interval=0.05)
+def test_three_handles_and_a_wait_make_one_request_stream() -> None:
+    async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
+        name = emu.create("tuning", duration=600)
+        async with ow.AsyncOperations(**rec.options()) as ops:
+            h1 = await ops.track(name, poll_interval=10)
+            h2 = await ops.track(name)
+            h3 = await ops.track(Operation.from_api_response({"name": name}))
+            final, waited = await asyncio.gather(h2.wait(timeout=3600), ops.wait(name, poll_interval=30))
+            assert final.succeeded and waited == final and h1.operation == final and h3.operation == final
+        gets = rec.gets(name)
+        # One stream: the first snapshot, the wait's own first poll, then one poll every 10 s
+        # (the wait's 30 s asks are met by the 10 s stream, never sent twice).
+        assert len(gets) <= 2 + 600 / 10 + 2
+        assert all(b - a <= 10 + 1e-6 for a, b in zip(gets[1:], gets[2:]))
 
-    def bad(op: Operation) -> None:
-        raise RuntimeError("subscriber bug")
+    simulate(body)
 
-    good: list[Operation] = []
+
+@pytest.mark.parametrize("tracked", [False, True], ids=["untracked", "tracked"])
+def test_wait_is_the_same_whether_or_not_the_name_is_tracked(tracked: bool) -> None:
+    """poll_interval=2 gives a poll at least every 2 s, on_progress after every one of them, and
+    an on_progress exception ends that wait only; other waiters and trackers go on."""
+
+    async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
+        name = emu.create("tuning", duration=60)
+        async with ow.AsyncOperations(**rec.options()) as ops:
+            other = await ops.track(name) if tracked else None  # as a widget in another cell would
+            seen: list[tuple[float, float | None]] = []
+            final = await ops.wait(name, poll_interval=2, timeout=600,
+                                   on_progress=lambda op: seen.append((clock.monotonic(), op.progress)))
+            assert final.succeeded and seen[-1][1] == 100  # the last poll included
+            times = [t for t, _ in seen]
+            assert times[0] == 0 and all(b - a <= 2 + 1e-6 for a, b in zip(times, times[1:]))
+            gets = [t for t in rec.gets(name) if t <= times[-1]]
+            assert len(seen) >= len(gets) - 1  # a callback after every poll it asked for
+            assert all(any(abs(t - g) < 1e-6 for g in gets) for t in times)  # each one a real poll
+
+            # An on_progress that raises ends that wait with its exception; a second waiter and
+            # the tracker of the same name go on to the end.
+            name = emu.create("tuning", duration=60)
+            other = await ops.track(name) if tracked else None
+
+            def boom(op: Operation) -> None:
+                if (op.progress or 0) > 20:
+                    raise KeyError("callback bug")
+
+            calm: list[Operation] = []
+            results = await asyncio.gather(
+                ops.wait(name, poll_interval=2, on_progress=boom),
+                ops.wait(name, poll_interval=5, on_progress=calm.append),
+                return_exceptions=True,
+            )
+            assert isinstance(results[0], KeyError) and isinstance(results[1], Operation) and results[1].done
+            assert calm[-1].done
+            if other is not None:
+                assert (await other.wait(timeout=10)).succeeded
+
+    simulate(body)
+
+
+def test_subscribers_see_every_change_in_order_and_unsubscribe_stops_them() -> None:
+    async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
+        async with ow.AsyncOperations(**rec.options()) as ops:
+            h = await ops.track(emu.create("tuning", duration=100), poll_interval=5)
+            a: list[Operation] = []
+            b: list[Operation] = []
+            h.subscribe(a.append)
+            assert len(a) == 1 and a[0] == h.operation  # called at once with the latest snapshot
+            h.subscribe(b.append)
+            stopped: list[Operation] = []
+            unsubscribe = h.subscribe(stopped.append)
+            unsubscribe()
+            unsubscribe()  # twice is harmless
+            await h.wait(timeout=3600)
+            assert [o.raw for o in a] == [o.raw for o in b]
+            progress = [o.progress for o in a]
+            assert progress == sorted(progress) and a[-1].state is State.SUCCEEDED
+            assert all(x.raw != y.raw for x, y in zip(a, a[1:]))  # only polls that changed something
+            assert len(a) >= 10 and len(stopped) == 1
+
+    simulate(body)
+
+
+def test_raising_subscribers_sync_or_async_are_logged_and_the_others_go_on(caplog: pytest.LogCaptureFixture) -> None:
+    async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
+        async with ow.AsyncOperations(**rec.options()) as ops:
+            h = await ops.track(emu.create("import", duration=20), poll_interval=1)
+
+            def bad(op: Operation) -> None:
+                raise RuntimeError("sync subscriber bug")
+
+            async def bad_async(op: Operation) -> None:
+                raise RuntimeError("async subscriber bug")
+
+            good: list[Operation] = []
+            h.subscribe(bad)
+            h.subscribe(bad_async)
+            h.subscribe(good.append)
+            final = await h.wait(timeout=600)
+            await asyncio.sleep(0)
+            assert final.done and good[-1] == final
+
     with caplog.at_level(logging.ERROR, logger="ops_widgets"):
-        h.subscribe(bad)
-        h.subscribe(good.append)
-        final = h.wait(timeout=30)
-    wait_until(lambda: good and good[-1].done)
-    assert final.done and good[-1] == final
-    assert any("raised" in r.getMessage() for r in caplog.records)
-    ops.close()
+        simulate(body)
+    texts = [(r.getMessage(), str(r.exc_info[1]) if r.exc_info else "") for r in caplog.records]
+    assert any("subscriber" in m and "sync subscriber bug" in e for m, e in texts)
+    assert any("async subscriber" in m and "async subscriber bug" in e for m, e in texts)
 
 
-def test_cancel_through_a_handle_cancels_on_the_server_once(emu: Any) -> None:
-    name = emu.create("video", duration=3600)
-    ops = emu.client()
-    h = ops.track(name)
-    emu.reset_stats()
-    threads = [threading.Thread(target=h.cancel) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    h.cancel()  # and once more after it went through
-    assert emu.get_operation(name)["error"]["code"] == 1  # the server says so
-    final = h.wait(timeout=10)  # the poller confirms it soon after
-    assert final.cancelled and h.operation.state is State.CANCELLED
-    assert emu.stats()["by_route"].get("POST /v1beta/{name}:cancel") == 1
-    ops.close()
+def test_cancel_through_a_handle_cancels_on_the_server_once() -> None:
+    async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
+        name = emu.create("video", duration=3600)
+        async with ow.AsyncOperations(**rec.options()) as ops:
+            h = await ops.track(name)
+            await asyncio.gather(h.cancel(), h.cancel(), h.cancel())
+            await h.cancel()  # and once more after it went through
+            assert emu.get_operation(name)["error"]["code"] == 1  # the server says so
+            final = await h.wait(timeout=60)  # the poller confirms it soon after
+            assert final.cancelled and clock.monotonic() <= 1
+        assert sum(1 for _, m, p, _s in rec.log if m == "POST" and p.endswith(":cancel")) == 1
+
+    simulate(body)
 
 
-def test_poller_stops_when_nobody_is_interested(emu: Any) -> None:
-    name = emu.create("video", duration=3600)
-    ops = emu.client()
-    h = ops.track(name, poll_interval=0.02)
-    poller = h._poller
-    unsubscribe = h.subscribe(lambda op: None)
-    h.close()
-    time.sleep(0.1)
-    assert not poller.stopped  # a subscriber is still there
-    unsubscribe()
-    wait_until(lambda: poller.stopped)
-    count = emu.stats()["by_name"][name]
-    time.sleep(0.2)
-    assert emu.stats()["by_name"][name] == count
-    h2 = ops.track(name)  # tracking again starts a new poller
-    assert h2._poller is not poller
-    del h2
-    gc.collect()  # a dropped handle releases its interest too
-    ops.close()
+def test_poller_stops_when_nobody_is_interested() -> None:
+    async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
+        name = emu.create("video", duration=36000)
+        async with ow.AsyncOperations(**rec.options()) as ops:
+            h = await ops.track(name, poll_interval=1)
+            unsubscribe = h.subscribe(lambda op: None)
+            h.close()
+            await asyncio.sleep(10)
+            assert h.polling  # a subscriber is still there
+            unsubscribe()
+            await asyncio.sleep(0)
+            assert not h.polling
+            count = len(rec.gets(name))
+            await asyncio.sleep(100)
+            assert len(rec.gets(name)) == count
+            h2 = await ops.track(name, poll_interval=1)  # tracking again starts a new poller
+            assert h2.polling
+            del h2
+            gc.collect()  # a dropped handle releases its interest too
+            await asyncio.sleep(2)
+            count = len(rec.gets(name))
+            await asyncio.sleep(100)
+            assert len(rec.gets(name)) == count
+
+    simulate(body)
 
 
-def test_wait_joins_a_tracked_poller(emu: Any) -> None:
-    name = emu.create("generic", duration=0.5)
-    ops = emu.client()
-    h = ops.track(name, poll_interval=0.05)
-    seen: list[Operation] = []
-    final = ops.wait(name, poll_interval=0.001, on_progress=seen.append)
-    assert final.done and seen[-1].done
-    assert emu.stats()["by_name"][name] == 1 + h._poller.requests
-    ops.close()
+def test_track_unknown_or_invalid_names_raise_at_once() -> None:
+    async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
+        async with ow.AsyncOperations(**rec.options()) as ops:
+            with pytest.raises(ow.NotFoundError):
+                await ops.track("operations/nothing-here")
+            with pytest.raises(ow.InvalidNameError):
+                await ops.track("nothing here")
+
+    simulate(body)
 
 
-def test_track_an_unknown_name_raises_at_once(emu: Any) -> None:
-    ops = emu.client()
-    with pytest.raises(ow.NotFoundError):
-        ops.track("operations/nothing-here")
-    with pytest.raises(ow.InvalidNameError):
-        ops.track("nothing here")
-    ops.close()
+def test_deleted_while_tracked_stops_and_tells_waiters() -> None:
+    async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
+        name = emu.create("video", duration=3600)
+        async with ow.AsyncOperations(**rec.options()) as ops:
+            h = await ops.track(name, poll_interval=1)
+            await ops.delete(name)
+            with pytest.raises(ow.NotFoundError):
+                await h.wait(timeout=10)
+            with pytest.raises(ow.NotFoundError):
+                await ops.wait(name, poll_interval=1)
+            assert isinstance(h.last_error, ow.NotFoundError) and not h.polling
+
+    simulate(body)
 
 
-def test_deleted_while_tracked_stops_and_tells_waiters(emu: Any) -> None:
-    name = emu.create("video", duration=3600)
-    ops = emu.client()
-    h = ops.track(name, poll_interval=0.05)
-    ops.delete(name)
-    with pytest.raises(ow.NotFoundError):
-        h.wait(timeout=10)
-    assert isinstance(h.last_error, ow.NotFoundError)
-    ops.close()
+def test_transient_failures_are_reported_while_polling_goes_on() -> None:
+    async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
+        name = emu.create("generic", duration=36000)
+        async with ow.AsyncOperations(**rec.options()) as ops:
+            h = await ops.track(name, poll_interval=1)
+            emu.fail_next(4, status=503, path=name)
+            errors: list[ow.OpsError | None] = []
+            h.subscribe(lambda op: errors.append(h.last_error))
+            await asyncio.sleep(200)
+            assert any(isinstance(e, ow.ServerError) for e in errors)  # reported after 3 in a row
+            assert errors[-1] is None and h.polling  # recovered, and the handle says so
+            gaps = [b - a for a, b in zip(rec.gets(name), rec.gets(name)[1:])]
+            assert max(gaps) > 1  # it backed off while failing
+
+    simulate(body)
 
 
-def test_transient_failures_are_reported_while_polling_goes_on(emu: Any) -> None:
-    name = emu.create("generic", duration=3600)
-    ops = emu.client()
-    h = ops.track(name, poll_interval=0.01)
-    h._poller._retry_delays = None
-    ops._async._rand = lambda: 0.01  # short jittered backoff between failed polls
-    emu.fail_next(4, status=503, path=name)
-    wait_until(lambda: h.last_error is not None)
-    assert isinstance(h.last_error, ow.ServerError)
-    wait_until(lambda: h.last_error is None)  # recovered, and the handle says so
-    assert not h._poller.stopped
-    ops.close()
+def test_a_three_hour_tuning_job_and_a_ten_minute_video() -> None:
+    async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
+        async with ow.AsyncOperations(**rec.options()) as ops:
+            tuning = await ops.track(emu.create("tuning", duration=3 * 3600))
+            video = await ops.track(emu.create("video", duration=600))
+            await asyncio.sleep(1800)
+            assert tuning.eta_is_estimate is False and tuning.eta is not None
+            assert tuning.eta == pytest.approx(9000, rel=0.2)  # from the reported progress
+            assert tuning.elapsed == pytest.approx(1800, abs=1)
+            assert video.operation.done and (video.elapsed or 0) >= 600
+            done = await tuning.wait()
+            assert done.succeeded and tuning.eta == 0
+            assert tuning.elapsed == pytest.approx(3 * 3600, abs=1)  # its own createTime..updateTime
+            assert clock.monotonic() - 3 * 3600 < 120  # seen done within two minutes
+        # A few dozen requests for three hours, not a thousand.
+        assert len(rec.gets(tuning.name)) < 120 and len(rec.gets(video.name)) < 60
+
+    simulate(body)
 
 
-def test_elapsed_and_eta(emu: Any) -> None:
-    ops = emu.client()
-    tuning = ops.track(emu.create("tuning", duration=3.0), poll_interval=0.3)
-    wait_until(lambda: (tuning.operation.progress or 0) > 20)
-    assert tuning.elapsed > 0.3 and tuning.eta is not None and tuning.eta < 5
-    assert tuning.eta_is_estimate is False
-    video = ops.track(emu.create("video", duration=3600))
-    assert video.eta_is_estimate is True and video.eta is not None and video.eta > 0
-    assert "running" in repr(video) and "eta ~" in repr(video)
-    done = tuning.wait(timeout=30)
-    assert tuning.eta == 0 and tuning.elapsed == pytest.approx(3.0, abs=0.5)
-    assert done.done
-    ops.close()
+@pytest.mark.parametrize("run", range(3))
+def test_429_storm_over_1000_pollers_pauses_them_all_and_loses_nothing(run: int) -> None:
+    async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
+        names = [emu.create("generic", duration=300 + i % 60) for i in range(1000)]
+        async with ow.AsyncOperations(**rec.options(poll_rate=50)) as ops:
+            handles = [await ops.track(Operation.from_api_response(emu.get_operation(n))) for n in names]
+            emu.fail_for(60, status=429, retry_delay=10)
+            finals = await asyncio.gather(*(h.wait(timeout=3600) for h in handles))
+        assert all(op.done for op in finals) and [op.name for op in finals] == names
+        storm = [t for t, _m, _p, status in rec.log if status == 429]
+        # Every poller pauses on each 429: about one in-flight wave per 10 s pause, not 1,000s.
+        assert 1 <= len(storm) <= 6 * 16 + 16
+        assert all(t <= 60 + 1e-6 for t in storm)
+
+    simulate(body, seed=run)
 
 
-async def test_async_tracking(emu: Any) -> None:
-    name = emu.create("tuning", duration=0.5)
-    async with emu.aclient() as ops:
-        h = await ops.track(name, poll_interval=0.05)
-        assert isinstance(h, ow.AsyncTracked)
-        seen: list[Operation] = []
+def test_wait_keeps_its_deadline_through_a_429_storm() -> None:
+    async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
+        name = emu.create("generic", duration=3600)
+        async with ow.AsyncOperations(**rec.options()) as ops:
+            h = await ops.track(name)  # (a first GET inside the storm is issue 11's: it retries, then raises)
+            emu.fail_for(600, status=429, retry_delay=30)
+            with pytest.raises(ow.WaitTimeout):
+                await ops.wait(name, poll_interval=1, timeout=2)
+            assert clock.monotonic() <= 2 + 1 + 1e-6  # its timeout, and at most a grace of 1 s
+            h.close()
 
-        async def on_change(op: Operation) -> None:  # async callbacks are run too
-            seen.append(op)
-
-        h.subscribe(on_change)
-        final = await h.wait(timeout=30)
-        await asyncio.sleep(0.05)
-        assert final.succeeded and seen[-1].done
-        other = await ops.track(emu.create("video", duration=3600))
-        await other.cancel()
-        assert (await other.wait(timeout=10)).cancelled
+    simulate(body)
 
 
-def test_429_storm_pauses_every_poller_and_loses_nothing(emu: Any) -> None:
-    ops = emu.client(poll_rate=200)
-    names = [emu.create("generic", duration=1.5) for _ in range(40)]
-    handles = [ops.track(n, poll_interval=0.05) for n in names]
-    emu.reset_stats()
-    emu.fail_for(1.0, status=429, retry_delay=0.4)
-    finals = [h.wait(timeout=60) for h in handles]
-    stats = emu.stats()
-    assert all(op.done for op in finals) and [op.name for op in finals] == names
-    # 40 pollers at 20 polls/s would have sent ~800 requests into a 1 s storm; pausing them
-    # all on each 429 keeps it to about one in-flight wave per pause.
-    storm_429s = stats["by_status"].get(429, 0)
-    assert 1 <= storm_429s <= 120
-    ops.close()
-
-
-def test_closing_the_client_releases_waiters(emu: Any) -> None:
-    ops = emu.client()
-    h = ops.track(emu.create("video", duration=3600), poll_interval=0.05)
-    result: list[BaseException] = []
-
-    def wait() -> None:
-        try:
-            h.wait(timeout=30)
-        except ow.OpsError as exc:
-            result.append(exc)
-
-    waiter = threading.Thread(target=wait)
-    waiter.start()
-    time.sleep(0.2)
-    ops.close()
-    waiter.join(10)
-    assert not waiter.is_alive() and "closed" in str(result[0])
-    assert h._poller.stopped
-
-
-def test_failures_after_a_429_still_back_off(emu: Any) -> None:
+def test_failures_after_a_429_still_back_off() -> None:
     """A 429 asks for an immediate retry after the pause; 5xx answers after it must not inherit
     that and hammer the server."""
-    ops = emu.client(poll_rate=None)
-    ops._async._rand = lambda: 1.0  # backoff without jitter: 1 s, 2 s, ...
-    name = emu.create("generic", duration=3600)
-    h = ops.track(name, poll_interval=0.01)
-    emu.fail_next(1, status=429, retry_delay=0.05, path=name)
-    emu.fail_for(1.5, status=503, path=name)
-    before = emu.stats()["by_name"][name]
-    time.sleep(1.5)
-    sent = emu.stats()["by_name"][name] - before
-    assert 2 <= sent <= 6  # the 429, then 503s one, two... seconds apart (not hundreds)
-    h.close()
+
+    async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
+        name = emu.create("generic", duration=36000)
+        async with ow.AsyncOperations(**rec.options(poll_rate=None)) as ops:
+            h = await ops.track(name, poll_interval=0.01)
+            emu.fail_next(1, status=429, retry_delay=0.05, path=name)
+            emu.fail_for(60, status=503, path=name)
+            before = len(rec.gets(name))
+            await asyncio.sleep(60)
+            sent = len(rec.gets(name)) - before
+            assert 2 <= sent <= 12  # the 429, then 503s one, two, four... seconds apart (not thousands)
+            h.close()
+
+    simulate(body)
+
+
+def test_closing_the_client_releases_waiters() -> None:
+    async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
+        ops = ow.AsyncOperations(**rec.options())
+        h = await ops.track(emu.create("video", duration=3600), poll_interval=1)
+        waiter = asyncio.ensure_future(h.wait(timeout=600))
+        await asyncio.sleep(5)
+        await ops.aclose()
+        with pytest.raises(ow.OpsError, match="closed"):
+            await waiter
+        assert not h.polling
+        with pytest.raises(RuntimeError, match="closed"):
+            await ops.get(h.name)
+
+    simulate(body)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda ops, n: ops.wait(n, poll_interval=0),
+        lambda ops, n: ops.wait(n, poll_interval=-1),
+        lambda ops, n: ops.wait(n, timeout=-1),
+        lambda ops, n: ops.wait_with_backoff(n, multiplier=1),
+        lambda ops, n: ops.wait_with_backoff(n, multiplier=0.5),
+        lambda ops, n: ops.wait_with_backoff(n, initial_delay=0),
+        lambda ops, n: ops.wait_with_backoff(n, max_delay=-1),
+        lambda ops, n: ops.track(n, poll_interval=0),
+        lambda ops, n: ops.track_all([n], poll_interval=-5),
+    ],
+)
+def test_bad_arguments_raise_before_anything_is_sent(call: Callable[[Any, str], Awaitable[Any]]) -> None:
+    async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
+        name = emu.create("video", duration=60)
+        async with ow.AsyncOperations(**rec.options()) as ops:
+            with pytest.raises(ValueError):
+                await call(ops, name)
+        assert rec.log == []
+
+    simulate(body)
+
+
+def test_bad_client_arguments_raise() -> None:
+    for kw in ({"poll_concurrency": 0}, {"poll_rate": 0}, {"max_retries": -1}, {"timeout": 0}):
+        with pytest.raises(ValueError):
+            ow.AsyncOperations("k", **kw)
+
+
+@pytest.mark.parametrize("run", range(50))
+def test_a_subscriber_that_blocks_on_the_client_never_freezes_the_engine(
+    run: int, blocking: tuple[Emulator, ow.VirtualClock]
+) -> None:
+    emu, clock = blocking
+    ops = emu.client()
+    name = emu.create("tuning", duration=120)
+    h = ops.track(name, poll_interval=1)
+    outcomes: list[str] = []
+
+    def greedy(op: Operation) -> None:
+        try:
+            ops.get(op.name)  # a blocking call, on the engine thread
+            outcomes.append("ok")
+        except RuntimeError as exc:
+            outcomes.append(str(exc))
+
+    h.subscribe(greedy)
+    assert h.wait(timeout=600).succeeded  # deliveries went on: the engine is not frozen
+    assert outcomes and all("engine thread" in o for o in outcomes)
+    ops.close()
+
+
+def test_blocking_facade_from_threads_on_a_virtual_clock(blocking: tuple[Emulator, ow.VirtualClock]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    emu, clock = blocking
+    ops = emu.client()
+    names = [emu.create("tuning", duration=600 + 60 * i) for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        finals = list(pool.map(lambda n: ops.wait(n, poll_interval=30, timeout=None), names))
+    assert all(op.succeeded for op in finals)
+    assert clock.monotonic() >= 600 + 7 * 60
     ops.close()

@@ -27,7 +27,7 @@ def test_same_public_methods_and_signatures() -> None:
     assert sync.keys() == async_.keys()
     assert {"get", "list", "list_all", "cancel", "delete", "wait", "wait_with_backoff"} <= sync.keys()
     # The blocking twin of each handle: only the handle type may differ in return annotations.
-    twins = {"AsyncTracked": "Tracked"}
+    twins = {"AsyncTracked": "Tracked", "_List[AsyncTracked]": "_List[Tracked]"}
     for name in sync:
         assert sync[name].parameters == async_[name].parameters, name
         ret = async_[name].return_annotation
@@ -68,6 +68,7 @@ def test_inside_a_running_event_loop(emu: Any) -> None:
         return ops.get(name).name
 
     assert asyncio.run(cell()) == name
+    ops.close()
 
 
 def test_from_eight_threads_at_once(emu: Any) -> None:
@@ -105,6 +106,7 @@ def test_blocking_call_from_a_callback_on_the_engine_thread_is_refused(emu: Any)
 
     with pytest.raises(RuntimeError, match="engine thread"):
         ops.wait(name, poll_interval=0.05, on_progress=on_progress)
+    ops.close()
 
 
 def test_reprs_are_short() -> None:

@@ -10,7 +10,6 @@ import httpx
 import pytest
 
 import ops_widgets as ow
-from ops_widgets import _loop as engine
 from ops_widgets.emulator import Emulator
 
 KEY = "AIzaSy-SECRET-0123456789-abcdefXYZ"
@@ -20,23 +19,20 @@ def test_key_only_in_the_header(caplog: pytest.LogCaptureFixture) -> None:
     urls: list[str] = []
     headers: list[str] = []
 
-    async def record(request: httpx.Request) -> None:
-        urls.append(str(request.url))
-        headers.append(request.headers.get("x-goog-api-key", ""))
+    class Recording(httpx.AsyncHTTPTransport):  # sees the URL and headers of every request sent
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            urls.append(str(request.url))
+            headers.append(request.headers.get("x-goog-api-key", ""))
+            return await super().handle_async_request(request)
 
     texts: list[str] = []
     caplog.set_level(logging.DEBUG)  # root: ours, httpx's and httpcore's records
     with Emulator.start(api_key=KEY) as emu:
         texts += [repr(emu)]
-        ops = emu.client(max_retries=1)
-        ops._async._sleep = lambda d: asyncio.sleep(0)
+        ops = emu.client(max_retries=1, transport=Recording())
         name = emu.create("tuning", duration=0.2)
-
-        async def install_hook() -> None:  # see the URL of every request the client sends
-            ops._async._client().event_hooks["request"].append(record)
-
-        engine.run(install_hook())
-        texts += [repr(ops), repr(ops._async), repr(ops._async.__dict__)]
+        texts += [repr(ops), repr(vars(ops))]
+        texts += [repr(vars(part)) for part in vars(ops).values() if hasattr(part, "__dict__")]
         op = ops.get(name)
         texts += [repr(op), op.summary()]
         ops.wait(name, poll_interval=0.05, on_progress=lambda o: texts.append(repr(o)))
@@ -46,11 +42,12 @@ def test_key_only_in_the_header(caplog: pytest.LogCaptureFixture) -> None:
         emu.fail_next(1, status=503)  # one retry, logged
         ops.get(name)
         failures: list[BaseException] = []
+        wrong = ow.Operations("wrong-key", base_url=emu.base_url)
         for call in (
             lambda: ops.get("operations/missing"),
             lambda: ops.delete("operations/missing"),
             lambda: ops.get("bad name"),
-            lambda: ow.Operations("wrong-key", base_url=emu.base_url).get(name),
+            lambda: wrong.get(name),
             lambda: ops.wait(emu.create("video", duration=3600), poll_interval=0.05, timeout=0.1),
             lambda: (emu.fail_next(2, status=429, retry_delay=0.01), ops.get(name)),
         ):
@@ -58,6 +55,7 @@ def test_key_only_in_the_header(caplog: pytest.LogCaptureFixture) -> None:
                 call()
             failures.append(info.value)
         ops.close()
+        wrong.close()
     for exc in failures:
         texts += [str(exc), repr(exc), repr(getattr(exc, "details", ""))]
     for record_ in caplog.records:
@@ -71,7 +69,10 @@ def test_key_only_in_the_header(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_key_absent_from_transport_errors() -> None:
-    ops = ow.AsyncOperations(KEY, base_url="http://127.0.0.1:9", max_retries=0)
+    async def get() -> None:
+        async with ow.AsyncOperations(KEY, base_url="http://127.0.0.1:9", max_retries=0) as ops:
+            await ops.get("operations/x")
+
     with pytest.raises(ow.TransportError) as info:
-        asyncio.run(ops.get("operations/x"))
+        asyncio.run(get())
     assert KEY not in str(info.value) and KEY not in repr(info.value)

@@ -105,7 +105,7 @@ def test_throttle() -> None:
 ALLOWED = {
     "_anywidget_id", "_css", "_dom_classes", "_esm", "_model_module", "_model_module_version",
     "_model_name", "_view_count", "_view_module", "_view_module_version", "_view_name", "layout",
-    "tabbable", "tooltip", "name", "op_id", "kind", "state", "progress", "elapsed", "eta",
+    "tabbable", "tooltip", "name", "op_id", "kind", "kind_label", "state", "progress", "elapsed", "eta",
     "eta_is_estimate", "error_code", "error_message", "result", "poll_error", "cancel_error", "compact",
     "_view",
 }
@@ -164,7 +164,7 @@ def test_cancel_message_path(emu: Any) -> None:
     emu.reset_stats()
     for _ in range(3):
         w.comm.from_front({"type": "cancel"})  # three clicks
-    assert w.state in ("cancelling", "cancelled")  # at once, before the server answers
+    until(lambda: w.state in ("cancelling", "cancelled"))
     until(lambda: w.state == "cancelled")
     assert emu.get_operation(name)["error"]["code"] == 1
     assert emu.stats()["by_route"].get("POST /v1beta/{name}:cancel") == 1

@@ -1,4 +1,5 @@
-"""Emulator: an EmulatorApp served by uvicorn on 127.0.0.1 from a daemon thread."""
+"""Emulator: an EmulatorApp served by uvicorn on 127.0.0.1 from a daemon thread, or driven
+in-process through httpx.ASGITransport on a client's own clock (``Emulator.in_process``)."""
 
 from __future__ import annotations
 
@@ -14,18 +15,23 @@ from ._app import EmulatorApp
 
 if TYPE_CHECKING:
     from .. import AsyncOperations, Operations
+    from .._clock import Clock
+
+_IN_PROCESS_URL = "http://emulator.invalid"  # never resolved: requests go straight to the app
 
 
 class Emulator:
-    """A running emulator. Use `Emulator.start()`; stop it with `stop()` or a `with` block."""
+    """A running emulator. Use `Emulator.start()` (real HTTP on loopback) or
+    `Emulator.in_process(clock)`; stop it with `stop()` or a `with` block."""
 
-    def __init__(self, app: EmulatorApp, server: uvicorn.Server, thread: threading.Thread, port: int,
-                 speed: float = 1.0) -> None:
+    def __init__(self, app: EmulatorApp, server: uvicorn.Server | None, thread: threading.Thread | None,
+                 port: int, speed: float = 1.0, clock: Clock | None = None) -> None:
         self.app = app
         self.port = port
-        self.base_url = f"http://127.0.0.1:{port}"
+        self.base_url = f"http://127.0.0.1:{port}" if server is not None else _IN_PROCESS_URL
         self.api_key = app.api_key
         self.speed = speed
+        self.clock = clock  # in-process: the clock its clients get, whose time the app reads
         self._server, self._thread = server, thread
         app.base_url = self.base_url
         # The admin methods are the app's own bound methods: one implementation, same signatures.
@@ -63,23 +69,37 @@ class Emulator:
         bound = server.servers[0].sockets[0].getsockname()[1]
         return cls(app, server, thread, bound, speed)
 
+    @classmethod
+    def in_process(cls, clock: Clock, *, speed: float = 1.0, random_seed: int | None = None,
+                   api_key: str = "emulator-key") -> Emulator:
+        """The same app with no server: its clients reach it through httpx.ASGITransport and share
+        ``clock`` with it, so a VirtualClock runs hours of operations in milliseconds."""
+        app = EmulatorApp(speed=speed, random_seed=random_seed, api_key=api_key, clock=clock.time)
+        return cls(app, None, None, 0, speed, clock)
+
     def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
+
+    def _client_options(self, kw: dict[str, Any]) -> dict[str, Any]:
+        # Typical durations shrink with the emulator's speed; in-process, the app is the transport.
+        options: dict[str, Any] = {"api_key": self.api_key, "base_url": self.base_url, "time_scale": self.speed}
+        if self._server is None:
+            import httpx
+
+            options.update(transport=httpx.ASGITransport(app=self.app), clock=self.clock)
+        return {**options, **kw}
 
     def client(self, **kw: Any) -> Operations:
         from .. import Operations  # lazy: the client package imports nothing from here
 
-        ops = Operations(api_key=self.api_key, base_url=self.base_url, **kw)
-        ops._async._typical_scale = 1.0 / self.speed  # typical durations shrink with the clock
-        return ops
+        return Operations(**self._client_options(kw))
 
     def aclient(self, **kw: Any) -> AsyncOperations:
         from .. import AsyncOperations
 
-        ops = AsyncOperations(api_key=self.api_key, base_url=self.base_url, **kw)
-        ops._typical_scale = 1.0 / self.speed
-        return ops
+        return AsyncOperations(**self._client_options(kw))
 
     def __enter__(self) -> Emulator:
         return self
@@ -89,6 +109,8 @@ class Emulator:
         self.stop()
 
     def __repr__(self) -> str:  # never the key
+        if self._thread is None:
+            return f"<Emulator in-process clock={self.clock!r}>"
         state = "running" if self._thread.is_alive() else "stopped"
         return f"<Emulator {self.base_url} {state}>"
 

@@ -1,46 +1,63 @@
-"""OperationWidget: one operation, live, as an anywidget bound to the engine's Tracked handle.
+"""OperationWidget: one operation, live, as an anywidget showing an engine handle.
 
 It never polls: it subscribes to the handle, and every poll that changed something becomes one
-state message (hold_sync), at most ten a second. Updates arrive on the engine thread, which
-reaches the browser both while the kernel is idle and while another cell blocks. A click on
-Cancel is a message, handed to the engine loop thread-safely.
+state message (hold_sync), at most ten a second. Its synced state changes on the engine thread
+only (subscriber calls, heartbeat, cancel), which reaches the browser both while the kernel is
+idle and while another cell blocks. A click on Cancel is a message, handed over to the engine.
 """
 
 from __future__ import annotations
 
-import asyncio
+import atexit
+import threading
+from collections.abc import Iterable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Union
+from typing import Any, Union
 
 import anywidget
 import ipywidgets
 import traitlets as t
 
-from .._engine import AsyncTracked, Tracked, _Handle
+from .._client import AsyncOperations
+from .._engine import AsyncTracked
+from .._sync import Operations
+from .._text import summary_line
 from .._types import Operation
-from ._view import Throttle, summary_line, view_state
+from ._view import Throttle, view_state
 
-if TYPE_CHECKING:
-    from .._sync import Operations
-
-__all__ = ["OperationWidget", "watch_all"]
+__all__ = ["OperationWidget", "default_client", "watch_all"]
 
 # In a wheel the front-end ships in ops_widgets/static; in a clone (editable install) it is js/.
 # Paths, not text, so that ANYWIDGET_HMR=1 can hot-reload them while developing.
 _PACKAGE = Path(__file__).resolve().parent.parent
 _STATIC = _PACKAGE / "static" if (_PACKAGE / "static" / "widgets.js").is_file() else _PACKAGE.parent / "js"
 
-Target = Union[str, Operation, Tracked, AsyncTracked]
+Target = Union[str, Operation, AsyncTracked]  # a Tracked is an AsyncTracked
 HEARTBEAT = 10.0  # seconds between refreshes of a running widget (the front-end expects < 35 s)
 
 
-class OperationWidget(anywidget.AnyWidget):  # type: ignore[misc]
+_default: Operations | None = None
+_default_lock = threading.Lock()
+
+
+def default_client() -> Operations:
+    """The one client that widgets made from a bare name share (``Operations()``, from the
+    environment's key), closed at interpreter exit. AuthenticationError if there is no key."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Operations()
+            atexit.register(_default.close)
+        return _default
+
+
+class OperationWidget(anywidget.AnyWidget):
     """A live view of one operation: progress bar, status badge, elapsed time, ETA and Cancel.
 
-    ``OperationWidget(name_or_op_or_tracked, client=None)``; a name or Operation needs a blocking
-    ``Operations`` client (default: ``Operations()`` from GEMINI_API_KEY). With AsyncOperations,
-    use ``await client.watch(name)``.
+    ``OperationWidget(name_or_op_or_tracked, client=None)``; a name or Operation is tracked with a
+    blocking ``Operations`` client (default: one shared ``Operations()`` from GEMINI_API_KEY).
+    With AsyncOperations, use ``await client.watch(name)``.
     """
 
     _esm = _STATIC / "widgets.js"
@@ -50,7 +67,9 @@ class OperationWidget(anywidget.AnyWidget):  # type: ignore[misc]
     # The synced state: server text and figures only. Never a key, a header or a client.
     name = t.Unicode("", help="Full operation name").tag(sync=True)
     op_id = t.Unicode("", help="Last segment of the name").tag(sync=True)
-    kind = t.Unicode("other", help="video, tuning, import, batch or other").tag(sync=True)
+    kind = t.Unicode("other", help="What it is for: one of ops_widgets' KINDS").tag(sync=True)
+    kind_label = t.Unicode("", help="What the kind is called on screen (the front-end keeps no list of kinds)").tag(
+        sync=True)
     state = t.Unicode("running", help="running, cancelling, succeeded, failed or cancelled").tag(sync=True)
     progress = t.Float(None, allow_none=True, help="Percent, or None when not reported").tag(sync=True)
     elapsed = t.Float(None, allow_none=True, help="Seconds since it started").tag(sync=True)
@@ -67,19 +86,17 @@ class OperationWidget(anywidget.AnyWidget):  # type: ignore[misc]
         handle = _handle_for(target, client)
         super().__init__(**kwargs)
         self._handle = handle
-        self._throttle = Throttle(0.1)
-        self._cancelling = False
+        self._throttle = Throttle(0.1, clock=handle.clock.monotonic)
+        self._cancelling = False  # these two: engine thread only
         self._cancel_error = ""
         self._closed = False
         self.on_msg(self._on_front_message)
+        # The first call pushes the whole state (on the engine thread) before this returns.
         self._unsubscribe = handle.subscribe(self._on_change)
-        try:
-            handle._poller.hub.loop.call_soon_threadsafe(self._beat)
-        except RuntimeError:
-            pass  # no engine loop any more: a finished view
+        handle.call_later(HEARTBEAT, self._beat)
 
     @property
-    def tracked(self) -> _Handle:
+    def tracked(self) -> AsyncTracked:
         """The engine handle this widget shows."""
         return self._handle
 
@@ -98,33 +115,38 @@ class OperationWidget(anywidget.AnyWidget):  # type: ignore[misc]
             bundle["text/plain"] = repr(self)
         return bundle
 
-    # -- updates from the engine ----------------------------------------------------------
+    # -- on the engine thread -----------------------------------------------------------------
 
     def _on_change(self, op: Operation) -> None:
-        self._throttle.run(self._push, self._handle._poller.hub.loop)
+        self._throttle.run(self._push, self._handle.call_later)
 
     def _beat(self) -> None:
-        """On the engine loop, while running: refresh elapsed/ETA every HEARTBEAT seconds. The
-        front-end counts these as signs of life, so a kernel busy in a cell still looks live."""
-        if self._closed or self._handle.operation.done or self._handle._poller.stopped:
+        """While running: refresh elapsed/ETA every HEARTBEAT seconds. The front-end counts
+        these as signs of life, so a kernel busy in a cell still looks live."""
+        if self._closed or not self._handle.polling:
             return  # nothing live behind it any more: let the front-end say so
         self._push()
-        self._handle._poller.hub.loop.call_later(HEARTBEAT, self._beat)
+        self._handle.call_later(HEARTBEAT, self._beat)
 
     def _push(self) -> None:
+        if self._closed:
+            return
         h = self._handle
         op = h.operation
-        eta, estimate = h._poller.eta()
         error = h.last_error
-        # Done on first sight with no times in its metadata: how long it ran is not known.
-        unknown = op.done and op.create_time is None and not h._poller.saw_running
+        if error is None or op.done:
+            poll_error = ""
+        elif h.polling:
+            poll_error = f"Polling keeps failing, still trying: {error}"
+        else:
+            poll_error = f"Polling stopped: {error}"
         state = view_state(
             op,
-            elapsed=None if unknown else h.elapsed,
-            eta=eta,
-            eta_is_estimate=estimate,
+            elapsed=h.elapsed,
+            eta=h.eta,
+            eta_is_estimate=h.eta_is_estimate,
             cancelling=self._cancelling or h.cancel_requested,
-            poll_error="" if error is None else f"Polling keeps failing, still trying: {error}",
+            poll_error=poll_error,
             cancel_error=self._cancel_error,
         )
         with self.hold_sync():  # everything one poll changed goes out in one message
@@ -132,7 +154,23 @@ class OperationWidget(anywidget.AnyWidget):  # type: ignore[misc]
                 if getattr(self, key) != value:
                     setattr(self, key, value)
 
-    # -- messages from the browser ----------------------------------------------------------
+    def _start_cancel(self) -> None:
+        if self._handle.operation.done or self._cancelling:
+            return
+        self._cancelling = True
+        self._cancel_error = ""
+        self._push()
+        future = self._handle.request_cancel()
+        future.add_done_callback(lambda f: self._handle.call_soon(lambda: self._cancel_done(f)))
+
+    def _cancel_done(self, future: Future[None]) -> None:
+        exc = None if future.cancelled() else future.exception()
+        if exc is not None:
+            self._cancelling = False
+            self._cancel_error = f"Cancel failed: {exc}"
+        self._push()
+
+    # -- from the browser or the kernel (any thread) --------------------------------------------
 
     def _on_front_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
         kind = content.get("type") if isinstance(content, dict) else None
@@ -143,22 +181,7 @@ class OperationWidget(anywidget.AnyWidget):  # type: ignore[misc]
 
     def cancel(self) -> None:
         """Ask the server to cancel (once); the badge shows "cancelling" until it confirms."""
-        if self._handle.operation.done or self._cancelling:
-            return
-        self._cancelling = True
-        self._cancel_error = ""
-        self._push()
-        poller = self._handle._poller
-        # Possibly on the kernel's thread or a subshell's: only hand the work over.
-        future = asyncio.run_coroutine_threadsafe(poller.cancel(), poller.hub.loop)
-        future.add_done_callback(self._cancel_done)
-
-    def _cancel_done(self, future: Future[None]) -> None:
-        exc = None if future.cancelled() else future.exception()
-        if exc is not None:
-            self._cancelling = False
-            self._cancel_error = f"Cancel failed: {exc}"
-        self._push()
+        self._handle.call_soon(self._start_cancel)
 
     def close(self) -> None:
         self._closed = True
@@ -169,30 +192,25 @@ class OperationWidget(anywidget.AnyWidget):  # type: ignore[misc]
         super().close()
 
 
-def _handle_for(target: Target, client: Operations | None) -> _Handle:
-    if isinstance(target, _Handle):
+def _handle_for(target: Target, client: Operations | None) -> AsyncTracked:
+    if isinstance(target, AsyncTracked):
         return target
     if not isinstance(target, (str, Operation)):
         raise TypeError(f"expected an operation name, an Operation or a tracked handle, got {type(target).__name__}")
-    from .._client import AsyncOperations
-    from .._sync import Operations
-
     if isinstance(client, AsyncOperations):
         raise TypeError("with AsyncOperations, use `await client.watch(name)`")
-    return (client or Operations()).track(target)
+    return (client or default_client()).track(target)
 
 
 def watch_all(
     targets: Iterable[Target], client: Operations | None = None, *, poll_interval: float | None = None
 ) -> ipywidgets.VBox:
-    """A compact stacked list of OperationWidgets, one row per operation."""
-    widgets = []
-    for target in targets:
-        if not isinstance(target, _Handle):
-            if client is None:
-                from .._sync import Operations
-
-                client = Operations()
-            target = client.track(target, poll_interval=poll_interval)
-        widgets.append(OperationWidget(target, compact=True))
-    return ipywidgets.VBox(widgets)
+    """A compact stacked list of OperationWidgets, one row per operation; names and Operations
+    are tracked concurrently (with ``client``, else the shared default client)."""
+    targets = list(targets)
+    todo = [t for t in targets if not isinstance(t, AsyncTracked)]
+    if isinstance(client, AsyncOperations):
+        raise TypeError("with AsyncOperations, use `await client.watch_all(names)`")
+    tracked = iter((client or default_client()).track_all(todo, poll_interval=poll_interval) if todo else [])
+    handles = [t if isinstance(t, AsyncTracked) else next(tracked) for t in targets]
+    return ipywidgets.VBox([OperationWidget(h, compact=True) for h in handles])

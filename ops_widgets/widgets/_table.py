@@ -4,25 +4,28 @@ bulk cancel/delete, and live state for the running rows on screen.
 Only the visible page travels to the browser; the frame stays in Python. Filters and sorting are
 traits (state); selection and actions are messages. Running rows on screen are tracked through
 the engine (one shared poller each) and updated in place, at most ten times a second.
+
+State changes come from the kernel's thread (filters), the engine thread (live rows) and worker
+threads (bulk actions): every one of them, with its hold_sync, is made under the table's lock, so
+no thread's batch of changes can swallow another's.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
-from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Union
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Union
 
 import anywidget
 import pandas as pd
 import traitlets as t
 
-from .. import _loop
-from .._engine import _Handle
+from .._engine import AsyncTracked
+from .._exceptions import AuthenticationError
 from .._frame import to_dataframe
 from .._types import Operation
-from ._operation import _STATIC
+from ._operation import _STATIC, default_client
 from ._table_view import SORTABLE, matching, page_rows
 from ._view import Throttle
 
@@ -36,12 +39,12 @@ logger = logging.getLogger("ops_widgets")
 Source = Union[pd.DataFrame, Iterable[Operation]]
 
 
-class OperationsTable(anywidget.AnyWidget):  # type: ignore[misc]
+class OperationsTable(anywidget.AnyWidget):
     """A table of operations: ``OperationsTable(frame_or_operations, client=None)``.
 
     ``client`` (an Operations) is used for Cancel/Delete selected and for live updates of the
-    running rows on screen; without one, ``Operations()`` from GEMINI_API_KEY is tried when first
-    needed. ``table.filtered`` and ``table.selected`` give the matching rows as DataFrames.
+    running rows on screen; without one, the widgets' shared default client (from GEMINI_API_KEY)
+    is tried when first needed. ``table.filtered`` and ``table.selected`` give the matching rows as DataFrames.
     """
 
     _esm = _STATIC / "widgets.js"
@@ -80,11 +83,11 @@ class OperationsTable(anywidget.AnyWidget):  # type: ignore[misc]
         self._order: pd.Index = frame.index
         self._selected: set[str] = set()
         self._cancelling: set[str] = set()
-        self._live: dict[str, tuple[_Handle, Callable[[], None]]] = {}
+        self._live: dict[str, tuple[AsyncTracked, Callable[[], None]]] = {}
         self._wanted: set[str] = set()
         self._throttle = Throttle(0.1)
         self.outcomes: pd.DataFrame | None = None  # of the last bulk action: name, ok, error
-        with self.hold_sync():
+        with self._lock, self.hold_sync():
             self.total = len(frame)
             self.kinds = sorted({str(k) for k in frame["kind"].dropna().unique()})
         self.observe(self._refilter, names=["state_filter", "kind_filter", "search", "sort_by", "sort_desc"])
@@ -130,12 +133,12 @@ class OperationsTable(anywidget.AnyWidget):  # type: ignore[misc]
                 self._frame, states=self.state_filter, kinds=self.kind_filter, search=self.search,
                 sort_by=self.sort_by, descending=self.sort_desc,
             )
-        with self.hold_sync():
-            self.matching = len(self._order)
-            if self.page != 0:
-                self.page = 0  # which calls _repage
-            else:
-                self._repage()
+            with self.hold_sync():
+                self.matching = len(self._order)
+                if self.page != 0:
+                    self.page = 0  # which calls _repage
+                else:
+                    self._repage()
 
     def _repage(self, _change: Any = None) -> None:
         with self._lock:
@@ -147,9 +150,9 @@ class OperationsTable(anywidget.AnyWidget):  # type: ignore[misc]
             names = list(self._order[self.page * size:(self.page + 1) * size])
             rows = page_rows(self._frame, names, selected=self._selected, cancelling=self._cancelling)
             running = {r["name"] for r in rows if r["state"] in ("running", "cancelling")}
-        with self.hold_sync():
-            self.rows = rows
-            self.selected_count = len(self._selected)
+            with self.hold_sync():
+                self.rows = rows
+                self.selected_count = len(self._selected)
         self._follow(running)
 
     # -- live rows ------------------------------------------------------------------------------
@@ -166,24 +169,35 @@ class OperationsTable(anywidget.AnyWidget):  # type: ignore[misc]
         client = self._client_or_none() if missing else None
         if client is None:
             return
-        for name in missing:
-            future = asyncio.run_coroutine_threadsafe(client._async.track(name), _loop.engine_loop())
-            future.add_done_callback(lambda f, name=name: self._tracked(name, f))
+        # track() blocks on its first GETs: a worker does it, never the kernel or engine thread.
+        threading.Thread(target=self._track, args=(client, sorted(missing)), daemon=True,
+                         name="ops-widgets-table-track").start()
 
-    def _tracked(self, name: str, future: Future[Any]) -> None:
-        if future.cancelled() or future.exception() is not None:
-            logger.debug("cannot follow %s: %s", name, None if future.cancelled() else future.exception())
-            return
-        handle = future.result()
-        with self._lock:
-            if name not in self._wanted or name in self._live:
+    def _track(self, client: Operations, names: list[str]) -> None:
+        for name in names:
+            try:
+                handle = client.track(name)
+            except Exception as exc:  # deleted meanwhile, no access: the row just stays as listed
+                logger.debug("cannot follow %s: %s", name, exc)
+                continue
+            with self._lock:
+                wanted = name in self._wanted and name not in self._live
+                if wanted:
+                    self._live[name] = (handle, _nothing)  # claimed; subscribed just below
+                    if name in self._cancelling:
+                        handle.expect_cancel()
+            if not wanted:
                 handle.close()
-                return
-            if name in self._cancelling:
-                handle._poller.on_loop(handle._poller.expect_cancel)
-            self._live[name] = (handle, handle.subscribe(lambda op: self._on_live(op)))
+                continue
+            # Not under the lock: the first call runs on the engine thread, which takes it.
+            unsubscribe = handle.subscribe(lambda op, h=handle: self._on_live(op, h))
+            with self._lock:
+                if self._live.get(name, (None,))[0] is handle:
+                    self._live[name] = (handle, unsubscribe)
+                    continue
+            unsubscribe()  # scrolled away meanwhile
 
-    def _on_live(self, op: Operation) -> None:
+    def _on_live(self, op: Operation, handle: AsyncTracked) -> None:
         with self._lock:
             if op.name not in self._frame.index:
                 return
@@ -196,13 +210,11 @@ class OperationsTable(anywidget.AnyWidget):  # type: ignore[misc]
                 f.at[name, "error_message"] = op.error.message
             if op.update_time is not None:
                 f.at[name, "update_time"] = pd.Timestamp(op.update_time)
-            created = f.at[name, "create_time"]
-            if not pd.isna(created):  # done: how long it took; running: so far
-                end = f.at[name, "update_time"] if op.done else pd.Timestamp.now(tz="UTC")
-                f.at[name, "duration"] = end - created if not pd.isna(end) else pd.NaT
+            elapsed = handle.elapsed  # the engine's one rule for how long it has run
+            f.at[name, "duration"] = pd.NaT if elapsed is None else pd.Timedelta(seconds=elapsed)
             if op.done:
                 self._cancelling.discard(name)
-        self._throttle.run(self._repage, _loop.engine_loop())
+        self._throttle.run(self._repage, handle.call_later)
 
     # -- selection and actions (messages from the browser) ---------------------------------
 
@@ -238,30 +250,38 @@ class OperationsTable(anywidget.AnyWidget):  # type: ignore[misc]
         with self._lock:
             names = [n for n in self._frame.index if n in self._selected]
         if not names:
-            self.message = "Nothing is selected."
+            with self._lock:
+                self.message = "Nothing is selected."
             return
         client = self._client_or_none()
         if client is None:
-            self.message = "No client: pass client=Operations(...) to act on operations."
+            with self._lock:
+                self.message = "No client: pass client=Operations(...) to act on operations."
             return
-        with self.hold_sync():
+        with self._lock, self.hold_sync():
             self.busy = True
             self.message = f"{'Cancelling' if action == 'cancel' else 'Deleting'} {len(names):,} operations…"
-        many = client._async.cancel_many if action == "cancel" else client._async.delete_many
-        future = asyncio.run_coroutine_threadsafe(many(names, concurrency=16), _loop.engine_loop())
-        future.add_done_callback(lambda f: self._action_done(action, f))
+        many = client.cancel_many if action == "cancel" else client.delete_many
 
-    def _action_done(self, action: str, future: Future[pd.DataFrame]) -> None:
-        exc = None if future.cancelled() else future.exception()
-        if exc is not None or future.cancelled():
-            with self.hold_sync():
-                self.busy = False
-                self.message = f"The {action} failed: {exc}"
-            return
-        outcomes = future.result()
+        def work() -> None:
+            try:
+                outcomes = many(names, concurrency=16)
+            except Exception as exc:
+                with self._lock, self.hold_sync():
+                    self.busy = False
+                    self.message = f"The {action} failed: {exc}"
+                return
+            self._action_done(action, outcomes)
+
+        threading.Thread(target=work, daemon=True, name=f"ops-widgets-table-{action}").start()
+
+    def _action_done(self, action: str, outcomes: pd.DataFrame) -> None:
         self.outcomes = outcomes
         ok = [str(n) for n in outcomes["name"][outcomes["ok"]]]
         failed = outcomes[~outcomes["ok"]]
+        text = f"Cancel sent for {len(ok):,} operations." if action == "cancel" else f"{len(ok):,} operations deleted."
+        if len(failed):
+            text += f" {len(failed):,} failed, e.g. {failed['name'].iloc[0]}: {failed['error'].iloc[0]}"
         with self._lock:
             self._selected -= set(ok)
             if action == "cancel":
@@ -269,28 +289,21 @@ class OperationsTable(anywidget.AnyWidget):  # type: ignore[misc]
                 self._cancelling |= set(ok) & running
                 for name in ok:  # tracked rows: poll soon to see it confirmed
                     if name in self._live:
-                        poller = self._live[name][0]._poller
-                        poller.on_loop(poller.expect_cancel)
+                        self._live[name][0].expect_cancel()
             else:
                 self._frame = self._frame.drop(index=ok)
                 self._order = self._order[~self._order.isin(ok)]
-        text = f"Cancel sent for {len(ok):,} operations." if action == "cancel" else f"{len(ok):,} operations deleted."
-        if len(failed):
-            text += f" {len(failed):,} failed, e.g. {failed['name'].iloc[0]}: {failed['error'].iloc[0]}"
-        with self.hold_sync():
-            self.busy = False
-            self.message = text
-            self.total = len(self._frame)
-            self.matching = len(self._order)
-            self._repage()
+            with self.hold_sync():
+                self.busy = False
+                self.message = text
+                self.total = len(self._frame)
+                self.matching = len(self._order)
+                self._repage()
 
     def _client_or_none(self) -> Operations | None:
         if self._client is None:
-            from .._exceptions import AuthenticationError
-            from .._sync import Operations
-
             try:
-                self._client = Operations()
+                self._client = default_client()
             except AuthenticationError:
                 return None
         return self._client
@@ -303,3 +316,7 @@ class OperationsTable(anywidget.AnyWidget):  # type: ignore[misc]
             self._live.clear()
             self._wanted = set()
         super().close()
+
+
+def _nothing() -> None:
+    pass

@@ -3,46 +3,20 @@ Throttle, the ten-updates-a-second cap both widgets send through."""
 
 from __future__ import annotations
 
-import asyncio
-import math
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .._text import format_duration, summary_line
 from .._types import Operation
 
+# format_duration and summary_line live in _text (the engine's repr uses them too); re-exported.
 __all__ = ["Throttle", "format_duration", "kind_label", "result_items", "summary_line", "view_state"]
-
-
-# The widget's JavaScript (formatDuration in js/widgets.js) mirrors this step for step, so repr()
-# and the screen show the same text; tests/test_frontend.py runs both on the same inputs.
-MAX_SECONDS = 2**53  # past this a JS number is no exact integer: its digits would drift from these
-
-
-def format_duration(seconds: float | None) -> str:
-    """Like "1h05m", "1m12s" or "7s": rounded half up to whole seconds, negatives as 0, "" if unknown."""
-    if seconds is None or not math.isfinite(seconds):
-        return ""
-    # Half up, exactly like JS Math.round; round() goes half to even (2.5 -> 2), and floor(x + 0.5)
-    # is one off at 0.49999999999999994. x - floor(x) is exact in floats.
-    whole = math.floor(seconds)
-    s = min(MAX_SECONDS, max(0, whole + (seconds - whole >= 0.5)))
-    h, m, r = s // 3600, s % 3600 // 60, s % 60
-    if h:
-        return f"{h}h{m:02d}m"
-    return f"{m}m{r:02d}s" if m else f"{r}s"
 
 
 def kind_label(kind: str) -> str:
     """What a kind is called on screen; the front-end has no list of kinds of its own."""
     return "operation" if kind == "other" else kind
-
-
-def summary_line(op: Operation, elapsed: float | None = None) -> str:
-    """The text form of a widget: "models/veo/operations/abc  running  42%  1m12s"."""
-    line = op.summary()
-    return line if elapsed is None else f"{line}  {format_duration(elapsed)}"
 
 
 def result_items(op: Operation) -> list[dict[str, str]]:
@@ -89,6 +63,7 @@ def view_state(
         "name": op.name,
         "op_id": op.id,
         "kind": op.kind,
+        "kind_label": kind_label(op.kind),
         "state": state,
         "progress": None if progress is None else round(progress, 2),
         "elapsed": None if elapsed is None else round(elapsed, 1),
@@ -103,14 +78,16 @@ def view_state(
 
 
 class Throttle:
-    """At most one send per ``interval`` seconds; later changes are folded into one trailing send."""
+    """At most one send per ``interval`` seconds; later changes are folded into one trailing send.
 
-    def __init__(self, interval: float = 0.1, clock: Callable[[], float] | None = None) -> None:
+    Used on one thread (the engine's); ``clock`` is the engine's monotonic clock.
+    """
+
+    def __init__(self, interval: float = 0.1, clock: Callable[[], float] = time.monotonic) -> None:
         self.interval = interval
-        self._clock = clock or time.monotonic
+        self._clock = clock
         self._last = float("-inf")
         self._pending = False
-        self._lock = threading.Lock()
 
     def delay(self) -> float:
         """0 to send now (and it is counted as sent), else how long to wait before sending."""
@@ -122,27 +99,20 @@ class Throttle:
             return 0.0
         return wait
 
-    def run(self, send: Callable[[], None], loop: asyncio.AbstractEventLoop) -> None:
-        """``send()`` now if allowed; else once, when the interval is over, on ``loop``.
-
-        Callable from any thread: calls made while a trailing send is booked only join it.
-        """
-        with self._lock:
-            wait = self.delay()
-            if wait and self._pending:
-                return
-            self._pending = bool(wait)
+    def run(self, send: Callable[[], None], call_later: Callable[[float, Callable[[], None]], None]) -> None:
+        """``send()`` now if allowed; else once, when the interval is over (calls made while a
+        trailing send is booked only join it)."""
+        wait = self.delay()
         if not wait:
             send()
             return
+        if self._pending:
+            return
+        self._pending = True
 
         def trailing() -> None:
-            with self._lock:
-                self._pending = False
-                self._last = self._clock()
+            self._pending = False
+            self._last = self._clock()
             send()
 
-        try:
-            loop.call_soon_threadsafe(loop.call_later, wait, trailing)
-        except RuntimeError:
-            pass  # the loop is gone: nothing will change any more
+        call_later(wait, trailing)

@@ -1,0 +1,176 @@
+"""Time, injected: the one object that every part of ops_widgets reads time from.
+
+A Clock answers monotonic time (for intervals, deadlines, ETAs, throttles), wall time (to compare
+with a server's createTime), and makes the event loop that waits on it: every sleep and timer in
+ops_widgets is an asyncio sleep or ``call_later`` on that loop, so the loop's time and the clock's
+are the same time.
+
+``VirtualClock`` makes loops whose time jumps to the next timer whenever nothing else is ready, so
+hours of polling run in milliseconds, deterministically. Use it with in-process transports (an
+ASGI app): a jump does not wait for sockets. In manual mode time moves only by ``advance()``,
+which another thread calls, for tests that look at a widget between two instants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import selectors
+import threading
+import time
+from typing import Any, Coroutine, TypeVar
+
+__all__ = ["SYSTEM_CLOCK", "Clock", "VirtualClock"]
+
+T = TypeVar("T")
+
+
+class Clock:
+    """Real time. ``monotonic()`` is the event loop's own time (``time.monotonic``)."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def time(self) -> float:
+        """Seconds since the epoch."""
+        return time.time()
+
+    def new_loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.new_event_loop()
+
+    def owns(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Whether timers on ``loop`` run on this clock's time."""
+        return not isinstance(loop, _VirtualLoop)
+
+    def __repr__(self) -> str:
+        return "Clock()"
+
+
+SYSTEM_CLOCK = Clock()
+
+
+class VirtualClock(Clock):
+    """Simulated time for tests and simulations.
+
+    ``auto=True``: a loop from ``new_loop()`` jumps to its next timer whenever it is idle.
+    ``auto=False``: time stands still until ``advance(seconds)`` moves it, running every timer
+    on the way; ``advance`` is called from a thread other than the loop's.
+    """
+
+    def __init__(self, start: float = 1_767_225_600.0, *, auto: bool = True) -> None:
+        self._wall0 = start  # wall time at monotonic 0 (default: 2026-01-01T00:00:00Z)
+        self._now = 0.0
+        self._auto = auto
+        self._target = math.inf if auto else 0.0
+        self._idle = False
+        self._cond = threading.Condition()
+        self._loops: list[asyncio.AbstractEventLoop] = []
+
+    def monotonic(self) -> float:
+        return self._now
+
+    def time(self) -> float:
+        return self._wall0 + self._now
+
+    def new_loop(self) -> asyncio.AbstractEventLoop:
+        loop = _VirtualLoop(self)
+        self._loops.append(loop)
+        return loop
+
+    def owns(self, loop: asyncio.AbstractEventLoop) -> bool:
+        return isinstance(loop, _VirtualLoop) and loop.clock is self
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` to completion on a new loop of this clock (like ``asyncio.run``)."""
+        loop = self.new_loop()
+        try:
+            return loop.run_until_complete(coro)
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+            self._loops.remove(loop)
+
+    def advance(self, seconds: float, *, real_timeout: float = 10.0) -> None:
+        """Manual mode: move time ``seconds`` on, running every timer due on the way, and
+        return once the loops are idle at the new time."""
+        if self._auto:
+            raise RuntimeError("advance() is for VirtualClock(auto=False); an auto clock moves by itself")
+        if seconds < 0:
+            raise ValueError(f"time only moves forward, got {seconds!r}")
+        with self._cond:
+            self._target = self._now + seconds
+            self._idle = False
+        for loop in list(self._loops):
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_nothing)  # wake its selector
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._idle and self._now >= self._target, real_timeout):
+                raise TimeoutError(f"the loop did not settle at t={self._target:g} within {real_timeout:g}s")
+
+    def settle(self) -> None:
+        """Manual mode: run what is ready now, without moving time."""
+        self.advance(0.0)
+
+    def _jump(self, timeout: float | None) -> bool:
+        """Called by an idle loop about to wait ``timeout``: move time, or say it must block."""
+        with self._cond:
+            if timeout is not None and self._now + timeout <= self._target:
+                self._now += timeout
+                return True
+            if math.isfinite(self._target) and self._target > self._now:
+                self._now = self._target
+            self._idle = True
+            self._cond.notify_all()
+            return False
+
+    def __repr__(self) -> str:
+        return f"VirtualClock(t={self._now:g}, auto={self._auto})"
+
+
+def _nothing() -> None:
+    pass
+
+
+class _VirtualSelector(selectors.BaseSelector):
+    """The real selector, except that an idle wait moves virtual time instead of sleeping."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self._clock = clock
+        self._real = selectors.DefaultSelector()
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._real.register(fileobj, events, data)
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._real.unregister(fileobj)
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._real.modify(fileobj, events, data)
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready = self._real.select(0)
+        if ready or timeout == 0:
+            return ready
+        # Nothing is ready: this is where a real loop would sleep until its next timer.
+        if self._clock._jump(timeout):
+            return []
+        # Past what time may reach (manual mode) or no timer at all: wait for another thread.
+        return self._real.select(None)
+
+    def close(self) -> None:
+        self._real.close()
+
+    def get_key(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._real.get_key(fileobj)
+
+    def get_map(self) -> Any:
+        return self._real.get_map()
+
+
+class _VirtualLoop(asyncio.SelectorEventLoop):
+    def __init__(self, clock: VirtualClock) -> None:
+        self.clock = clock
+        super().__init__(_VirtualSelector(clock))
+
+    def time(self) -> float:
+        return self.clock.monotonic()

@@ -1,0 +1,152 @@
+"""Transport: carries requests and nothing else. Auth header, request retries, typed errors, JSON.
+
+It knows nothing of polling, frames or widgets. One httpx.AsyncClient (one pool) per Transport,
+created on the event loop that first sends and refused on any other; closed by ``aclose()``,
+after which the Transport refuses to send, as httpx does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Any, Callable
+
+import httpx
+
+from . import _schedule
+from ._clock import Clock
+from ._exceptions import ApiError, MalformedOperationError, RateLimitError, TransportError
+
+__all__ = ["RETRYABLE_STATUS", "Secret", "Transport", "is_retryable"]
+
+logger = logging.getLogger("ops_widgets")
+
+# Request retry (not polling cadence): short, jittered, capped.
+_RETRY_INITIAL = 0.5
+_RETRY_MAX = 30.0
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+_RETRYABLE_TRANSPORT = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError)
+
+
+class Secret:
+    """Holds a credential so that no repr, log or traceback locals dump shows it."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "<secret>"
+
+
+def is_retryable(error: Exception) -> bool:
+    """Worth sending again: 429, 5xx, and requests that got no answer."""
+    if isinstance(error, ApiError):
+        return error.status_code in RETRYABLE_STATUS
+    return isinstance(error.__cause__, _RETRYABLE_TRANSPORT)
+
+
+class Transport:
+    """Sends one request with retries and returns the decoded JSON, or raises a typed error."""
+
+    def __init__(
+        self,
+        headers: dict[str, Secret],
+        *,
+        clock: Clock,
+        timeout: float | None = 30.0,
+        max_retries: int = 5,
+        transport: httpx.AsyncBaseTransport | None = None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {max_retries!r}")
+        self._headers = headers
+        self.clock = clock
+        self.max_retries = max_retries
+        self._timeout = timeout
+        self._transport = transport
+        self._rand = rand
+        self._http: httpx.AsyncClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.closed = False
+
+    def bind(self) -> asyncio.AbstractEventLoop:
+        """The running loop, which must be this transport's (the first one it ran on)."""
+        if self.closed:
+            raise RuntimeError("this client was closed; create a new one")
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            if not self.clock.owns(loop):
+                raise RuntimeError(f"this client's clock ({self.clock!r}) does not run this event loop; "
+                                   "use a loop from clock.new_loop()")
+            self._loop = loop
+        elif self._loop is not loop:
+            raise RuntimeError(
+                "this client is in use on another event loop (or was, and that loop is gone): create one "
+                "client per loop, or use the blocking Operations, which is safe from any thread"
+            )
+        return loop
+
+    def _client(self) -> httpx.AsyncClient:
+        self.bind()
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                timeout=httpx.Timeout(self._timeout), transport=self._transport, follow_redirects=False
+            )
+        return self._http
+
+    async def request(
+        self, method: str, url: str, params: dict[str, str] | None = None, *, retries: int | None = None
+    ) -> Any:
+        """Send with retries; return the decoded JSON or raise a typed error."""
+        http = self._client()
+        headers = {k: v.value for k, v in self._headers.items()}
+        delays = _schedule.backoff(_RETRY_INITIAL, _RETRY_MAX, 2.0, rand=self._rand)
+        retries = self.max_retries if retries is None else retries
+        for attempt in range(retries + 1):
+            started = self.clock.monotonic()
+            error: ApiError | TransportError
+            try:
+                resp = await http.request(method, url, params=params, headers=headers)
+            except httpx.HTTPError as exc:
+                error = TransportError(f"{method} {url}: {type(exc).__name__}: {exc or 'no details'}")
+                error.__cause__ = exc  # as `raise ... from exc` would, once we raise it below
+            else:
+                logger.debug(
+                    "%s %s -> %s in %.0f ms", method, resp.request.url, resp.status_code,
+                    1000 * (self.clock.monotonic() - started),
+                )
+                if resp.is_success:
+                    return _decode(resp, method, url)
+                error = ApiError.from_response(
+                    resp.status_code, resp.content, resp.headers.get("content-type", "")
+                )
+            if attempt >= retries or not is_retryable(error):
+                raise error
+            delay = next(delays)
+            if isinstance(error, RateLimitError) and error.retry_delay is not None:
+                delay = error.retry_delay  # the server said how long; jitter would only be early
+            logger.info("%s %s failed (%s); retry %d/%d in %.2fs", method, url, error,
+                        attempt + 1, retries, delay)
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def aclose(self) -> None:
+        """Close the pool; the transport refuses to send from now on."""
+        self.closed = True
+        http, self._http = self._http, None
+        if http is not None:
+            await http.aclose()
+
+
+def _decode(resp: httpx.Response, method: str, url: str) -> Any:
+    try:
+        return resp.json() if resp.content else {}
+    except ValueError:
+        excerpt = " ".join(resp.text[:120].split())
+        raise MalformedOperationError(
+            f"{method} {url}: the answer (HTTP {resp.status_code}) is not JSON: {excerpt!r}"
+        ) from None
