@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Union
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from . import _schedule
 from ._backends import GeminiBackend
@@ -27,8 +28,8 @@ __all__ = ["DEFAULT_BASE_URL", "AsyncOperations", "NameOrOperation", "ProgressCa
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 
-NameOrOperation = Union[str, Operation]
-ProgressCallback = Callable[[Operation], Union[None, Awaitable[None]]]
+NameOrOperation = str | Operation
+ProgressCallback = Callable[[Operation], None | Awaitable[None]]
 # `list` is a method name below: inside the class body it would shadow the builtin in annotations.
 _List = list
 
@@ -243,7 +244,7 @@ class AsyncOperations:
                 count += len(ops)
                 token = page.next_page_token
                 more = token is not None and (max_items is None or count < max_items)
-                if more:
+                if more and token is not None:
                     if token in seen:  # a server bug would otherwise loop forever
                         raise MalformedOperationError(f"the server sent page token {token[:40]!r} twice")
                     seen.add(token)
@@ -295,11 +296,12 @@ class AsyncOperations:
                 return None
 
         errors = await asyncio.gather(*(one(n) for n in names))
-        return pd.DataFrame({
+        outcomes: pd.DataFrame = pd.DataFrame({
             "name": pd.array(names, dtype="string"),
             "ok": [e is None for e in errors],
             "error": pd.array(errors, dtype="string"),
         })
+        return outcomes
 
     async def cancel(self, name: NameOrOperation) -> None:
         """Ask the server to cancel; it finishes as cancelled (error code 1) when it can."""

@@ -117,7 +117,8 @@ def test_wait_on_a_virtual_clock_never_sleeps_past_the_deadline() -> None:
         polls: list[float] = []
         async with emu.aclient() as ops:
             with pytest.raises(ow.WaitTimeout) as info:
-                await ops.wait(name, poll_interval=10, timeout=25, on_progress=lambda op: polls.append(clock.monotonic()))
+                await ops.wait(name, poll_interval=10, timeout=25,
+                               on_progress=lambda op: polls.append(clock.monotonic()))
         assert polls == [0, 10, 20, 25]  # clipped to the deadline, and one more check at it
         assert isinstance(info.value, TimeoutError) and info.value.operation is not None
         assert name in str(info.value)
@@ -134,9 +135,9 @@ def test_wait_backoff_delays_are_jittered_and_capped() -> None:
             with pytest.raises(ow.WaitTimeout):
                 await ops.wait_with_backoff(name, initial_delay=1, max_delay=8, multiplier=2, timeout=20,
                                             on_progress=lambda op: polls.append(clock.monotonic()))
-        gaps = [b - a for a, b in zip(polls, polls[1:])]
+        gaps = [b - a for a, b in zip(polls, polls[1:], strict=False)]
         caps = [1, 2, 4, 8] + [8] * len(gaps)
-        assert all(0 <= g <= cap + 1e-9 for g, cap in zip(gaps, caps))  # full jitter under the cap
+        assert all(0 <= g <= cap + 1e-9 for g, cap in zip(gaps, caps, strict=False))  # full jitter under the cap
         assert polls[0] == 0 and polls[-1] == pytest.approx(20)
 
     on_virtual_clock(body)

@@ -75,7 +75,7 @@ def test_three_handles_and_a_wait_make_one_request_stream() -> None:
         # One stream: the first snapshot, the wait's own first poll, then one poll every 10 s
         # (the wait's 30 s asks are met by the 10 s stream, never sent twice).
         assert len(gets) <= 2 + 600 / 10 + 2
-        assert all(b - a <= 10 + 1e-6 for a, b in zip(gets[1:], gets[2:]))
+        assert all(b - a <= 10 + 1e-6 for a, b in zip(gets[1:], gets[2:], strict=False))
 
     simulate(body)
 
@@ -94,7 +94,7 @@ def test_wait_is_the_same_whether_or_not_the_name_is_tracked(tracked: bool) -> N
                                    on_progress=lambda op: seen.append((clock.monotonic(), op.progress)))
             assert final.succeeded and seen[-1][1] == 100  # the last poll included
             times = [t for t, _ in seen]
-            assert times[0] == 0 and all(b - a <= 2 + 1e-6 for a, b in zip(times, times[1:]))
+            assert times[0] == 0 and all(b - a <= 2 + 1e-6 for a, b in zip(times, times[1:], strict=False))
             gets = [t for t in rec.gets(name) if t <= times[-1]]
             assert len(seen) >= len(gets) - 1  # a callback after every poll it asked for
             assert all(any(abs(t - g) < 1e-6 for g in gets) for t in times)  # each one a real poll
@@ -139,7 +139,7 @@ def test_subscribers_see_every_change_in_order_and_unsubscribe_stops_them() -> N
             assert [o.raw for o in a] == [o.raw for o in b]
             progress = [o.progress for o in a]
             assert progress == sorted(progress) and a[-1].state is State.SUCCEEDED
-            assert all(x.raw != y.raw for x, y in zip(a, a[1:]))  # only polls that changed something
+            assert all(x.raw != y.raw for x, y in zip(a, a[1:], strict=False))  # only polls that changed something
             assert len(a) >= 10 and len(stopped) == 1
 
     simulate(body)
@@ -250,7 +250,8 @@ def test_transient_failures_are_reported_while_polling_goes_on() -> None:
             await asyncio.sleep(200)
             assert any(isinstance(e, ow.ServerError) for e in errors)  # reported after 3 in a row
             assert errors[-1] is None and h.polling  # recovered, and the handle says so
-            gaps = [b - a for a, b in zip(rec.gets(name), rec.gets(name)[1:])]
+            gets = rec.gets(name)
+            gaps = [b - a for a, b in zip(gets, gets[1:], strict=False)]
             assert max(gaps) > 1  # it backed off while failing
 
     simulate(body)

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from ops_widgets import Operation
-from ops_widgets._types import KINDS, State
 from ops_widgets._text import format_duration, summary_line
+from ops_widgets._types import KINDS, State
 from ops_widgets.widgets._view import kind_label
 
 JS = Path(__file__).resolve().parents[1] / "js"

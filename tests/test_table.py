@@ -9,10 +9,10 @@ from typing import Any
 import pandas as pd
 import pytest
 import traitlets
+from test_widget import RecordingComm, recorded_comm, until  # noqa: F401  (the fixture is reused)
 
 from ops_widgets import Operation, OperationsTable, to_dataframe
 from ops_widgets.widgets._table_view import matching, page_rows
-from test_widget import RecordingComm, recorded_comm, until  # noqa: F401  (the fixture is reused)
 
 
 def make_frame() -> pd.DataFrame:
@@ -32,7 +32,8 @@ def make_frame() -> pd.DataFrame:
 def test_matching_filters_and_sorts() -> None:
     f = make_frame()
     assert list(matching(f)) == ["models/veo-3.0-generate-001/operations/v1", "batches/b1",
-                                 "tunedModels/t/operations/t1", "operations/g1", "operations/g2"]  # newest first, NaT last
+                                 "tunedModels/t/operations/t1", "operations/g1",
+                                 "operations/g2"]  # newest first, NaT last
     assert list(matching(f, states=["running"], sort_by="id", descending=False)) == [
         "tunedModels/t/operations/t1", "models/veo-3.0-generate-001/operations/v1"]
     assert list(matching(f, kinds=["batch", "other"], sort_by="name", descending=False)) == [

@@ -88,7 +88,8 @@ class Emulator:
         if self._server is None:
             import httpx
 
-            options.update(transport=httpx.ASGITransport(app=self.app), clock=self.clock)
+            app: Any = self.app  # an ASGI app; its own annotations are narrower than httpx's
+            options.update(transport=httpx.ASGITransport(app=app), clock=self.clock)
         return {**options, **kw}
 
     def client(self, **kw: Any) -> Operations:
@@ -123,9 +124,11 @@ def serve_forever(port: int = 8000, *, speed: float = 1.0, random_seed: int | No
         emu.seed(seed)
     # The emulator's key is a local, made-up credential: printing it is how users learn it.
     print(f"Operations API emulator at {emu.base_url}  (api key: {emu.api_key})", flush=True)
+    thread = emu._thread
+    assert thread is not None  # started above, with a server
     try:
-        while emu._thread.is_alive():
-            emu._thread.join(0.5)
+        while thread.is_alive():
+            thread.join(0.5)
     except KeyboardInterrupt:
         pass
     finally:

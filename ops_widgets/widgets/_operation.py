@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import anywidget
 import ipywidgets
@@ -31,9 +31,9 @@ __all__ = ["OperationWidget", "default_client", "watch_all"]
 # In a wheel the front-end ships in ops_widgets/static; in a clone (editable install) it is js/.
 # Paths, not text, so that ANYWIDGET_HMR=1 can hot-reload them while developing.
 _PACKAGE = Path(__file__).resolve().parent.parent
-_STATIC = _PACKAGE / "static" if (_PACKAGE / "static" / "widgets.js").is_file() else _PACKAGE.parent / "js"
+STATIC = _PACKAGE / "static" if (_PACKAGE / "static" / "widgets.js").is_file() else _PACKAGE.parent / "js"
 
-Target = Union[str, Operation, AsyncTracked]  # a Tracked is an AsyncTracked
+Target = str | Operation | AsyncTracked  # a Tracked is an AsyncTracked
 HEARTBEAT = 10.0  # seconds between refreshes of a running widget (the front-end expects < 35 s)
 
 
@@ -60,8 +60,8 @@ class OperationWidget(anywidget.AnyWidget):
     With AsyncOperations, use ``await client.watch(name)``.
     """
 
-    _esm = _STATIC / "widgets.js"
-    _css = _STATIC / "widgets.css"
+    _esm = STATIC / "widgets.js"
+    _css = STATIC / "widgets.css"
     _view = t.Unicode("operation").tag(sync=True)  # which view of the shared module renders it
 
     # The synced state: server text and figures only. Never a key, a header or a client.

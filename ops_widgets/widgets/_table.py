@@ -12,10 +12,11 @@ no thread's batch of changes can swallow another's.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 import anywidget
 import pandas as pd
@@ -25,7 +26,7 @@ from .._engine import AsyncTracked
 from .._exceptions import AuthenticationError
 from .._frame import to_dataframe
 from .._types import Operation
-from ._operation import _STATIC, default_client
+from ._operation import STATIC, default_client
 from ._table_view import SORTABLE, matching, page_rows
 from ._view import Throttle
 
@@ -36,7 +37,7 @@ __all__ = ["OperationsTable"]
 
 logger = logging.getLogger("ops_widgets")
 
-Source = Union[pd.DataFrame, Iterable[Operation]]
+Source = pd.DataFrame | Iterable[Operation]
 
 
 class OperationsTable(anywidget.AnyWidget):
@@ -47,8 +48,8 @@ class OperationsTable(anywidget.AnyWidget):
     is tried when first needed. ``table.filtered`` and ``table.selected`` give the matching rows as DataFrames.
     """
 
-    _esm = _STATIC / "widgets.js"
-    _css = _STATIC / "widgets.css"
+    _esm = STATIC / "widgets.js"
+    _css = STATIC / "widgets.css"
     _view = t.Unicode("table").tag(sync=True)  # which view of the shared module renders it
 
     rows = t.List(t.Dict(), help="The visible page only").tag(sync=True)
@@ -105,19 +106,22 @@ class OperationsTable(anywidget.AnyWidget):
     def frame(self) -> pd.DataFrame:
         """Every row, as updated live (a copy)."""
         with self._lock:
-            return self._frame.copy()
+            frame: pd.DataFrame = self._frame.copy()
+        return frame
 
     @property
     def filtered(self) -> pd.DataFrame:
         """The rows that pass the filters, in display order."""
         with self._lock:
-            return self._frame.loc[self._order]
+            frame: pd.DataFrame = self._frame.loc[self._order]
+        return frame
 
     @property
     def selected(self) -> pd.DataFrame:
         """The selected rows."""
         with self._lock:
-            return self._frame[self._frame.index.isin(list(self._selected))]
+            frame: pd.DataFrame = self._frame[self._frame.index.isin(list(self._selected))]
+        return frame
 
     # -- filters, sorting, paging (observers: the kernel thread) -----------------------------
 
@@ -190,14 +194,14 @@ class OperationsTable(anywidget.AnyWidget):
                 handle.close()
                 continue
             # Not under the lock: the first call runs on the engine thread, which takes it.
-            unsubscribe = handle.subscribe(lambda op, h=handle: self._on_live(op, h))
+            unsubscribe = handle.subscribe(functools.partial(self._on_live, handle=handle))
             with self._lock:
                 if self._live.get(name, (None,))[0] is handle:
                     self._live[name] = (handle, unsubscribe)
                     continue
             unsubscribe()  # scrolled away meanwhile
 
-    def _on_live(self, op: Operation, handle: AsyncTracked) -> None:
+    def _on_live(self, op: Operation, *, handle: AsyncTracked) -> None:
         with self._lock:
             if op.name not in self._frame.index:
                 return
