@@ -3,7 +3,6 @@
 from ._client import AsyncOperations
 from ._clock import Clock, VirtualClock
 from ._engine import AsyncTracked, Tracked
-from ._frame import to_dataframe
 from ._exceptions import (
     ApiError,
     AuthenticationError,
@@ -18,6 +17,7 @@ from ._exceptions import (
     TransportError,
     WaitTimeout,
 )
+from ._frame import to_dataframe
 from ._sync import Operations
 from ._types import ListOperationsResponse, Operation, OperationError, State
 

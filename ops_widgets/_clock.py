@@ -18,7 +18,8 @@ import math
 import selectors
 import threading
 import time
-from typing import Any, Coroutine, TypeVar
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 __all__ = ["SYSTEM_CLOCK", "Clock", "VirtualClock"]
 

@@ -24,7 +24,8 @@ import inspect
 import logging
 import random
 import weakref
-from typing import Any, Awaitable, Callable, Coroutine, Iterator, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from typing import Any, TypeVar
 
 from ._clock import Clock
 from ._exceptions import (
@@ -38,8 +39,8 @@ from ._exceptions import (
     WaitTimeout,
 )
 from ._loop import call_soon
-from ._text import summary_line
 from ._schedule import Adaptive, Durations, backoff, clip_to_deadline
+from ._text import summary_line
 from ._types import Operation
 
 __all__ = ["AsyncTracked", "Engine", "Limiter", "Poller", "Tracked"]

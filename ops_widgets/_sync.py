@@ -6,7 +6,8 @@ each method's docstring is the async method's (help() shows it).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Coroutine, Iterable, TypeVar
+from collections.abc import Callable, Coroutine, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._client import DEFAULT_BASE_URL, AsyncOperations, NameOrOperation, ProgressCallback
 from ._clock import Clock
