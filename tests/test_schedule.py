@@ -39,3 +39,14 @@ def test_clip_to_deadline() -> None:
     assert _schedule.clip_to_deadline(10, now=0, deadline=25) == 10
     assert _schedule.clip_to_deadline(10, now=20, deadline=25) == 5  # never past it
     assert _schedule.clip_to_deadline(10, now=25, deadline=25) is None
+
+
+def test_every_kind_has_typical_durations_and_no_other() -> None:
+    # One list of kinds (ops_widgets._types.KINDS); the schedule's priors are keyed by it exactly.
+    from ops_widgets._schedule import PRIORS
+    from ops_widgets._types import KINDS, kind_of
+
+    assert set(PRIORS) == set(KINDS)
+    for name in ("batches/b", "tunedModels/t/operations/o", "fileSearchStores/s/operations/o",
+                 "models/veo-3.0-generate-001/operations/v", "operations/x"):
+        assert kind_of(name, {}) in KINDS

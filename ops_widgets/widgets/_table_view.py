@@ -8,6 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from ._view import display_state
+
 __all__ = ["SORTABLE", "matching", "page_rows"]
 
 # Columns the table shows and can sort by (the frame's own names).
@@ -66,9 +68,7 @@ def page_rows(
     part = frame.loc[list(names)]
     rows = []
     for name, row in zip(part.index, part.itertuples(index=False), strict=True):
-        state = str(row.state)
-        if state == "running" and name in cancelling:
-            state = "cancelling"
+        state = display_state(str(row.state), name in cancelling)
         created = _plain(row.create_time)
         duration = _plain(row.duration)
         rows.append({

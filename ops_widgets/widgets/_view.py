@@ -11,7 +11,12 @@ from .._text import format_duration, summary_line
 from .._types import Operation
 
 # format_duration and summary_line live in _text (the engine's repr uses them too); re-exported.
-__all__ = ["Throttle", "format_duration", "kind_label", "result_items", "summary_line", "view_state"]
+__all__ = ["Throttle", "display_state", "format_duration", "kind_label", "result_items", "summary_line", "view_state"]
+
+
+def display_state(state: str, cancelling: bool) -> str:
+    """The state shown on screen: a running operation with a cancel sent reads "cancelling"."""
+    return "cancelling" if state == "running" and cancelling else state
 
 
 def kind_label(kind: str) -> str:
@@ -55,8 +60,7 @@ def view_state(
 ) -> dict[str, Any]:
     """Every synced trait of an OperationWidget, from one snapshot and its handle's figures."""
     state = op.state.value
-    if state == "running" and cancelling:
-        state = "cancelling"
+    state = display_state(state, cancelling)
     error = op.error if op.failed else None
     progress = op.progress
     return {
