@@ -214,7 +214,9 @@ class OperationsTable(anywidget.AnyWidget):
                 f.at[name, "error_message"] = op.error.message
             if op.update_time is not None:
                 f.at[name, "update_time"] = pd.Timestamp(op.update_time)
-            elapsed = handle.elapsed  # the engine's one rule for how long it has run
+            # The engine's one rule for how long it has run; with no createTime (Veo) the table
+            # says nothing rather than how long it has been watched.
+            elapsed = handle.elapsed if op.create_time is not None else None
             f.at[name, "duration"] = pd.NaT if elapsed is None else pd.Timedelta(seconds=elapsed)
             if op.done:
                 self._cancelling.discard(name)
