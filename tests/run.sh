@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as a new user and CI run it:  bash tests/run.sh
-# It installs what it needs into the active Python (set PYTHON to choose another), checks the code
-# with ruff and mypy, then runs pytest. Extra arguments go to pytest (e.g. bash tests/run.sh -k emulator).
+# It installs what it needs into the active Python (set PYTHON to choose another; on an externally
+# managed system Python, into a project venv in .venv), checks the code with ruff and mypy, then
+# runs pytest. Extra arguments go to pytest (e.g. bash tests/run.sh -k emulator).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
+. tests/python-env.sh
 
 echo "== installing ops-widgets with its test dependencies"
 "$PY" -m pip install --quiet --disable-pip-version-check -e '.[dev]'

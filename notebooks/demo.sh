@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The demo, as the README's quick start runs it:  bash notebooks/demo.sh
+# It installs ops-widgets with JupyterLab into the active Python (on an externally managed system
+# Python, into a project venv in .venv), then opens the quickstart notebook against the embedded
+# emulator. Extra arguments go to `ops-widgets demo` (e.g. --execute).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. tests/python-env.sh
+
+echo "== installing ops-widgets with JupyterLab"
+"$PY" -m pip install --quiet --disable-pip-version-check -e '.[demo]'
+exec "$PY" -m ops_widgets demo "$@"
