@@ -1,4 +1,10 @@
-"""OperationWidget's Python side with a recorded comm: no browser, a real emulator."""
+"""OperationWidget's Python side with a recorded comm: no browser, no sockets, no sleeps.
+
+The emulator runs in-process on a VirtualClock in manual mode: time moves only when a test calls
+``clock.advance(seconds)``, which returns once the engine thread is idle at the new time. So every
+poll and every state message happens at a known virtual instant, and a test looks at the widget
+between two instants instead of polling for a condition on real time.
+"""
 
 from __future__ import annotations
 
@@ -8,48 +14,167 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, NamedTuple
 
 import comm.base_comm
+import httpx
 import ipywidgets
 import pytest
 
 import ops_widgets as ow
+import ops_widgets.widgets._operation as widget_module
 from ops_widgets import Operation, OperationWidget
+from ops_widgets._loop import stop_thread
+from ops_widgets.emulator import Emulator
+from ops_widgets.widgets._operation import HEARTBEAT
 from ops_widgets.widgets._view import Throttle, view_state
+
+EPS = 1e-6
+
+
+class Sent(NamedTuple):
+    at: float  # the test's clock (virtual) when the widget sent it
+    thread: int  # threading.get_ident() of the sender
+    kind: str
+    data: dict[str, Any]
 
 
 class RecordingComm(comm.base_comm.BaseComm):
     """Stands where the kernel's comm would be: records every message the widget sends."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        self.sent: list[tuple[float, str, dict[str, Any]]] = []
+    def __init__(self, now: Callable[[], float], **kwargs: Any) -> None:
+        self.now = now
+        self.sent: list[Sent] = []
         super().__init__(**kwargs)
 
-    def publish_msg(self, msg_type: str, data: Any = None, metadata: Any = None, buffers: Any = None, **keys: Any) -> None:
-        self.sent.append((time.monotonic(), msg_type, data or {}))
+    def publish_msg(self, msg_type: str, data: Any = None, metadata: Any = None, buffers: Any = None,
+                    **keys: Any) -> None:
+        self.sent.append(Sent(self.now(), threading.get_ident(), msg_type, data or {}))
+
+    def update_msgs(self) -> list[Sent]:
+        return [m for m in self.sent if m.kind == "comm_msg" and m.data.get("method") == "update"]
 
     def updates(self) -> list[dict[str, Any]]:
-        return [d["state"] for _, kind, d in self.sent if kind == "comm_msg" and d.get("method") == "update"]
+        return [m.data["state"] for m in self.update_msgs()]
 
     def customs(self) -> list[dict[str, Any]]:
-        return [d["content"] for _, kind, d in self.sent if kind == "comm_msg" and d.get("method") == "custom"]
+        return [m.data["content"] for m in self.sent if m.kind == "comm_msg" and m.data.get("method") == "custom"]
 
     def from_front(self, content: dict[str, Any]) -> None:
         """What the browser sends on a click: a custom comm message."""
         self.handle_msg({"content": {"data": {"method": "custom", "content": content}}, "buffers": []})
 
 
+class Comms:
+    """The clock new RecordingComms read: real time unless a test's fixture sets its virtual clock."""
+
+    now: Callable[[], float] = time.monotonic
+
+
 @pytest.fixture(autouse=True)
-def recorded_comm(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ipywidgets.widgets.widget.comm, "create_comm", lambda **kw: RecordingComm(**kw))
+def recorded_comm(monkeypatch: pytest.MonkeyPatch) -> Comms:
+    comms = Comms()
+    monkeypatch.setattr(ipywidgets.widgets.widget.comm, "create_comm", lambda **kw: RecordingComm(comms.now, **kw))
+    return comms
 
 
-def until(pred: Any, timeout: float = 10.0) -> None:
+def until(pred: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Real-time polling, kept ONLY for tests/test_table.py, which imports it (with RecordingComm
+    and recorded_comm) and still runs on real time. No test here uses it: drop it once the table
+    tests move to the virtual clock."""
     deadline = time.monotonic() + timeout
     while not pred():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.01)
+
+
+class Recorder:
+    """ASGI middleware in front of the emulator: (clock time, method, path, status) per request."""
+
+    def __init__(self, emu: Emulator, clock: ow.VirtualClock) -> None:
+        self.emu, self.clock = emu, clock
+        self.log: list[tuple[float, str, str, int]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        status = [0]
+
+        async def sending(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        await self.emu.app(scope, receive, sending)
+        self.log.append((self.clock.monotonic(), scope["method"], scope["path"], status[0]))
+
+    def gets(self, name: str) -> list[float]:
+        return [t for t, method, path, _ in self.log if method == "GET" and path.endswith("/" + name)]
+
+
+class Sim:
+    """A manual VirtualClock, the emulator in-process on it, and blocking clients of it (whose
+    engine thread runs the virtual loop). ``ops`` is the test's client; ``client()`` makes more."""
+
+    def __init__(self, clock: ow.VirtualClock, emu: Emulator) -> None:
+        self.clock, self.emu = clock, emu
+        self.rec = Recorder(emu, clock)
+        self._clients: list[ow.Operations] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self.ops = self.client()
+
+    def client(self, **kw: Any) -> ow.Operations:
+        """An Operations on the emulator and this clock, its requests recorded; closed at teardown."""
+        app: Any = self.rec
+        ops = ow.Operations(api_key=self.emu.api_key, base_url=self.emu.base_url, clock=self.clock,
+                            transport=httpx.ASGITransport(app=app), **kw)
+        self._clients.append(ops)
+        return ops
+
+    def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+    def advance_until(self, done: Callable[[], bool], step: float = 1.0, limit: float = 3600.0) -> None:
+        """Move time ``step`` at a time until ``done()`` (another thread's outcome, say)."""
+        start = self.clock.monotonic()
+        while not done():
+            assert self.clock.monotonic() - start < limit, f"not done after {limit:g} virtual seconds"
+            self.advance(step)
+
+    def in_thread(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> tuple[Future[Any], threading.Event]:
+        """Start a blocking call with an ``on_progress`` on another thread (a notebook cell); the
+        event is set by its first on_progress call, so the test knows that the call has reached
+        the engine before it moves time."""
+        started = threading.Event()
+        callback = kw.pop("on_progress")
+
+        def on_progress(op: Operation) -> None:
+            started.set()
+            callback(op)
+
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(2, thread_name_prefix="cell")
+        return self._pool.submit(fn, *args, on_progress=on_progress, **kw), started
+
+    def close(self) -> None:
+        try:
+            for ops in self._clients:
+                ops.close()  # a wait still blocked in a cell (a failed test) ends with an error
+            if self._pool is not None:
+                self._pool.shutdown()
+        finally:
+            stop_thread(self.clock)
+
+
+@pytest.fixture()
+def sim(recorded_comm: Comms) -> Iterator[Sim]:
+    clock = ow.VirtualClock(auto=False)
+    recorded_comm.now = clock.monotonic  # message times in virtual time
+    s = Sim(clock, Emulator.in_process(clock, random_seed=3))
+    try:
+        yield s
+    finally:
+        s.close()
 
 
 # -- traits per state (pure) ---------------------------------------------------------------
@@ -71,7 +196,8 @@ def test_view_state_cancelling_until_confirmed() -> None:
     running = op({"name": "models/veo-3.0-generate-001/operations/v"})
     s = view_state(running, elapsed=5, eta=100, eta_is_estimate=True, cancelling=True)
     assert s["state"] == "cancelling" and s["kind"] == "video" and s["progress"] is None and s["eta_is_estimate"]
-    done = op({"name": "models/veo-3.0-generate-001/operations/v", "done": True, "error": {"code": 1, "message": "Operation was cancelled."}})
+    done = op({"name": "models/veo-3.0-generate-001/operations/v", "done": True,
+               "error": {"code": 1, "message": "Operation was cancelled."}})
     s = view_state(done, elapsed=6, eta=0, eta_is_estimate=False, cancelling=True)
     assert s["state"] == "cancelled" and s["eta"] is None and s["error_code"] == "CANCELLED (1)"
 
@@ -83,7 +209,8 @@ def test_view_state_failed_and_succeeded() -> None:
     assert failed["error_message"] == "<b>boom</b>"  # verbatim: the front-end shows it as text
     video = view_state(op({"name": "models/veo/operations/v", "done": True, "response": {"generateVideoResponse": {
         "generatedSamples": [{"video": {"uri": "https://x/v.mp4"}}]}}}), elapsed=90, eta=0, eta_is_estimate=True)
-    assert video["state"] == "succeeded" and video["result"] == [{"label": "video 1:", "text": "https://x/v.mp4", "href": "https://x/v.mp4"}]
+    assert video["state"] == "succeeded"
+    assert video["result"] == [{"label": "video 1:", "text": "https://x/v.mp4", "href": "https://x/v.mp4"}]
     filtered = view_state(op({"name": "models/veo/operations/v", "done": True, "response": {"generateVideoResponse": {
         "raiMediaFilteredCount": 1}}}), elapsed=90, eta=0, eta_is_estimate=True)
     assert "safety" in filtered["result"][0]["text"]
@@ -99,7 +226,7 @@ def test_throttle() -> None:
     assert th.delay() == 0
 
 
-# -- the widget, live -----------------------------------------------------------------------
+# -- the widget, live on a virtual clock ---------------------------------------------------------
 
 
 ALLOWED = {
@@ -111,160 +238,271 @@ ALLOWED = {
 }
 
 
-def test_synced_state_is_an_allow_list_without_secrets(emu: Any) -> None:
-    ops = emu.client()
-    w = ops.watch(emu.create("tuning", duration=60), poll_interval=0.2)
+def test_synced_state_is_an_allow_list_without_secrets(sim: Sim) -> None:
+    w = sim.ops.watch(sim.emu.create("tuning", duration=60), poll_interval=0.2)
+    sim.advance(30)  # mid-way: progress, elapsed and ETA all set
     state = w.get_state()
-    assert set(state) == ALLOWED
-    assert emu.api_key not in json.dumps(state, default=str)
-    assert emu.api_key not in repr(w)
+    assert set(state) == ALLOWED and w.state == "running" and 0 < (w.progress or 0) < 100
+    sent = json.dumps([m.data for m in w.comm.sent], default=str)
+    assert sim.emu.api_key not in json.dumps(state, default=str) + sent
+    assert sim.emu.api_key not in repr(w)
     w.close()
-    ops.close()
 
 
-def test_one_message_per_poll_with_every_changed_trait(emu: Any) -> None:
-    ops = emu.client()
-    name = emu.create("tuning", duration=2.0)
-    w = ops.watch(name, poll_interval=0.3)
+def test_one_message_per_poll_with_every_changed_trait(sim: Sim) -> None:
+    name = sim.emu.create("tuning", duration=2.0)
+    w = sim.ops.watch(name, poll_interval=0.3)
     changes: list[Operation] = []
     w.tracked.subscribe(changes.append)
-    w.tracked.wait(timeout=30)
-    until(lambda: w.state == "succeeded")
+    sim.advance(3)
+    assert w.tracked.operation.done and w.state == "succeeded"
     updates = w.comm.updates()
-    # One update per poll that changed something (throttling only merges, at 0.3 s it never has to).
-    assert len(changes) - 1 <= len(updates) <= len(changes) + 1
+    # One update per poll that changed something (throttling only merges, at 0.3 s it never has to);
+    # the first update is the widget's own first push, made before this test subscribed.
+    polls = [t for t in sim.rec.gets(name) if t > 0]
+    assert len(changes) == 1 + len(polls) and len(updates) == len(changes)
+    assert [m.at for m in w.comm.update_msgs()[1:]] == pytest.approx(polls)  # each one as its poll came in
     running = [u for u in updates if u.get("state", "running") == "running" and "progress" in u]
     assert running and all({"progress", "elapsed"} <= set(u) for u in running)
     assert updates[-1]["state"] == "succeeded" and updates[-1]["progress"] == 100
     w.close()
-    ops.close()
 
 
-def test_no_more_than_ten_updates_a_second(emu: Any) -> None:
-    ops = emu.client(poll_rate=None)
-    name = emu.create("tuning", duration=1.5)
-    w = ops.watch(name, poll_interval=0.001)  # the poller sees a change every few ms
+def test_no_more_than_ten_updates_a_second(sim: Sim) -> None:
+    ops = sim.client(poll_rate=None)
+    name = sim.emu.create("tuning", duration=1.5)
+    w = ops.watch(name, poll_interval=0.01)  # the poller sees a change every 10 ms
     polls: list[Operation] = []
     w.tracked.subscribe(polls.append)
-    w.tracked.wait(timeout=30)
-    until(lambda: w.state == "succeeded")
-    times = [ts for ts, kind, d in w.comm.sent if kind == "comm_msg" and d.get("method") == "update"]
+    sim.advance(2)
+    assert w.tracked.operation.done and w.state == "succeeded"
+    times = [m.at for m in w.comm.update_msgs()]
     assert len(polls) > 3 * len(times)  # many more changes than messages...
     for i in range(len(times)):
-        assert len([x for x in times[i:] if x - times[i] < 1.0]) <= 11  # ...and <= 10 in any second
+        assert len([x for x in times[i:] if x - times[i] < 1.0 - EPS]) <= 10  # ...and <= 10 in any second
+    assert all(b - a >= 0.1 - EPS for a, b in zip(times, times[1:], strict=False))
     assert w.comm.updates()[-1]["state"] == "succeeded"  # the trailing send carried the last change
     w.close()
-    ops.close()
 
 
-def test_cancel_message_path(emu: Any) -> None:
-    ops = emu.client()
-    name = emu.create("video", duration=3600)
-    w = ops.watch(name)
-    emu.reset_stats()
+def test_heartbeat_refreshes_a_running_widget_and_stops_when_it_is_done(sim: Sim) -> None:
+    """Veo reports no progress, so between polls nothing changes: every HEARTBEAT seconds the widget
+    still sends elapsed/ETA (the front-end's sign of life); once nothing polls, it stops."""
+    name = sim.emu.create("video", duration=3600)
+    w = sim.ops.watch(name)
+    for beat in (1, 2, 3):
+        before = len(w.comm.sent)
+        sim.advance(HEARTBEAT)
+        new = [m for m in w.comm.sent[before:] if m.kind == "comm_msg"]
+        assert [m.at for m in new] == [pytest.approx(beat * HEARTBEAT)]  # one message, at the beat
+        assert new[0].data["state"]["elapsed"] == pytest.approx(beat * HEARTBEAT)
+        assert w.state == "running" and w.progress is None
+    sim.emu.complete(name)
+    sim.advance_until(lambda: w.state == "succeeded", step=HEARTBEAT)
+    count = len(w.comm.sent)
+    sim.advance(10 * HEARTBEAT)
+    assert len(w.comm.sent) == count  # done: no poller, no heartbeat
+    w.close()
+
+
+def test_cancel_message_path(sim: Sim) -> None:
+    name = sim.emu.create("video", duration=3600)
+    w = sim.ops.watch(name)
+    sim.emu.reset_stats()
     for _ in range(3):
         w.comm.from_front({"type": "cancel"})  # three clicks
-    until(lambda: w.state in ("cancelling", "cancelled"))
-    until(lambda: w.state == "cancelled")
-    assert emu.get_operation(name)["error"]["code"] == 1
-    assert emu.stats()["by_route"].get("POST /v1beta/{name}:cancel") == 1
+    sim.clock.settle()  # no time passes: "cancelling" goes out, then the cancel, then a poll confirms it
+    assert sim.emu.get_operation(name)["error"]["code"] == 1
+    assert w.state == "cancelled" and sim.clock.monotonic() == 0
+    sim.advance(60)
+    assert sim.emu.stats()["by_route"].get("POST /v1beta/{name}:cancel") == 1
     states = [u["state"] for u in w.comm.updates() if "state" in u]
-    assert states[-2:] == ["cancelling", "cancelled"]
+    assert states == ["cancelling", "cancelled"]
     w.close()
-    ops.close()
 
 
-def test_a_failed_cancel_shows_its_error(emu: Any) -> None:
-    ops = emu.client(max_retries=0)
-    name = emu.create("video", duration=3600)
+def test_a_failed_cancel_shows_its_error(sim: Sim) -> None:
+    ops = sim.client(max_retries=0)
+    name = sim.emu.create("video", duration=3600)
     w = ops.watch(name)
-    emu.fail_next(1, status=403, path=":cancel")
+    sim.emu.fail_next(1, status=403, path=":cancel")
     w.comm.from_front({"type": "cancel"})
-    until(lambda: w.cancel_error != "")
+    sim.clock.settle()
     assert "Cancel failed" in w.cancel_error and "403" in w.cancel_error and w.state == "running"
-    assert emu.get_operation(name).get("done") is not True
+    assert sim.emu.get_operation(name).get("done") is not True
+    sim.advance(60)
+    assert w.state == "running" and "403" in w.cancel_error  # polling goes on; the error stays shown
     w.close()
-    ops.close()
 
 
-def test_ping_gets_a_pong(emu: Any) -> None:
-    ops = emu.client()
-    w = ops.watch(emu.create("video", duration=60))
+def test_ping_gets_a_pong(sim: Sim) -> None:
+    w = sim.ops.watch(sim.emu.create("video", duration=60))
     w.comm.from_front({"type": "ping"})
     assert {"type": "pong"} in w.comm.customs()
     w.close()
-    ops.close()
 
 
-def test_updates_arrive_while_the_calling_thread_blocks(emu: Any) -> None:
-    """A cell in time.sleep: the engine thread still pushes state."""
-    ops = emu.client()
-    w = ops.watch(emu.create("tuning", duration=1.0), poll_interval=0.1)
-    before = len(w.comm.updates())
-    time.sleep(1.5)  # blocks this thread, like a running cell
-    assert len(w.comm.updates()) > before + 3 and w.state == "succeeded"
+def test_updates_arrive_while_the_calling_thread_blocks(sim: Sim) -> None:
+    """A cell that blocks (here the test thread, inside advance(), waiting on a condition): the
+    engine thread alone pushes state, every message of it."""
+    w = sim.ops.watch(sim.emu.create("tuning", duration=1.0), poll_interval=0.1)
+    before = len(w.comm.sent)
+    sim.advance(1.5)  # blocks this thread, like a running cell, while 1.5 s go by
+    later = [m for m in w.comm.sent[before:] if m.kind == "comm_msg"]
+    assert len(later) > 3 and w.state == "succeeded"
+    assert len({m.thread for m in later}) == 1 and later[0].thread != threading.get_ident()
     w.close()
-    ops.close()
 
 
-def test_widget_from_a_name_with_a_client_and_from_a_handle(emu: Any) -> None:
-    ops = emu.client()
-    name = emu.create("import", duration=60)
-    a = OperationWidget(name, ops)
+def test_widget_from_a_name_with_a_client_and_from_a_handle(sim: Sim) -> None:
+    name = sim.emu.create("import", duration=60)
+    a = OperationWidget(name, sim.ops)
     b = OperationWidget(a.tracked)
-    assert a.tracked._poller is b.tracked._poller and b.kind == "import"
+    assert a.tracked is b.tracked and b.kind == "import"
     with pytest.raises(TypeError):
-        OperationWidget(name, emu.aclient())
+        OperationWidget(name, sim.emu.aclient())  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         OperationWidget(42)  # type: ignore[arg-type]
     with pytest.raises(ow.AuthenticationError):
         OperationWidget(name)  # no client and no key in the environment: says how to get one
     a.close()
     b.close()
-    ops.close()
 
 
-def test_watch_all_is_a_compact_stack(emu: Any) -> None:
-    ops = emu.client()
-    names = [emu.create(k, duration=60) for k in ("video", "tuning", "batch")]
-    box = ops.watch_all(names)
+def test_watch_all_is_a_compact_stack(sim: Sim) -> None:
+    names = [sim.emu.create(k, duration=60) for k in ("video", "tuning", "batch")]
+    box = sim.ops.watch_all(names)
     assert isinstance(box, ipywidgets.VBox) and [c.name for c in box.children] == names
     assert all(c.compact for c in box.children)
+    assert [c.kind for c in box.children] == ["video", "tuning", "batch"]
+    sim.advance_until(lambda: all(c.state == "succeeded" for c in box.children), step=30)
     for c in box.children:
         c.close()
-    ops.close()
+    box.close()
 
 
-async def test_async_watch(emu: Any) -> None:
-    async with emu.aclient() as ops:
-        w = await ops.watch(emu.create("tuning", duration=0.5), poll_interval=0.05)
-        await w.tracked.wait(timeout=30)
-        for _ in range(100):  # the trailing update runs on this loop: yield to it
-            if w.state == "succeeded":
-                break
-            await asyncio.sleep(0.05)
-        assert w.state == "succeeded"
-        box = await ops.watch_all([emu.create("video", duration=60)])
-        assert len(box.children) == 1
-        w.close()
+def test_async_watch(recorded_comm: Comms) -> None:
+    """AsyncOperations.watch: the widget lives on the caller's loop (here an auto VirtualClock's)."""
+    clock = ow.VirtualClock()
+    recorded_comm.now = clock.monotonic
+    emu = Emulator.in_process(clock, random_seed=4)
+
+    async def body() -> None:
+        async with emu.aclient() as ops:
+            w = await ops.watch(emu.create("tuning", duration=30), poll_interval=0.5)
+            box = await ops.watch_all([emu.create("video", duration=60)])
+            try:
+                assert (await w.tracked.wait(timeout=60)).succeeded
+                await asyncio.sleep(0.2)  # the trailing update runs on this loop: let time pass
+                assert w.state == "succeeded" and w.comm.updates()[-1]["state"] == "succeeded"
+                assert len(box.children) == 1 and box.children[0].kind == "video"
+            finally:
+                w.close()
+                for c in box.children:
+                    c.close()
+                box.close()
+
+    clock.run(body())
 
 
-def test_text_form_in_a_script(emu: Any) -> None:
-    """No front-end: display() prints the one-line summary and nothing breaks."""
+def test_text_form_in_a_script() -> None:
+    """No front-end: display() prints the one-line summary and nothing breaks (in-process
+    emulator, manual clock: the script needs no server and waits for nothing)."""
     code = (
         "import os\n"
         "from IPython.display import display\n"
-        "from ops_widgets import Operations\n"
-        "ops = Operations(os.environ['K'], base_url=os.environ['U'])\n"
-        "w = ops.watch(os.environ['N'])\n"
+        "import ops_widgets as ow\n"
+        "from ops_widgets.emulator import Emulator\n"
+        "emu = Emulator.in_process(ow.VirtualClock(auto=False), random_seed=8, api_key=os.environ['K'])\n"
+        "ops = emu.client()\n"
+        "w = ops.watch(emu.create('tuning', duration=600))\n"
         "display(w)\n"
         "print(repr(w))\n"
         "w.close(); ops.close()\n"
     )
-    name = emu.create("tuning", duration=600)
-    env = {"K": emu.api_key, "U": emu.base_url, "N": name, "PATH": "/usr/bin:/bin"}
+    key = "key-that-must-not-be-printed"
+    # The same seed names the same operation here (names come from the seeded generator).
+    name = Emulator.in_process(ow.VirtualClock(), random_seed=8).create("tuning", duration=600)
+    env = {"K": key, "PATH": "/usr/bin:/bin"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 2 and all(name in line and "running" in line for line in lines)
-    assert emu.api_key not in proc.stdout + proc.stderr
+    assert key not in proc.stdout + proc.stderr
+
+
+# -- one request stream per name, however many views and waits -------------------------------------
+
+
+def test_wait_on_a_name_a_widget_already_shows(sim: Sim) -> None:
+    """ops.wait() in a cell while a widget shows the same name: a poll at least every 2 s,
+    on_progress after each of them, the last one done; an on_progress that raises ends that wait
+    with its exception, and the widget goes on to the end."""
+    clock, emu, ops, rec = sim.clock, sim.emu, sim.ops, sim.rec
+    name = emu.create("tuning", duration=60)
+    w = ops.watch(name)
+    seen: list[tuple[float, Operation, int]] = []  # (time, snapshot, requests logged by then)
+
+    waited, started = sim.in_thread(ops.wait, name, poll_interval=2, timeout=600,
+                                    on_progress=lambda op: seen.append((clock.monotonic(), op, len(rec.log))))
+    assert started.wait(5)  # at once: the widget's first snapshot answers the wait's first poll
+    sim.advance_until(waited.done)
+    final = waited.result()
+
+    assert final.succeeded and seen[-1][1] == final and seen[-1][1].progress == 100
+    times = [t for t, _, _ in seen]
+    assert times[0] == 0 and len(seen) >= 60 / 2
+    assert all(b - a <= 2 + EPS for a, b in zip(times, times[1:], strict=False))
+    for t, _, logged in seen:  # each call came after a real GET of the name at its time
+        assert any(abs(at - t) < EPS and method == "GET" and path.endswith(name)
+                   for at, method, path, _ in rec.log[:logged])
+    gets = rec.gets(name)
+    assert len(set(gets)) == len(gets)  # one stream: never two requests for one instant
+    sim.advance(1)
+    assert w.state == "succeeded" and w.progress == 100
+
+    # on_progress raises part-way: that wait ends with the KeyError; the widget goes on.
+    name2 = emu.create("tuning", duration=60)
+    w2 = ops.watch(name2)
+    calls: list[Operation] = []
+
+    def boom(op: Operation) -> None:
+        calls.append(op)
+        if (op.progress or 0) > 20:
+            raise KeyError("callback bug")
+
+    waited, started = sim.in_thread(ops.wait, name2, poll_interval=2, on_progress=boom)
+    assert started.wait(5)
+    sim.advance_until(waited.done)
+    with pytest.raises(KeyError, match="callback bug"):
+        waited.result()
+    assert len(calls) > 2 and not calls[-1].done and (calls[-1].progress or 0) > 20
+    assert w2.state == "running" and 20 < (w2.progress or 0) < 100 and w2.tracked.polling
+    sim.advance_until(lambda: w2.state == "succeeded")
+    assert w2.progress == 100 and w2.tracked.operation.succeeded
+    w.close()
+    w2.close()
+
+
+def test_two_widgets_with_no_client_on_one_name_make_one_request_stream(
+    sim: Sim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OperationWidget(name) with no client uses the one process-wide default client: two of them
+    on one name send exactly what one widget alone sends (one first GET, one adaptive schedule)."""
+    shared = sim.client()
+    monkeypatch.setattr(widget_module, "_default", shared)  # what default_client() returns
+    assert widget_module.default_client() is shared
+    solo = sim.client()  # its own engine and learnt durations: one widget, nothing else
+    name, alone = sim.emu.create("video", duration=120), sim.emu.create("video", duration=120)
+    sim.emu.reset_stats()
+    a, b = OperationWidget(name), OperationWidget(name)
+    c = OperationWidget(alone, solo)
+    sim.advance(300)
+    assert a.state == b.state == c.state == "succeeded"
+    by_name = sim.emu.stats()["by_name"]
+    assert by_name[name] == by_name[alone]  # the pair costs what one widget costs
+    assert sim.rec.gets(name) == sim.rec.gets(alone)  # at the same instants: one schedule
+    assert 3 <= by_name[name] <= 30  # the first GET and an adaptive handful, not one per widget per second
+    a.close()
+    b.close()
+    c.close()
