@@ -118,7 +118,7 @@ class OperationWidget(anywidget.AnyWidget):
     # -- on the engine thread -----------------------------------------------------------------
 
     def _on_change(self, op: Operation) -> None:
-        self._throttle.run(self._push, self._handle.call_later)
+        self._push()
 
     def _beat(self) -> None:
         """While running: refresh elapsed/ETA every HEARTBEAT seconds. The front-end counts
@@ -129,6 +129,10 @@ class OperationWidget(anywidget.AnyWidget):
         self._handle.call_later(HEARTBEAT, self._beat)
 
     def _push(self) -> None:
+        """Every state change goes out through the throttle: at most ten messages a second."""
+        self._throttle.run(self._send_state, self._handle.call_later)
+
+    def _send_state(self) -> None:
         if self._closed:
             return
         h = self._handle
