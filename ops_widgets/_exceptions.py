@@ -23,7 +23,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+from ._progress import as_number
 
 if TYPE_CHECKING:
     from ._types import Operation
@@ -43,7 +46,15 @@ __all__ = [
     "WaitTimeout",
 ]
 
-_EXCERPT = 200
+_EXCERPT = 200  # characters of a non-JSON body kept in the message
+_MESSAGE_MAX = 2000  # a server message longer than this is cut: it goes into every traceback
+_BODY_MAX = 65536  # bytes of a non-JSON body looked at (a proxy page can be megabytes)
+# protobuf Duration's range: a retryDelay beyond it is not a Duration, so it gives no advice.
+_MAX_DURATION_SECONDS = 315_576_000_000
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class OpsError(Exception):
@@ -79,21 +90,25 @@ class ApiError(OpsError):
         message = ""
         try:
             payload = json.loads(body) if body else None
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON (or not UTF-8), or nested too deep
             payload = None
         err = payload.get("error") if isinstance(payload, dict) else None
         if isinstance(err, dict):
-            message = str(err.get("message") or "")
-            status = err.get("status") if isinstance(err.get("status"), str) else None
+            # Only text is a message: str() of a number or an object would echo it whole.
+            if isinstance(err.get("message"), str):
+                message = _cut(err["message"], _MESSAGE_MAX)
+            if isinstance(err.get("status"), str):
+                status = _cut(err["status"], _EXCERPT)
             details = err["details"] if isinstance(err.get("details"), list) else []
         else:
             # A proxy's HTML page or plain text: keep a short, single-line excerpt.
-            text = body.decode("utf-8", "replace")
+            text = body[:_BODY_MAX].decode("utf-8", "replace")
             if "html" in content_type.lower() or text.lstrip().startswith("<"):
-                text = re.sub(r"<[^>]*>", " ", text)
+                # [^<>] rather than [^>]: a body of many "<" and no ">" stays linear, not quadratic.
+                text = re.sub(r"<[^<>]*>", " ", text)
             text = " ".join(text.split())
-            excerpt = text[:_EXCERPT] + ("..." if len(text) > _EXCERPT else "")
-            message = f"non-JSON error body ({content_type or 'no content type'}): {excerpt}"
+            kind = _cut(" ".join(content_type.split()), 100) or "no content type"
+            message = f"non-JSON error body ({kind}): {_cut(text, _EXCERPT)}"
         if not message:
             message = f"HTTP {status_code}"
         kwargs: dict[str, Any] = {"status_code": status_code, "status": status, "details": details}
@@ -163,26 +178,34 @@ _BY_STATUS: dict[int, type[ApiError]] = {
 }
 
 
+def _is_detail(detail: Any, type_suffix: str) -> bool:
+    """Is this error detail a google.rpc message of that type? ``@type`` may be anything."""
+    type_ = detail.get("@type") if isinstance(detail, Mapping) else None
+    return isinstance(type_, str) and type_.endswith(type_suffix)
+
+
 def _has_reason(details: list[Any], reason: str) -> bool:
-    return any(
-        isinstance(d, dict) and d.get("@type", "").endswith("google.rpc.ErrorInfo") and d.get("reason") == reason
-        for d in details
-    )
+    return any(_is_detail(d, "google.rpc.ErrorInfo") and d.get("reason") == reason for d in details)
 
 
 def _retry_delay(details: list[Any]) -> float | None:
-    """RetryInfo.retryDelay is a protobuf Duration in JSON: "47s", "0.5s"."""
+    """RetryInfo.retryDelay in seconds, or None when there is none or it is not a Duration.
+
+    It is a protobuf Duration in JSON: "47s", "0.5s"; some proxies send {"seconds": "47", "nanos": 0}.
+    """
     for d in details:
-        if isinstance(d, dict) and str(d.get("@type", "")).endswith("google.rpc.RetryInfo"):
-            delay = d.get("retryDelay")
-            if isinstance(delay, str) and delay.endswith("s"):
-                try:
-                    return max(0.0, float(delay[:-1]))
-                except ValueError:
-                    return None
-            if isinstance(delay, dict):  # {"seconds": "47", "nanos": 0}, seen from some proxies
-                try:
-                    return float(delay.get("seconds", 0)) + float(delay.get("nanos", 0)) / 1e9
-                except (TypeError, ValueError):
-                    return None
+        if not _is_detail(d, "google.rpc.RetryInfo"):
+            continue
+        delay = d.get("retryDelay")
+        seconds: float | None = None
+        if isinstance(delay, str) and delay.endswith("s"):
+            seconds = as_number(delay[:-1])
+        elif isinstance(delay, Mapping):
+            whole, nanos = as_number(delay.get("seconds", 0)), as_number(delay.get("nanos", 0))
+            if whole is not None and nanos is not None:
+                seconds = whole + nanos / 1e9
+        # None rather than inf or 1e300: whoever waits on this must be able to sleep it.
+        if seconds is None or abs(seconds) > _MAX_DURATION_SECONDS:
+            return None
+        return max(0.0, seconds)
     return None

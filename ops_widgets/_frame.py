@@ -1,15 +1,15 @@
 """Operations as a pandas DataFrame: typed columns, one row per operation, indexed by name.
 
-The decisions (state, kind, progress, which metadata field holds a time) are the Operation
-model's; this module only lays them out in columns. Times are parsed once per column with
-pandas (vectorized), from the same fields Operation.create_time reads.
+The decisions (state, kind, progress, where a time is and how it reads) are the Operation
+model's; this module only lays them out in columns. The time columns hold exactly
+Operation.create_time / update_time (NaT where those are None), converted once per column.
 """
 
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timezone
 from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ._types import Operation, State
@@ -26,14 +26,19 @@ COLUMNS = [
 STATES = [s.value for s in State]
 
 
-def _time_fields(metadata: Mapping[str, Any]) -> tuple[Any, Any]:
-    """The raw createTime/updateTime strings, where Operation.create_time looks for them."""
-    create, update = metadata.get("createTime"), metadata.get("updateTime")
-    generic = metadata.get("genericMetadata")
-    if isinstance(generic, Mapping):
-        create = create or generic.get("createTime")
-        update = update or generic.get("updateTime")
-    return create, update
+def _utc_column(times: list[datetime | None]) -> pd.Series:
+    """Aware datetimes (any offsets) and None as one datetime64[ns, UTC] column, NaT for None.
+
+    A time the Operation read but nanoseconds cannot hold (before 1677-09-21 or after
+    2262-04-11, e.g. "0001-01-01T00:00:00Z") is NaT too, rather than an error.
+    """
+    import pandas as pd
+
+    col = pd.to_datetime(pd.Series(times, dtype=object), utc=True, errors="coerce")
+    # pandas 3 keeps such values at microsecond resolution (years 1 to 9999); ns would raise.
+    lo, hi = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
+    out: pd.Series = col.where((col >= lo) & (col <= hi)).astype("datetime64[ns, UTC]")
+    return out
 
 
 def _parent(name: str) -> str:
@@ -66,7 +71,6 @@ class FrameBuilder:
         c = self._cols
         for op in operations:
             md = op.metadata
-            create, update = _time_fields(md)
             err = op.error if op.failed else None
             kind = op.kind
             c["name"].append(op.name)
@@ -75,13 +79,14 @@ class FrameBuilder:
             c["state"].append(op.state.value)
             c["done"].append(op.done)
             c["progress"].append(op.progress)
-            c["create_time"].append(create if isinstance(create, str) else None)
-            c["update_time"].append(update if isinstance(update, str) else None)
+            c["create_time"].append(op.create_time)
+            c["update_time"].append(op.update_time)
             c["error_code"].append(None if err is None else err.code)
             c["error_message"].append(None if err is None else err.message)
             parent = _parent(op.name)
             c["parent"].append(parent)
-            c["model"].append(None if kind != "video" else parent if parent.startswith("models/") else md.get("model"))
+            model = None if kind != "video" else parent if parent.startswith("models/") else md.get("model")
+            c["model"].append(model if isinstance(model, str) else None)  # metadata.model is server JSON
             if self.flatten_metadata:
                 flat: dict[str, Any] = {}
                 _flatten(md, "metadata", flat)
@@ -92,14 +97,12 @@ class FrameBuilder:
         import pandas as pd
 
         c = self._cols
-        create = pd.to_datetime(pd.Series(c["create_time"], dtype=object), utc=True, format="ISO8601", errors="coerce")
-        update = pd.to_datetime(pd.Series(c["update_time"], dtype=object), utc=True, format="ISO8601", errors="coerce")
-        create, update = create.astype("datetime64[ns, UTC]"), update.astype("datetime64[ns, UTC]")
+        create, update = _utc_column(c["create_time"]), _utc_column(c["update_time"])
         done = pd.Series(c["done"], dtype=bool)
         now_ts = pd.Timestamp(now or datetime.now(timezone.utc))
         # Done: how long it took; running: how long it has run so far.
         duration = (update.where(done, now_ts) - create).astype("timedelta64[ns]")
-        frame = pd.DataFrame(
+        frame: pd.DataFrame = pd.DataFrame(
             {
                 "id": pd.array(c["id"], dtype="string"),
                 "kind": pd.array(c["kind"], dtype="string"),
@@ -164,5 +167,5 @@ class ListingProgress:
 
 def _in_kernel() -> bool:
     ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None  # type: ignore[attr-defined]
+    shell = ipython.get_ipython() if ipython is not None else None
     return shell is not None and getattr(shell, "kernel", None) is not None

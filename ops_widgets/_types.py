@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from collections.abc import Mapping
 from typing import Any
 
 from ._exceptions import MalformedOperationError
-from ._progress import progress_from_metadata, times_from_metadata
+from ._progress import progress_from_metadata, time_from_metadata
 
 __all__ = ["KINDS", "ListOperationsResponse", "Operation", "OperationError", "State", "kind_of"]
 
 CANCELLED_CODE = 1  # google.rpc.Code.CANCELLED
+_INT32 = range(-(2**31), 2**31)  # google.rpc.Status.code is an int32
 GRPC_CODE_NAMES = {
     0: "OK", 1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED",
     5: "NOT_FOUND", 6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED", 8: "RESOURCE_EXHAUSTED",
@@ -49,13 +50,14 @@ class OperationError:
     def from_api_response(cls, data: Any) -> OperationError:
         if not isinstance(data, Mapping):
             raise MalformedOperationError(f"operation 'error' must be an object, got {_kind(data)}")
-        code = data.get("code", 0)  # proto3 omits 0
-        if isinstance(code, bool) or not isinstance(code, int):
-            raise MalformedOperationError(f"operation error 'code' must be an integer, got {_kind(code)}")
-        message = data.get("message", "")
+        # proto3 JSON omits defaults, and reads null as the default: both mean 0, "" and [].
+        code = _or_default(data, "code", 0)
+        if isinstance(code, bool) or not isinstance(code, int) or code not in _INT32:
+            raise MalformedOperationError(f"operation error 'code' must be an int32, got {_kind(code)}")
+        message = _or_default(data, "message", "")
         if not isinstance(message, str):
             raise MalformedOperationError(f"operation error 'message' must be a string, got {_kind(message)}")
-        details = data.get("details", [])
+        details = _or_default(data, "details", [])
         if not isinstance(details, list):
             raise MalformedOperationError(f"operation error 'details' must be a list, got {_kind(details)}")
         return cls(code, message, list(details))
@@ -81,20 +83,23 @@ class Operation:
         name = data.get("name")
         if not isinstance(name, str) or not name:
             raise MalformedOperationError(f"an operation needs a string 'name', got {_kind(name)}")
-        done = data.get("done", False)  # proto3 omits false: a running operation has no key
+        where = name if len(name) <= 100 else name[:100] + "..."  # server text of any length
+        # proto3 omits false (a running operation has no "done" key), and null means the default
+        # too: missing and null are both "not done", as the seed's .NET `bool? Done` reads them.
+        done = _or_default(data, "done", False)
         if not isinstance(done, bool):
-            raise MalformedOperationError(f"{name}: 'done' must be a boolean, got {_kind(done)}")
-        metadata = data.get("metadata") or {}
+            raise MalformedOperationError(f"{where}: 'done' must be a boolean, got {_kind(done)}")
+        metadata = _or_default(data, "metadata", {})
         if not isinstance(metadata, Mapping):
-            raise MalformedOperationError(f"{name}: 'metadata' must be an object, got {_kind(metadata)}")
+            raise MalformedOperationError(f"{where}: 'metadata' must be an object, got {_kind(metadata)}")
         response = data.get("response")
         if response is not None and not isinstance(response, Mapping):
-            raise MalformedOperationError(f"{name}: 'response' must be an object, got {_kind(response)}")
+            raise MalformedOperationError(f"{where}: 'response' must be an object, got {_kind(response)}")
         error = data.get("error")
         try:
             parsed_error = None if error is None else OperationError.from_api_response(error)
         except MalformedOperationError as exc:
-            raise MalformedOperationError(f"{name}: {exc}") from None
+            raise MalformedOperationError(f"{where}: {exc}") from None
         return cls(
             name=name,
             done=done,
@@ -148,13 +153,17 @@ class Operation:
         """Percent complete (0..100) from the metadata, or None if it reports none."""
         return progress_from_metadata(self.metadata)
 
+    # Each time is parsed when asked for, and only its own field: a frame of 100,000 rows reads
+    # both once per row, and a cache here would cost more (an extra GC-tracked tuple per row).
     @property
     def create_time(self) -> datetime | None:
-        return times_from_metadata(self.metadata)[0]
+        """metadata.createTime (or genericMetadata.createTime), aware; None if absent or unreadable."""
+        return time_from_metadata(self.metadata, "createTime")
 
     @property
     def update_time(self) -> datetime | None:
-        return times_from_metadata(self.metadata)[1]
+        """metadata.updateTime (or genericMetadata.updateTime), aware; None if absent or unreadable."""
+        return time_from_metadata(self.metadata, "updateTime")
 
     @property
     def video_uris(self) -> list[str]:
@@ -200,13 +209,13 @@ class ListOperationsResponse:
     def from_api_response(cls, data: Any, *, vertex: bool = False) -> ListOperationsResponse:
         if not isinstance(data, Mapping):
             raise MalformedOperationError(f"a list answer must be a JSON object, got {_kind(data)}")
-        ops = data.get("operations", [])
+        ops = _or_default(data, "operations", [])
         if not isinstance(ops, list):
             raise MalformedOperationError(f"'operations' must be a list, got {_kind(ops)}")
         token = data.get("nextPageToken")
         if token is not None and not isinstance(token, str):
             raise MalformedOperationError(f"'nextPageToken' must be a string, got {_kind(token)}")
-        unreachable = data.get("unreachable", [])
+        unreachable = _or_default(data, "unreachable", [])
         if not isinstance(unreachable, list):
             raise MalformedOperationError(f"'unreachable' must be a list, got {_kind(unreachable)}")
         return cls(
@@ -225,16 +234,26 @@ KINDS = ("video", "tuning", "import", "batch", "other")
 
 def kind_of(name: str, metadata: Mapping[str, Any]) -> str:
     """What an operation is for, so schedules, widgets and tables can treat kinds apart."""
-    type_ = str(metadata.get("@type", ""))
+    type_ = metadata.get("@type")
+    if not isinstance(type_, str):
+        type_ = ""
     if name.startswith("batches/") or type_.endswith("Batch"):
         return "batch"
     if name.startswith("tunedModels/") or "Tun" in type_.rsplit(".", 1)[-1]:
         return "tuning"
-    if "Import" in type_ or "Upload" in type_ or name.startswith(("fileSearchStores/", "corpora/")) or "/ragCorpora/" in name:
+    if "Import" in type_ or "Upload" in type_ or "/ragCorpora/" in name:
+        return "import"
+    if name.startswith(("fileSearchStores/", "corpora/")):
         return "import"
     if "PredictLongRunning" in type_ or "GenerateVideo" in type_ or "/models/veo" in f"/{name}":
         return "video"
     return "other"
+
+
+def _or_default(data: Mapping[str, Any], key: str, default: Any) -> Any:
+    """A field, or its default when it is missing or null (proto3 JSON reads null as the default)."""
+    value = data.get(key)
+    return default if value is None else value
 
 
 def _kind(value: Any) -> str:
@@ -243,10 +262,12 @@ def _kind(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "a boolean"
+    if isinstance(value, int) and not -(10**15) < value < 10**15:
+        return "a number too large to show"  # and repr() of a 5000-digit int raises ValueError
     if isinstance(value, (int, float)):
         return f"a number ({value!r})"
     if isinstance(value, str):
-        return f"a string ({value[:40]!r})" if value else "an empty string"
+        return f"a string ({value[:40]!r}{'...' if len(value) > 40 else ''})" if value else "an empty string"
     if isinstance(value, list):
         return "a list"
     if isinstance(value, Mapping):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from wiredata import wire
 
 import ops_widgets as ow
 from ops_widgets import ApiError
-from wiredata import wire
 
 
 def from_wire(status: int, name: str) -> ApiError:
@@ -76,3 +76,45 @@ def test_hierarchy() -> None:
                 ow.RateLimitError, ow.ServerError):
         assert issubclass(cls, ApiError)
     assert issubclass(ow.TransportError, ow.OpsError) and not issubclass(ow.TransportError, ApiError)
+
+
+@pytest.mark.parametrize("type_", [None, 7, ["x"], {"a": 1}])
+def test_error_details_with_any_type_field(type_: object) -> None:
+    body = {"error": {"code": 400, "message": "bad", "details": [{"@type": type_, "reason": "API_KEY_INVALID"}]}}
+    err = ApiError.from_response(400, json.dumps(body).encode(), "application/json")
+    assert type(err) is ow.BadRequestError and err.details == body["error"]["details"]
+
+
+@pytest.mark.parametrize(("delay", "expected"), [
+    ("47s", 47.0),
+    ("0.5s", 0.5),
+    ("-3s", 0.0),
+    ({"seconds": "47", "nanos": 500000000}, 47.5),
+    ("1e400s", None),  # not finite
+    ("nans", None),
+    ("1e300s", None),  # beyond a protobuf Duration: no advice rather than a 1e300 s sleep
+    ({"seconds": 10**400}, None),  # no float holds it
+    ({"seconds": [1]}, None),
+    ("47", None),  # a Duration always ends in "s"
+    (47, None),
+])
+def test_retry_delay_is_finite_or_none(delay: object, expected: float | None) -> None:
+    retry_info = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}
+    body = {"error": {"code": 429, "details": [retry_info]}}
+    err = ApiError.from_response(429, json.dumps(body).encode(), "application/json")
+    assert isinstance(err, ow.RateLimitError) and err.retry_delay == expected
+
+
+def test_long_and_non_text_messages_are_not_echoed_whole() -> None:
+    err = ApiError.from_response(500, json.dumps({"error": {"message": "m" * 100_000}}).encode(), "application/json")
+    assert type(err) is ow.ServerError and len(err.message) < 2100 and err.message.endswith("...")
+    err = ApiError.from_response(500, json.dumps({"error": {"message": list(range(10_000))}}).encode())
+    assert err.message == "HTTP 500"
+
+
+@pytest.mark.parametrize(
+    "body", [b"[" * 100_000, b"<" * 1_000_000, b"\xff\xfe\x00{", b'{"error": 1' + b"0" * 5000 + b"}"]
+)
+def test_hostile_bodies_still_typed_quickly(body: bytes) -> None:
+    err = ApiError.from_response(502, body, "text/html")
+    assert type(err) is ow.ServerError and "non-JSON" in err.message and len(err.message) < 400

@@ -3,16 +3,16 @@ and the bulk actions."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pandas as pd
 import pytest
+from wiredata import wire
 
 import ops_widgets as ow
 from ops_widgets import Operation, to_dataframe
 from ops_widgets._frame import COLUMNS
-from wiredata import wire
 
 DTYPES = {
     "id": "string", "kind": "string", "state": "category", "done": "bool", "progress": "Float64",
@@ -75,6 +75,50 @@ def test_every_wire_shape() -> None:
     assert (frame["state"] == "running").sum() == sum(o.running for o in page)
 
 
+@pytest.mark.parametrize("generic", [False, True])
+def test_time_columns_are_the_operations_times(generic: bool) -> None:
+    # One reading of createTime/updateTime: the frame holds Operation.create_time/update_time,
+    # NaT exactly where those are None (pandas alone would read some of these differently).
+    odd = [
+        "2024-13-01T00:00:00Z",  # month 13
+        "2024-01-01T00:00:00+99:00",  # offset beyond 23:59
+        "2024-01-01T00:00:00",  # no zone: not RFC 3339 (pandas would take it as UTC)
+        "2024-01-01T00:00:00.123456789123Z",  # 12 fraction digits: kept to the microsecond
+        "2024-01-01 00:00:00+05:30",
+        "2024-01-01T00:00:00-00:00",
+        "\uff12\uff10\uff12\uff14-01-01T00:00:00Z",  # fullwidth digits
+        "2026-08-21T08:00:03.118207Z",
+        20240101, None, ["2024-01-01T00:00:00Z"], {"seconds": 0},
+    ]
+    page = []
+    for i, value in enumerate(odd):
+        times = {"createTime": value, "updateTime": odd[-1 - i]}
+        page.append(Operation.from_api_response(
+            {"name": f"operations/{i}", "done": True, "metadata": {"genericMetadata": times} if generic else times}))
+    frame = to_dataframe(page)
+    check_dtypes(frame)
+    for col in ("create_time", "update_time"):
+        expected = [getattr(op, col) for op in page]
+        assert frame[col].isna().tolist() == [t is None for t in expected], col
+        assert all(got == want for got, want in zip(frame[col], expected, strict=True) if want is not None), col
+    assert frame["create_time"].notna().sum() == 4
+
+
+def test_times_a_datetime64_ns_cannot_hold_are_nat() -> None:
+    page = [Operation.from_api_response({"name": f"operations/{i}", "metadata": {"createTime": t}})
+            for i, t in enumerate(["0001-01-01T00:00:00Z", "9999-12-31T23:59:59-05:00", "2262-04-11T00:00:00Z"])]
+    assert page[0].create_time == datetime(1, 1, 1, tzinfo=timezone.utc)  # the Operation reads it
+    frame = to_dataframe(page)
+    assert frame["create_time"].isna().tolist() == [True, True, False]
+    check_dtypes(frame)
+
+
+def test_non_string_model_is_missing() -> None:
+    op = Operation.from_api_response({"name": "projects/p/locations/l/publishers/google/models/veo-3/operations/a",
+                                      "metadata": {"model": {"id": 3}}}, vertex=True)
+    assert op.kind == "video" and pd.isna(to_dataframe([op])["model"].iloc[0])
+
+
 def test_without_metadata_columns() -> None:
     frame = to_dataframe(ops("tuning_running"), flatten_metadata=False)
     assert list(frame.columns) == COLUMNS
@@ -82,7 +126,8 @@ def test_without_metadata_columns() -> None:
 
 def test_metadata_paths_are_flattened() -> None:
     frame = to_dataframe(ops("tuning_running"))
-    assert {"metadata.@type", "metadata.completedSteps", "metadata.snapshots", "metadata.tunedModel"} <= set(frame.columns)
+    expected = {"metadata.@type", "metadata.completedSteps", "metadata.snapshots", "metadata.tunedModel"}
+    assert expected <= set(frame.columns)
     assert isinstance(frame["metadata.snapshots"].iloc[0], list)  # lists stay values
 
 

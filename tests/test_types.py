@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
+from wiredata import wire
 
 from ops_widgets import ListOperationsResponse, MalformedOperationError, Operation, OperationError, State
-from wiredata import wire
 
 
 def test_running_video_has_no_done_key() -> None:
@@ -194,3 +194,78 @@ def test_malformed_lists_raise_typed_errors(data: object) -> None:
 )
 def test_kind(name: str, metadata: dict, kind: str) -> None:
     assert Operation.from_api_response({"name": name, "metadata": metadata}).kind == kind
+
+
+def test_null_fields_read_as_their_defaults() -> None:
+    # proto3 JSON reads null as the default; the seed's .NET `bool? Done` reads a null done as false.
+    op = Operation.from_api_response({"name": "operations/n", "done": None, "metadata": None,
+                                      "response": None, "error": None})
+    assert not op.done and op.state is State.RUNNING and op.metadata == {} and op.error is None
+    failed = Operation.from_api_response({"name": "operations/f", "done": True,
+                                          "error": {"code": 13, "message": None, "details": None}})
+    assert failed.error == OperationError(13, "", [])
+    page = ListOperationsResponse.from_api_response({"operations": None, "unreachable": None, "nextPageToken": None})
+    assert page.operations == [] and page.unreachable == [] and page.next_page_token is None
+
+
+@pytest.mark.parametrize("metadata", [
+    {"progress": 10**400},
+    {"progressPercent": "1" * 400},
+    {"completedSteps": 10**400, "totalSteps": 3},
+    {"completedSteps": 3, "totalSteps": 10**400},
+    {"batchStats": {"requestCount": 10**400, "successfulRequestCount": 1}},
+    {"progress": "nan", "completedPercent": "-inf"},
+])
+def test_numbers_no_float_holds_give_no_progress(metadata: dict) -> None:
+    assert Operation.from_api_response({"name": "operations/big", "metadata": metadata}).progress is None
+
+
+@pytest.mark.parametrize(("metadata", "expected"), [
+    ({"progress": 1e308}, 100.0),  # finite, clamped
+    ({"completedSteps": 1e308, "totalSteps": 1e-300}, 100.0),  # the ratio overflows to inf: clamped
+    ({"progress": 10**300}, 100.0),  # 300 digits still fit a float
+])
+def test_big_but_finite_numbers_are_clamped(metadata: dict, expected: float) -> None:
+    assert Operation.from_api_response({"name": "operations/big", "metadata": metadata}).progress == expected
+
+
+@pytest.mark.parametrize("value", [
+    "2024-01-01T00:00:00+99:00", "2024-01-01T00:00:00+24:00", "2024-01-01T00:00:00+05:60",
+    "2024-13-01T00:00:00Z", "2024-02-30T00:00:00Z", "2024-01-01T24:00:00Z", "2024-01-01T00:00:60Z",
+    "0000-01-01T00:00:00Z", "2024-01-01T00:00:00", "2024-01-01", "\uff12\uff10\uff12\uff14-01-01T00:00:00Z",
+    "", 20240101, None, ["2024-01-01T00:00:00Z"],
+])
+def test_times_that_are_not_rfc3339_are_none(value: object) -> None:
+    op = Operation.from_api_response({"name": "operations/t", "metadata": {"createTime": value, "updateTime": value}})
+    assert op.create_time is None and op.update_time is None
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("2024-01-01T00:00:00+23:59", datetime(2023, 12, 31, 0, 1, tzinfo=timezone.utc)),
+    ("2024-01-01t00:00:00z", datetime(2024, 1, 1, tzinfo=timezone.utc)),
+    ("2024-01-01 00:00:00.5-01:00", datetime(2024, 1, 1, 1, 0, 0, 500000, tzinfo=timezone.utc)),
+    ("2024-01-01T00:00:00.123456789123Z", datetime(2024, 1, 1, 0, 0, 0, 123456, tzinfo=timezone.utc)),
+    (" 2024-02-29T12:00:00Z ", datetime(2024, 2, 29, 12, tzinfo=timezone.utc)),
+    ("0001-01-01T00:00:00Z", datetime(1, 1, 1, tzinfo=timezone.utc)),
+])
+def test_rfc3339_times_read(value: str, expected: datetime) -> None:
+    t = Operation.from_api_response({"name": "operations/t", "metadata": {"createTime": value}}).create_time
+    assert t == expected and t is not None and t.tzinfo is not None
+
+
+def test_error_code_must_be_an_int32() -> None:
+    with pytest.raises(MalformedOperationError, match="int32"):
+        Operation.from_api_response({"name": "operations/x", "done": True, "error": {"code": 2**31}})
+    assert Operation.from_api_response(
+        {"name": "operations/x", "done": True, "error": {"code": -(2**31)}}).error.code == -(2**31)
+
+
+def test_messages_do_not_echo_large_values() -> None:
+    with pytest.raises(MalformedOperationError) as info:
+        Operation.from_api_response({"name": "n" * 5000, "done": 10**400})
+    assert len(str(info.value)) < 200 and "too large" in str(info.value)
+
+
+@pytest.mark.parametrize("type_", [None, 7, ["Batch"], {"a": 1}])
+def test_kind_ignores_a_metadata_type_that_is_not_text(type_: object) -> None:
+    assert Operation.from_api_response({"name": "operations/k", "metadata": {"@type": type_}}).kind == "other"
