@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ._capabilities import BINDINGS, allowed, list_path
 from ._exceptions import InvalidNameError
 
 __all__ = ["GeminiBackend", "validate_name", "validate_parent"]
@@ -81,7 +82,18 @@ class GeminiBackend:
     def list_url(self, parent: str | None) -> str:
         if parent is None:
             return f"{self.root}/operations"
-        return f"{self.root}/{validate_parent(parent)}/operations"
+        # Where the service binds the list (batches are listed at /batches itself); else the
+        # usual {parent}/operations.
+        path = list_path(self.api_version, validate_parent(parent)) if self.api_version in BINDINGS else None
+        return f"{self.root}/{path or parent + '/operations'}"
+
+    def can(self, action: str, name: str) -> bool:
+        """Whether the service binds ``action`` for the operation ``name`` (False for a bad name)."""
+        try:
+            validate_name(name)
+        except InvalidNameError:
+            return False
+        return self.api_version in BINDINGS and allowed(self.api_version, action, name)
 
     @staticmethod
     def list_params(page_size: int | None, page_token: str | None, filter: str | None) -> dict[str, str]:

@@ -303,6 +303,15 @@ class AsyncOperations:
         })
         return outcomes
 
+    def can_cancel(self, name: NameOrOperation) -> bool:
+        """Whether the service can cancel this operation (on the Gemini API v1beta: batches only;
+        v1 adds tuning operations). Pure: nothing is sent."""
+        return self._backend.can("cancel", _name(name))
+
+    def can_delete(self, name: NameOrOperation) -> bool:
+        """Whether the service can delete this operation (v1beta: batches only). Nothing is sent."""
+        return self._backend.can("delete", _name(name))
+
     async def cancel(self, name: NameOrOperation) -> None:
         """Ask the server to cancel; it finishes as cancelled (error code 1) when it can."""
         await self._transport.request("POST", self._backend.cancel_url(_name(name)))

@@ -167,6 +167,14 @@ class Operations:
         return self._run(self._async.delete_many(names, concurrency=concurrency))
 
     @_doc
+    def can_cancel(self, name: NameOrOperation) -> bool:
+        return self._async.can_cancel(name)
+
+    @_doc
+    def can_delete(self, name: NameOrOperation) -> bool:
+        return self._async.can_delete(name)
+
+    @_doc
     def cancel(self, name: NameOrOperation) -> None:
         self._run(self._async.cancel(name))
 

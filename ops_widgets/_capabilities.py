@@ -1,0 +1,107 @@
+"""What the Gemini API lets you do with an operation, per API version: the one place that knows.
+Pure data and functions.
+
+From Google's published HTTP rules for the google.longrunning.Operations mixin of
+generativelanguage (tests/test_bindings.py derives them from the google-ai-generativelanguage
+package's REST transports and fails when this table and they disagree). A pattern is a name
+template: ``*`` is one path segment, ``**`` one or more.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+
+__all__ = [
+    "ACTIONS", "BINDINGS", "NEWER_BINDINGS", "Binding", "allowed", "binding", "describe", "list_path",
+    "listable_parents",
+]
+
+ACTIONS = ("get", "list", "cancel", "delete")
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One bound method: the HTTP verb, and the path after the version for a name matching
+    ``pattern`` (``{name}`` stands for the name)."""
+
+    verb: str
+    pattern: str
+    path: str = "{name}"
+
+
+def _get(*patterns: str) -> tuple[Binding, ...]:
+    return tuple(Binding("GET", p) for p in patterns)
+
+
+BINDINGS: dict[str, dict[str, tuple[Binding, ...]]] = {
+    "v1beta": {
+        "get": _get("batches/*", "corpora/*/operations/*", "generatedFiles/*/operations/*",
+                    "models/*/operations/*", "tunedModels/*/operations/*"),
+        # list: the pattern is the parent; batches are listed at /batches itself.
+        "list": (Binding("GET", "batches"), Binding("GET", "models/*", "{name}/operations"),
+                 Binding("GET", "tunedModels/*", "{name}/operations")),
+        "cancel": (Binding("POST", "batches/*", "{name}:cancel"),),
+        "delete": (Binding("DELETE", "batches/*"),),
+    },
+    "v1": {
+        "get": _get("batches/*", "corpora/*/operations/*", "generatedFiles/*/operations/*",
+                    "models/*/operations/*", "ragStores/*/operations/*", "ragStores/*/upload/operations/*",
+                    "tunedModels/*/operations/*"),
+        "list": (Binding("GET", "batches"), Binding("GET", "models/*", "{name}/operations"),
+                 Binding("GET", "operations"), Binding("GET", "tunedModels/*", "{name}/operations")),
+        "cancel": (Binding("POST", "batches/*", "{name}:cancel"),
+                   Binding("POST", "tunedModels/*/operations/*", "{name}:cancel")),
+        "delete": (Binding("DELETE", "batches/*"), Binding("DELETE", "operations/**")),
+    },
+}
+
+# Bound by the service but newer than the google-ai-generativelanguage release the tests read:
+# file search stores (v1beta's name for v1's ragStores), whose import and upload operations the
+# google-genai SDK polls with GET {name} (google-genai: file_search_stores.import_file and
+# upload_to_file_search_store, then operations.get).
+NEWER_BINDINGS: dict[str, dict[str, tuple[Binding, ...]]] = {
+    "v1beta": {"get": _get("fileSearchStores/*/operations/*", "fileSearchStores/*/upload/operations/*")},
+    "v1": {},
+}
+
+
+@cache
+def _regex(pattern: str) -> re.Pattern[str]:
+    parts = [r"[^/]+(?:/[^/]+)*" if p == "**" else r"[^/]+" if p == "*" else re.escape(p)
+             for p in pattern.split("/")]
+    return re.compile("/".join(parts))
+
+
+def _bindings(api_version: str, action: str) -> tuple[Binding, ...]:
+    version = BINDINGS.get(api_version)
+    if version is None:
+        raise ValueError(f"unknown api_version {api_version!r}; choose one of {', '.join(BINDINGS)}")
+    return version[action] + NEWER_BINDINGS.get(api_version, {}).get(action, ())
+
+
+def binding(api_version: str, action: str, name: str) -> Binding | None:
+    """The binding that serves ``action`` on ``name`` (for list: the parent), or None."""
+    return next((b for b in _bindings(api_version, action) if _regex(b.pattern).fullmatch(name)), None)
+
+
+def allowed(api_version: str, action: str, name: str) -> bool:
+    """Whether the service binds ``action`` for ``name`` in ``api_version``."""
+    return binding(api_version, action, name) is not None
+
+
+def list_path(api_version: str, parent: str) -> str | None:
+    """The path (after the version) that lists ``parent``'s operations, or None if unbound."""
+    found = binding(api_version, "list", parent)
+    return None if found is None else found.path.format(name=parent)
+
+
+def listable_parents(api_version: str) -> tuple[str, ...]:
+    """The parent templates whose operations the service lists, for messages."""
+    return tuple(b.pattern for b in _bindings(api_version, "list"))
+
+
+def describe(api_version: str, action: str) -> str:
+    """"batches/*, tunedModels/*/operations/*": what ``action`` is bound for, for messages."""
+    return ", ".join(b.pattern for b in _bindings(api_version, action)) or "nothing"
