@@ -199,8 +199,13 @@ function renderOperation({ model, el: host }) {
     note.textContent = notes.join(" ");
     note.hidden = !notes.length;
 
-    cancel.disabled = state !== "running" || link.get() !== "true";
-    cancel.title = link.get() === "true" ? "Ask the server to cancel this operation" : "No live kernel";
+    // can_cancel is false where the service has no cancel for this kind (the Gemini API cancels
+    // batches only): no enabled button that could only fail. Absent in old saved state: true.
+    const cancellable = model.get("can_cancel") !== false;
+    cancel.disabled = !cancellable || state !== "running" || link.get() !== "true";
+    cancel.title = !cancellable
+      ? "The service cannot cancel this kind of operation"
+      : link.get() === "true" ? "Ask the server to cancel this operation" : "No live kernel";
     updateClock();
   }
 
@@ -377,9 +382,14 @@ function renderTable({ model, el: host }) {
 
   function ask(action) {
     pendingAction = action;
-    const n = fmt(model.get("selected_count"));
+    // Only the rows the service can act on are counted and sent (the Gemini API cancels and
+    // deletes batches only); the confirmation says how many are left alone.
+    const able = model.get(action === "cancel" ? "cancellable_count" : "deletable_count") ?? model.get("selected_count");
+    const n = fmt(able);
+    const left = model.get("selected_count") - able;
+    const rest = left > 0 ? ` (${fmt(left)} selected cannot be ${action === "cancel" ? "cancelled" : "deleted"} by the service)` : "";
     confirmText.textContent =
-      action === "cancel" ? `Cancel ${n} selected operations on the server?` : `Delete ${n} selected operations from the server?`;
+      (action === "cancel" ? `Cancel ${n} selected operations on the server?` : `Delete ${n} selected operations from the server?`) + rest;
     confirmBtn.textContent = action === "cancel" ? `Yes, cancel ${n}` : `Yes, delete ${n}`;
     confirmBar.hidden = false;
     confirmBar.dataset.action = action;
@@ -460,7 +470,8 @@ function renderTable({ model, el: host }) {
     const acting = busy || link.get() !== "true";
     selectAll.disabled = matching === 0;
     clear.disabled = selected === 0;
-    cancelBtn.disabled = deleteBtn.disabled = selected === 0 || acting;
+    cancelBtn.disabled = (model.get("cancellable_count") ?? selected) === 0 || acting;
+    deleteBtn.disabled = (model.get("deletable_count") ?? selected) === 0 || acting;
     if (acting) confirmBar.hidden = true;
     message.textContent =
       link.get() === "false" ? "The kernel does not answer (busy, or gone): actions are paused." : model.get("message");

@@ -15,6 +15,7 @@ from ._exceptions import (
     RateLimitError,
     ServerError,
     TransportError,
+    UnsupportedError,
     WaitTimeout,
 )
 from ._frame import to_dataframe
@@ -56,6 +57,7 @@ __all__ = [
     "State",
     "Tracked",
     "TransportError",
+    "UnsupportedError",
     "VirtualClock",
     "WaitTimeout",
     "to_dataframe",

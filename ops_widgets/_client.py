@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING
 
 from . import _schedule
 from ._backends import GeminiBackend
+from ._capabilities import describe
 from ._clock import SYSTEM_CLOCK, Clock
 from ._engine import AsyncTracked, Engine
-from ._exceptions import AuthenticationError, MalformedOperationError, OpsError
+from ._exceptions import AuthenticationError, MalformedOperationError, OpsError, UnsupportedError
 from ._frame import FrameBuilder, ListingProgress
 from ._transport import Secret, Transport
 from ._types import ListOperationsResponse, Operation
@@ -112,7 +113,7 @@ class AsyncOperations:
         self._transport.bind()
         if self._engine is None:
             self._engine = Engine(
-                get=self.get, poll=self._poll, cancel=self.cancel, clock=self._clock,
+                get=self.get, poll=self._poll, cancel=self.cancel, can_cancel=self.can_cancel, clock=self._clock,
                 max_concurrency=self._poll_concurrency, max_rate=self._poll_rate, durations=self._durations,
             )
         return self._engine
@@ -313,12 +314,27 @@ class AsyncOperations:
         return self._backend.can("delete", _name(name))
 
     async def cancel(self, name: NameOrOperation) -> None:
-        """Ask the server to cancel; it finishes as cancelled (error code 1) when it can."""
-        await self._transport.request("POST", self._backend.cancel_url(_name(name)))
+        """Ask the server to cancel; it finishes as cancelled (error code 1) when it can.
+
+        UnsupportedError, with nothing sent, where the service cannot cancel (see can_cancel)."""
+        url = self._backend.cancel_url(_name(name))
+        self._supported("cancel", _name(name))
+        await self._transport.request("POST", url)
 
     async def delete(self, name: NameOrOperation) -> None:
-        """Forget the operation on the server (it does not cancel it)."""
-        await self._transport.request("DELETE", self._backend.operation_url(_name(name)))
+        """Forget the operation on the server (it does not cancel it).
+
+        UnsupportedError, with nothing sent, where the service cannot delete (see can_delete)."""
+        url = self._backend.operation_url(_name(name))
+        self._supported("delete", _name(name))
+        await self._transport.request("DELETE", url)
+
+    def _supported(self, action: str, name: str) -> None:
+        if not self._backend.can(action, name):
+            raise UnsupportedError(
+                f"{name[:200]}: the Gemini API ({self._backend.api_version}) cannot {action} this operation; "
+                f"it can {action} {describe(self._backend.api_version, action)}"
+            )
 
     async def wait(
         self,

@@ -106,7 +106,8 @@ class Engine:
 
     ``get`` fetches a first snapshot (with the client's request retries); ``poll`` fetches one
     for a poller (no retries: the poller owns retry and rate-limit policy); ``cancel`` sends a
-    cancel. The engine knows nothing of HTTP.
+    cancel, and ``can_cancel`` says whether the service has one for a name. The engine knows
+    nothing of HTTP.
     """
 
     def __init__(
@@ -115,6 +116,7 @@ class Engine:
         get: Fetch,
         poll: Fetch,
         cancel: Callable[[str], Awaitable[None]],
+        can_cancel: Callable[[str], bool] = lambda name: True,
         clock: Clock,
         max_concurrency: int = 16,
         max_rate: float | None = 10.0,
@@ -125,6 +127,7 @@ class Engine:
         self.clock = clock
         self.rand = rand
         self._get, self._poll, self._cancel = get, poll, cancel
+        self.can_cancel = can_cancel
         self.limiter = Limiter(clock, max_concurrency, max_rate, rand)
         self.durations = durations or Durations()
         self.pollers: dict[str, Poller] = {}
@@ -613,6 +616,11 @@ class AsyncTracked:
     def cancel_requested(self) -> bool:
         """A cancel was sent and the server has not confirmed it yet (or has: see operation)."""
         return self._poller.cancel_requested
+
+    @property
+    def can_cancel(self) -> bool:
+        """Whether the service can cancel this operation at all (the Gemini API: batches only)."""
+        return self._poller.engine.can_cancel(self._poller.name)
 
     @property
     def polling(self) -> bool:

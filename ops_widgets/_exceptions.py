@@ -12,6 +12,7 @@ Hierarchy::
     │   └── ServerError           5xx
     ├── TransportError            the request never got an answer (httpx errors, mapped)
     ├── InvalidNameError          also a ValueError: rejected before any request is sent
+    ├── UnsupportedError          the service has no such method for this operation; nothing was sent
     ├── MalformedOperationError   also a ValueError: a body that is not an Operation
     └── WaitTimeout               also a TimeoutError: ``.operation`` is the last one seen
 
@@ -43,6 +44,7 @@ __all__ = [
     "RateLimitError",
     "ServerError",
     "TransportError",
+    "UnsupportedError",
     "WaitTimeout",
 ]
 
@@ -156,6 +158,11 @@ class TransportError(OpsError):
 
 class InvalidNameError(OpsError, ValueError):
     """An operation name or parent that cannot be right; nothing was sent."""
+
+
+class UnsupportedError(OpsError):
+    """The service binds no such method for this operation (e.g. cancelling a Veo operation on
+    the Gemini API, which cancels batches only); nothing was sent."""
 
 
 class MalformedOperationError(OpsError, ValueError):

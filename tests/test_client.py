@@ -67,7 +67,7 @@ async def test_list_all_2500_and_max_items(fresh_emu: Any) -> None:
 
 
 async def test_cancel_really_cancels_on_the_server(emu: Any) -> None:
-    name = emu.create("tuning", duration=3600)
+    name = emu.create("batch", duration=3600)  # the Gemini API cancels batches only
     async with emu.aclient() as ops:
         assert await ops.cancel(name) is None
         server_side = emu.get_operation(name)
@@ -76,8 +76,30 @@ async def test_cancel_really_cancels_on_the_server(emu: Any) -> None:
         assert op.cancelled and op.state is State.CANCELLED
 
 
+async def test_cancel_and_delete_only_where_the_service_binds_them(emu: Any) -> None:
+    """The Gemini API (v1beta) cancels and deletes batches only: anything else is refused with
+    UnsupportedError before a request goes out; v1 also cancels tuning operations."""
+    video, tuning, batch = (emu.create(k, duration=3600) for k in ("video", "tuning", "batch"))
+    emu.reset_stats()
+    async with emu.aclient() as ops:
+        for call in (ops.cancel, ops.delete):
+            for name in (video, tuning):
+                with pytest.raises(ow.UnsupportedError, match="batches"):
+                    await call(name)
+        assert emu.stats()["total"] == 0  # nothing was sent
+        outcomes = await ops.cancel_many([video, batch])
+        assert outcomes["ok"].tolist() == [False, True]
+        assert outcomes["error"][0].startswith("UnsupportedError")
+        assert emu.stats()["total"] == 1 and emu.get_operation(batch)["error"]["code"] == 1
+        assert ops.can_cancel(batch) and not ops.can_cancel(video)
+    async with emu.aclient(api_version="v1") as v1:
+        assert v1.can_cancel(tuning)
+        await v1.cancel(tuning)
+    assert emu.get_operation(tuning)["error"]["code"] == 1
+
+
 async def test_delete_then_not_found(emu: Any) -> None:
-    name = emu.create("generic", duration=1)
+    name = emu.create("batch", duration=1)
     async with emu.aclient() as ops:
         await ops.delete(Operation.from_api_response({"name": name}))
         with pytest.raises(ow.NotFoundError) as info:
@@ -332,7 +354,7 @@ async def test_in_process_asgi_transport() -> None:
     from ops_widgets.emulator import EmulatorApp
 
     app = EmulatorApp(api_key="k")
-    name = app.create("video", duration=60)
+    name = app.create("batch", duration=60)
     async with AsyncOperations("k", base_url="http://emulator", transport=httpx.ASGITransport(app=app)) as ops:
         assert (await ops.get(name)).running
         await ops.cancel(name)

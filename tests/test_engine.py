@@ -173,7 +173,7 @@ def test_raising_subscribers_sync_or_async_are_logged_and_the_others_go_on(caplo
 
 def test_cancel_through_a_handle_cancels_on_the_server_once() -> None:
     async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
-        name = emu.create("video", duration=3600)
+        name = emu.create("batch", duration=3600)
         async with ow.AsyncOperations(**rec.options()) as ops:
             h = await ops.track(name)
             await asyncio.gather(h.cancel(), h.cancel(), h.cancel())
@@ -226,7 +226,7 @@ def test_track_unknown_or_invalid_names_raise_at_once() -> None:
 
 def test_deleted_while_tracked_stops_and_tells_waiters() -> None:
     async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
-        name = emu.create("video", duration=3600)
+        name = emu.create("batch", duration=3600)
         async with ow.AsyncOperations(**rec.options()) as ops:
             h = await ops.track(name, poll_interval=1)
             await ops.delete(name)

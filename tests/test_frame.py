@@ -159,10 +159,10 @@ def test_list_dataframe_filters_and_stops_at_max_items(fresh_emu: Any, capsys: p
 
 
 def test_cancel_many_and_delete_many_never_abort(fresh_emu: Any) -> None:
-    live = [fresh_emu.create("video", duration=3600) for _ in range(5)]
+    live = [fresh_emu.create("batch", duration=3600) for _ in range(5)]
     with fresh_emu.client() as client:
         client.delete(live[1])  # already gone
-        targets = [live[0], live[1], "operations/never-existed", "not a name", *live[2:]]
+        targets = [live[0], live[1], "batches/never-existed", "not a name", *live[2:]]
         out = client.cancel_many(targets, concurrency=2)
         assert list(out.columns) == ["name", "ok", "error"]
         assert out["ok"].tolist() == [True, False, False, False, True, True, True]

@@ -37,14 +37,15 @@ def test_key_only_in_the_header(caplog: pytest.LogCaptureFixture) -> None:
         ops.wait(name, poll_interval=0.05, on_progress=lambda o: texts.append(repr(o)))
         ops.list(page_size=2)
         ops.list_all(page_size=50, max_items=3)
-        ops.cancel(name)
+        ops.cancel(emu.create("batch", duration=60))
         emu.fail_next(1, status=503)  # one retry, logged
         ops.get(name)
         failures: list[BaseException] = []
         wrong = ow.Operations("wrong-key", base_url=emu.base_url)
         for call in (
             lambda: ops.get("operations/missing"),
-            lambda: ops.delete("operations/missing"),
+            lambda: ops.delete("batches/missing"),
+            lambda: ops.delete(name),  # UnsupportedError: the service deletes batches only
             lambda: ops.get("bad name"),
             lambda: wrong.get(name),
             lambda: ops.wait(emu.create("video", duration=3600), poll_interval=0.05, timeout=0.1),

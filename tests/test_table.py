@@ -107,18 +107,25 @@ def test_synced_state_has_no_secrets(emu: Any) -> None:
 
 
 def test_cancel_selected_against_the_emulator(fresh_emu: Any) -> None:
-    running = [fresh_emu.create("video", duration=3600) for _ in range(6)]
-    done = [fresh_emu.create("generic", duration=0.01) for _ in range(3)]
+    running = [fresh_emu.create("batch", duration=3600) for _ in range(6)]
+    videos = [fresh_emu.create("video", duration=3600) for _ in range(2)]  # the service cannot cancel these
+    done = [fresh_emu.create("batch", duration=0.01) for _ in range(3)]
     time.sleep(0.1)
     client = fresh_emu.client()
     table = OperationsTable(client.list_dataframe(progress=False), client, page_size=4)
     client.delete(running[5])  # gone on the server meanwhile: that one fails, the rest go on
     table.state_filter = ["running"]
-    assert table.matching == 6
+    assert table.matching == 8
     table.comm.from_front({"type": "select_matching"})
+    assert table.selected_count == 8 and table.cancellable_count == 6 and table.deletable_count == 6
+    fresh_emu.reset_stats()
     table.comm.from_front({"type": "action", "action": "cancel"})
     until(lambda: not table.busy and "Cancel sent" in table.message)
     assert "Cancel sent for 5 operations" in table.message and "1 failed" in table.message
+    assert "2 selected the service cannot cancel were left alone" in table.message
+    assert fresh_emu.stats()["by_route"].get("POST /v1beta/{name}:cancel") == 6  # none for the videos
+    for name in videos:
+        assert "error" not in fresh_emu.get_operation(name)
     assert table.outcomes is not None and table.outcomes["ok"].sum() == 5
     for name in running[:5]:
         assert fresh_emu.get_operation(name)["error"]["code"] == 1
@@ -126,13 +133,13 @@ def test_cancel_selected_against_the_emulator(fresh_emu: Any) -> None:
         assert "error" not in fresh_emu.get_operation(name)
     # rows on screen are tracked: they turn cancelled once the engine sees it
     until(lambda: all(r["state"] == "cancelled" for r in table.rows if r["name"] != running[5]))
-    assert table.selected_count == 1  # the one that failed stays selected
+    assert table.selected_count == 3  # the one that failed, and the two it could not cancel
     table.close()
     client.close()
 
 
 def test_delete_selected_removes_rows(fresh_emu: Any) -> None:
-    names = [fresh_emu.create("generic", duration=0.01) for _ in range(5)]
+    names = [fresh_emu.create("batch", duration=0.01) for _ in range(5)]
     time.sleep(0.1)
     client = fresh_emu.client()
     table = OperationsTable(client.list_all(), client)

@@ -233,7 +233,7 @@ ALLOWED = {
     "_anywidget_id", "_css", "_dom_classes", "_esm", "_model_module", "_model_module_version",
     "_model_name", "_view_count", "_view_module", "_view_module_version", "_view_name", "layout",
     "tabbable", "tooltip", "name", "op_id", "kind", "kind_label", "state", "progress", "elapsed", "eta",
-    "eta_is_estimate", "error_code", "error_message", "result", "poll_error", "cancel_error", "compact",
+    "eta_is_estimate", "error_code", "error_message", "result", "poll_error", "cancel_error", "compact", "can_cancel",
     "_view",
 }
 
@@ -306,7 +306,7 @@ def test_heartbeat_refreshes_a_running_widget_and_stops_when_it_is_done(sim: Sim
 
 
 def test_cancel_message_path(sim: Sim) -> None:
-    name = sim.emu.create("video", duration=3600)
+    name = sim.emu.create("batch", duration=3600)  # the Gemini API cancels batches only
     w = sim.ops.watch(name)
     sim.emu.reset_stats()
     sim.advance(1)  # past the throttle's interval since the first state went out
@@ -324,9 +324,25 @@ def test_cancel_message_path(sim: Sim) -> None:
     w.close()
 
 
+def test_no_cancel_where_the_service_has_none(sim: Sim) -> None:
+    """A Veo operation on the Gemini API cannot be cancelled: the widget says so (can_cancel is
+    false, so the front-end shows no enabled button) and a click sends nothing."""
+    video = sim.ops.watch(sim.emu.create("video", duration=3600))
+    batch = sim.ops.watch(sim.emu.create("batch", duration=3600))
+    sim.clock.settle()
+    assert video.can_cancel is False and batch.can_cancel is True
+    sim.emu.reset_stats()
+    video.comm.from_front({"type": "cancel"})
+    sim.advance(1)
+    assert video.state == "running" and video.cancel_error == ""
+    assert sim.emu.stats()["by_route"].get("POST /v1beta/{name}:cancel") is None
+    video.close()
+    batch.close()
+
+
 def test_a_failed_cancel_shows_its_error(sim: Sim) -> None:
     ops = sim.client(max_retries=0)
-    name = sim.emu.create("video", duration=3600)
+    name = sim.emu.create("batch", duration=3600)
     w = ops.watch(name)
     sim.emu.fail_next(1, status=403, path=":cancel")
     w.comm.from_front({"type": "cancel"})

@@ -81,6 +81,8 @@ class OperationWidget(anywidget.AnyWidget):
     poll_error = t.Unicode("", help="Why polling is failing, while it retries").tag(sync=True)
     cancel_error = t.Unicode("", help="Why the last cancel failed").tag(sync=True)
     compact = t.Bool(False, help="One row, for lists of operations").tag(sync=True)
+    can_cancel = t.Bool(True, help="Whether the service can cancel it at all (Gemini API: batches only)").tag(
+        sync=True)
 
     def __init__(self, target: Target, client: Operations | None = None, **kwargs: Any) -> None:
         handle = _handle_for(target, client)
@@ -150,6 +152,7 @@ class OperationWidget(anywidget.AnyWidget):
             eta=h.eta,
             eta_is_estimate=h.eta_is_estimate,
             cancelling=self._cancelling or h.cancel_requested,
+            can_cancel=h.can_cancel,
             poll_error=poll_error,
             cancel_error=self._cancel_error,
         )
@@ -159,7 +162,7 @@ class OperationWidget(anywidget.AnyWidget):
                     setattr(self, key, value)
 
     def _start_cancel(self) -> None:
-        if self._handle.operation.done or self._cancelling:
+        if self._handle.operation.done or self._cancelling or not self._handle.can_cancel:
             return
         self._cancelling = True
         self._cancel_error = ""

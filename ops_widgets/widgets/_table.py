@@ -64,6 +64,8 @@ class OperationsTable(anywidget.AnyWidget):
     search = t.Unicode("", help="Text to find in names and error messages").tag(sync=True)
     kinds = t.List(t.Unicode(), help="Kinds present, for the filter").tag(sync=True)
     selected_count = t.Int(0).tag(sync=True)
+    cancellable_count = t.Int(0, help="Selected rows the service can cancel (Gemini API: batches)").tag(sync=True)
+    deletable_count = t.Int(0, help="Selected rows the service can delete").tag(sync=True)
     busy = t.Bool(False, help="A bulk action is running").tag(sync=True)
     message = t.Unicode("", help="Outcome of the last action").tag(sync=True)
 
@@ -83,6 +85,7 @@ class OperationsTable(anywidget.AnyWidget):
         self._lock = threading.RLock()
         self._order: pd.Index = frame.index
         self._selected: set[str] = set()
+        self._able_memo: dict[str, dict[str, bool]] = {}
         self._cancelling: set[str] = set()
         self._live: dict[str, tuple[AsyncTracked, Callable[[], None]]] = {}
         self._wanted: set[str] = set()
@@ -157,6 +160,8 @@ class OperationsTable(anywidget.AnyWidget):
             with self.hold_sync():
                 self.rows = rows
                 self.selected_count = len(self._selected)
+                self.cancellable_count = len(self._able("cancel", self._selected))
+                self.deletable_count = len(self._able("delete", self._selected))
         self._follow(running)
 
     # -- live rows ------------------------------------------------------------------------------
@@ -254,11 +259,14 @@ class OperationsTable(anywidget.AnyWidget):
         if self.busy:
             return
         with self._lock:
-            names = [n for n in self._frame.index if n in self._selected]
+            selected = [n for n in self._frame.index if n in self._selected]
+            names = self._able(action, selected)
         if not names:
             with self._lock:
-                self.message = "Nothing is selected."
+                self.message = ("Nothing is selected." if not selected else
+                                f"The service cannot {action} any of the {len(selected):,} selected operations.")
             return
+        skipped = len(selected) - len(names)
         client = self._client_or_none()
         if client is None:
             with self._lock:
@@ -277,17 +285,19 @@ class OperationsTable(anywidget.AnyWidget):
                     self.busy = False
                     self.message = f"The {action} failed: {exc}"
                 return
-            self._action_done(action, outcomes)
+            self._action_done(action, outcomes, skipped)
 
         threading.Thread(target=work, daemon=True, name=f"ops-widgets-table-{action}").start()
 
-    def _action_done(self, action: str, outcomes: pd.DataFrame) -> None:
+    def _action_done(self, action: str, outcomes: pd.DataFrame, skipped: int = 0) -> None:
         self.outcomes = outcomes
         ok = [str(n) for n in outcomes["name"][outcomes["ok"]]]
         failed = outcomes[~outcomes["ok"]]
         text = f"Cancel sent for {len(ok):,} operations." if action == "cancel" else f"{len(ok):,} operations deleted."
         if len(failed):
             text += f" {len(failed):,} failed, e.g. {failed['name'].iloc[0]}: {failed['error'].iloc[0]}"
+        if skipped:
+            text += f" {skipped:,} selected the service cannot {action} were left alone."
         with self._lock:
             self._selected -= set(ok)
             if action == "cancel":
@@ -305,6 +315,22 @@ class OperationsTable(anywidget.AnyWidget):
                 self.total = len(self._frame)
                 self.matching = len(self._order)
                 self._repage()
+
+    def _able(self, action: str, names: Iterable[str]) -> list[str]:
+        """The names the service can ``action`` (all of them when there is no client to ask)."""
+        client = self._client_or_none()
+        if client is None:
+            return list(names)
+        can = client.can_cancel if action == "cancel" else client.can_delete
+        memo = self._able_memo.setdefault(action, {})
+        out = []
+        for name in names:
+            ok = memo.get(name)
+            if ok is None:
+                ok = memo[name] = can(name)
+            if ok:
+                out.append(name)
+        return out
 
     def _client_or_none(self) -> Operations | None:
         if self._client is None:

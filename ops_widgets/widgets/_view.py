@@ -55,6 +55,7 @@ def view_state(
     eta: float | None,
     eta_is_estimate: bool,
     cancelling: bool = False,
+    can_cancel: bool = True,
     poll_error: str = "",
     cancel_error: str = "",
 ) -> dict[str, Any]:
@@ -68,6 +69,7 @@ def view_state(
         "op_id": op.id,
         "kind": op.kind,
         "kind_label": kind_label(op.kind),
+        "can_cancel": can_cancel,
         "state": state,
         "progress": None if progress is None else round(progress, 2),
         "elapsed": None if elapsed is None else round(elapsed, 1),

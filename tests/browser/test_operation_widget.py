@@ -173,9 +173,10 @@ def test_progress_advances_while_another_cell_sleeps(lab_page: NotebookPage, emu
 
 
 def test_cancel(lab_page: NotebookPage, emu: Emulator) -> None:
-    name = emu.create("video", duration=600)
+    name = emu.create("batch", duration=600)  # the Gemini API cancels batches only
+    video = emu.create("video", duration=600)
     nb = lab_page
-    nb.open(nb.server.write_notebook("cancel.ipynb", [watch_cell(name)]))
+    nb.open(nb.server.write_notebook("cancel.ipynb", [watch_cell(name), watch_cell(video)]))
     nb.run_all()
     nb.wait_all_ran()
 
@@ -185,6 +186,13 @@ def test_cancel(lab_page: NotebookPage, emu: Emulator) -> None:
     expect(widget).to_have_attribute("data-live", "true", timeout=30_000)
     expect(widget).to_have_attribute("data-state", "running")
     expect(button).to_be_enabled()
+    # A running Veo operation: the service has no cancel for it, so no enabled button, and why.
+    video_widget = nb.widget(1)
+    expect(video_widget).to_have_attribute("data-live", "true", timeout=30_000)
+    expect(video_widget).to_have_attribute("data-state", "running")
+    expect(video_widget.locator(".opw-cancel")).to_be_disabled()
+    expect(video_widget.locator(".opw-cancel")).to_have_attribute(
+        "title", "The service cannot cancel this kind of operation")
     nb.screenshot("lab-cancel-before")
 
     record_history(nb)
@@ -222,7 +230,7 @@ def test_heartbeat_keeps_widget_live_while_cell_blocks(lab_page: NotebookPage, e
 
 
 def test_kernel_gone(lab_page: NotebookPage, emu: Emulator) -> None:
-    name = emu.create("video", duration=600)
+    name = emu.create("batch", duration=600)  # a kind the service can cancel: the button starts enabled
     nb = lab_page
     path = nb.server.write_notebook("gone.ipynb", [watch_cell(name)])
     nb.open(path)
