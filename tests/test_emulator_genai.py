@@ -21,9 +21,11 @@ def emu() -> Iterator[Emulator]:
 
 
 @pytest.fixture(scope="module")
-def client(emu: Emulator) -> genai.Client:
-    return genai.Client(api_key=emu.api_key,
-                        http_options=types.HttpOptions(base_url=emu.base_url, api_version="v1beta"))
+def client(emu: Emulator) -> Iterator[genai.Client]:
+    sdk = genai.Client(api_key=emu.api_key,
+                       http_options=types.HttpOptions(base_url=emu.base_url, api_version="v1beta"))
+    yield sdk
+    sdk.close()
 
 
 def poll(client: genai.Client, name: str) -> types.GenerateVideosOperation:
@@ -74,3 +76,47 @@ def test_sdk_surfaces_404(emu: Emulator, client: genai.Client) -> None:
     with pytest.raises(errors.ClientError) as info:
         client.operations.get(types.GenerateVideosOperation(name="models/veo-3.1-generate-preview/operations/gone"))
     assert info.value.code == 404 and info.value.status == "NOT_FOUND"
+
+
+def test_sdk_imports_a_file_and_reads_the_document_name(emu: Emulator, client: genai.Client) -> None:
+    op = client.file_search_stores.import_file(file_search_store_name="fileSearchStores/sdk-store",
+                                               file_name="files/sdk-file")
+    assert op.name is not None and op.name.startswith("fileSearchStores/sdk-store/operations/")
+    assert not op.done and op.metadata is None  # imports report no progress at all
+    emu.complete(op.name)
+    done = client.operations.get(op)
+    assert done.done and done.error is None and done.metadata is None and done.response is not None
+    assert done.response.parent == "fileSearchStores/sdk-store"
+    document = done.response.document_name
+    assert document is not None and document.startswith("fileSearchStores/sdk-store/documents/")
+
+
+def test_sdk_polls_an_upload_operation(emu: Emulator, client: genai.Client) -> None:
+    name = emu.create("upload", duration=0, parent="fileSearchStores/sdk-uploads")
+    op = client.operations.get(types.UploadToFileSearchStoreOperation(name=name))
+    assert op.done and op.metadata is None and op.response is not None
+    assert op.response.document_name and op.response.document_name.startswith("fileSearchStores/sdk-uploads/documents/")
+
+
+def test_sdk_batches_create_get_cancel_list_delete(emu: Emulator, client: genai.Client) -> None:
+    job = client.batches.create(model="gemini-2.5-flash", src=[{"contents": [{"parts": [{"text": "hi"}]}]}],
+                                config={"display_name": "sdk batch"})
+    assert job.name is not None and job.name.startswith("batches/")
+    assert job.model == "models/gemini-2.5-flash" and job.display_name == "sdk batch"
+    assert job.state == types.JobState.JOB_STATE_PENDING and job.create_time is not None
+    emu.complete(job.name)
+    assert client.batches.get(name=job.name).state == types.JobState.JOB_STATE_SUCCEEDED
+
+    running = emu.create("batch", duration=3600)
+    client.batches.cancel(name=running)
+    assert client.batches.get(name=running).state == types.JobState.JOB_STATE_CANCELLED
+    assert {job.name, running} <= {b.name for b in client.batches.list(config={"page_size": 1000})}
+    client.batches.delete(name=running)
+    assert running not in {b.name for b in client.batches.list(config={"page_size": 1000})}
+
+
+def test_sdk_lists_models_with_their_methods(client: genai.Client) -> None:
+    models = {m.name: m for m in client.models.list()}
+    veo = {name for name, m in models.items() if "predictLongRunning" in (m.supported_actions or [])}
+    assert veo == {"models/veo-3.1-generate-preview", "models/veo-3.0-generate-001", "models/veo-3.0-fast-generate-001"}
+    assert "batchGenerateContent" in (models["models/gemini-2.5-flash"].supported_actions or [])
