@@ -15,7 +15,7 @@ from functools import cache
 
 __all__ = [
     "ACTIONS", "BINDINGS", "NEWER_BINDINGS", "Binding", "allowed", "binding", "describe", "list_path",
-    "listable_parents",
+    "listable_parents", "listed_parent", "sweep_parents",
 ]
 
 ACTIONS = ("get", "list", "cancel", "delete")
@@ -95,6 +95,33 @@ def list_path(api_version: str, parent: str) -> str | None:
     """The path (after the version) that lists ``parent``'s operations, or None if unbound."""
     found = binding(api_version, "list", parent)
     return None if found is None else found.path.format(name=parent)
+
+
+def listed_parent(api_version: str, path: str) -> str | None:
+    """The parent whose list is served at ``path`` (after the version), or None: the inverse of
+    list_path, for a server routing a request."""
+    for b in _bindings(api_version, "list"):
+        suffix = b.path.removeprefix("{name}")
+        if path.endswith(suffix) and _regex(b.pattern).fullmatch(parent := path[: len(path) - len(suffix)]):
+            return parent
+    return None
+
+
+def sweep_parents(api_version: str, models: list[dict[str, object]], tuned_models: list[str]) -> list[str]:
+    """What list_all() with no parent reads: the top-level list where the version binds one (v1),
+    else every listable collection: batches, each model that runs long operations
+    (supportedGenerationMethods has predictLongRunning), and each tuned model."""
+    if allowed(api_version, "list", "operations"):
+        return ["operations"]
+    long_running = [str(m["name"]) for m in models
+                    if isinstance(m.get("name"), str) and "predictLongRunning" in _methods(m)]
+    parents = ["batches", *long_running, *tuned_models]
+    return [p for p in dict.fromkeys(parents) if allowed(api_version, "list", p)]
+
+
+def _methods(model: dict[str, object]) -> list[str]:
+    methods = model.get("supportedGenerationMethods")
+    return [m for m in methods if isinstance(m, str)] if isinstance(methods, list) else []
 
 
 def listable_parents(api_version: str) -> tuple[str, ...]:

@@ -241,7 +241,7 @@ def test_deleted_while_tracked_stops_and_tells_waiters() -> None:
 
 def test_transient_failures_are_reported_while_polling_goes_on() -> None:
     async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
-        name = emu.create("generic", duration=36000)
+        name = emu.create("batch", duration=36000)
         async with ow.AsyncOperations(**rec.options()) as ops:
             h = await ops.track(name, poll_interval=1)
             emu.fail_next(4, status=503, path=name)
@@ -280,9 +280,12 @@ def test_a_three_hour_tuning_job_and_a_ten_minute_video() -> None:
 @pytest.mark.parametrize("run", range(3))
 def test_429_storm_over_1000_pollers_pauses_them_all_and_loses_nothing(run: int) -> None:
     async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
-        names = [emu.create("generic", duration=300 + i % 60) for i in range(1000)]
+        names = [emu.create("batch", duration=300 + i % 60) for i in range(1000)]
         async with ow.AsyncOperations(**rec.options(poll_rate=50)) as ops:
-            handles = [await ops.track(Operation.from_api_response(emu.get_operation(n))) for n in names]
+            # Every 5 s each: 200 polls a second asked for, capped at 50; a storm without pauses
+            # would meet 3,000 of them.
+            handles = [await ops.track(Operation.from_api_response(emu.get_operation(n)), poll_interval=5)
+                       for n in names]
             emu.fail_for(60, status=429, retry_delay=10)
             finals = await asyncio.gather(*(h.wait(timeout=3600) for h in handles))
         assert all(op.done for op in finals) and [op.name for op in finals] == names
@@ -296,7 +299,7 @@ def test_429_storm_over_1000_pollers_pauses_them_all_and_loses_nothing(run: int)
 
 def test_wait_keeps_its_deadline_through_a_429_storm() -> None:
     async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
-        name = emu.create("generic", duration=3600)
+        name = emu.create("batch", duration=3600)
         async with ow.AsyncOperations(**rec.options()) as ops:
             h = await ops.track(name)  # (a first GET inside the storm is issue 11's: it retries, then raises)
             emu.fail_for(600, status=429, retry_delay=30)
@@ -313,7 +316,7 @@ def test_failures_after_a_429_still_back_off() -> None:
     that and hammer the server."""
 
     async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
-        name = emu.create("generic", duration=36000)
+        name = emu.create("batch", duration=36000)
         async with ow.AsyncOperations(**rec.options(poll_rate=None)) as ops:
             h = await ops.track(name, poll_interval=0.01)
             emu.fail_next(1, status=429, retry_delay=0.05, path=name)

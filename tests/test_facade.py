@@ -74,7 +74,7 @@ def test_inside_a_running_event_loop(emu: Any) -> None:
 
 
 def test_from_eight_threads_at_once(emu: Any) -> None:
-    names = [emu.create("generic", duration=0.3) for _ in range(8)]
+    names = [emu.create("batch", duration=0.3) for _ in range(8)]
     ops = emu.client()
     barrier = threading.Barrier(8)
 
@@ -82,7 +82,7 @@ def test_from_eight_threads_at_once(emu: Any) -> None:
         barrier.wait()
         got = ops.get(name)
         done = ops.wait(name, poll_interval=0.05, timeout=30)
-        ops.list(page_size=5)
+        ops.list(parent="batches", page_size=5)
         return got.name, done.done
 
     with ThreadPoolExecutor(8) as pool:

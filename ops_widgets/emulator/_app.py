@@ -1,16 +1,21 @@
 """EmulatorApp: a raw ASGI app speaking the Gemini API's operations surface, plus an admin surface.
 
-API routes (under /v1beta and /v1, key in `x-goog-api-key` or `?key=`):
+API routes, under /v1beta and /v1 exactly as Google binds them in each (the table in
+ops_widgets/_capabilities.py, checked against Google's own bindings by tests/test_bindings.py);
+everything else answers 404. Key in `x-goog-api-key` or `?key=`.
 
-    GET    {v}/operations                       every operation the emulator holds
-    GET    {v}/{models|tunedModels|fileSearchStores}/{id}/operations
-    GET    {v}/batches                          batch operations
-    GET    {v}/{name}                           one operation
-    POST   {v}/{name}:cancel                    -> {}
-    DELETE {v}/{name}                           -> {}
-    POST   {v}/models/{model}:predictLongRunning  starts a video operation
-    POST   {v}/tunedModels                      starts a tuning operation
-    GET    {v}/files/{id}:download              the generated video's bytes
+    GET    {v}/{name}                 batches/*, models/*/operations/*, tunedModels/*/operations/*,
+                                      fileSearchStores/*[/upload]/operations/* (v1beta)
+    GET    {v}/batches, {v}/models/*/operations, {v}/tunedModels/*/operations; v1: {v}/operations
+    POST   {v}/batches/*:cancel       (v1: also tunedModels/*/operations/*:cancel)   -> {}
+    DELETE {v}/batches/*              -> {}
+    GET    {v}/models                 the models, with supportedGenerationMethods
+    GET    v1beta/tunedModels         the tuned models the tuning operations made
+    POST   v1beta/models/{model}:predictLongRunning   starts a video operation
+    POST   {v}/models/{model}:batchGenerateContent    starts a batch
+    POST   v1beta/fileSearchStores/{store}:importFile starts a file import
+    POST   v1beta/tunedModels         starts a tuning operation
+    GET    {v}/files/{id}:download    the generated video's bytes
 
 Admin routes (no key): POST /_emulator/seed, POST /_emulator/operations,
 GET /_emulator/operations/{name}, POST /_emulator/operations/{name}:complete, POST /_emulator/faults,
@@ -31,7 +36,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from ._state import KINDS, Store, decode_token, encode_token, render, slug, video_bytes
+from .. import _capabilities as caps
+from ._state import KINDS, VIDEO_MODELS, Store, decode_token, encode_token, parent_of, render, slug, video_bytes
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -57,18 +63,44 @@ NO_KEY = ("Method doesn't allow unregistered callers (callers without establishe
           "Please use API Key or other form of API consumer identity to call this API.")
 BAD_KEY = "API key not valid. Please pass a valid API key."
 
-_OP_NAME = r"(?:operations|(?:models|tunedModels|fileSearchStores)/[^/:]+/operations)/[^/:]+|batches/[^/:]+"
-_ROUTES: list[tuple[re.Pattern[str], str, str, str]] = [  # (pattern, method, stats template, handler)
-    (re.compile(r"operations"), "GET", "operations", "_list"),
-    (re.compile(r"batches"), "GET", "batches", "_list"),
-    (re.compile(r"(?:models|tunedModels|fileSearchStores)/[^/:]+/operations"), "GET", "{parent}/operations", "_list"),
-    (re.compile(f"(?:{_OP_NAME}):cancel"), "POST", "{name}:cancel", "_cancel"),
-    (re.compile(_OP_NAME), "GET", "{name}", "_get"),
-    (re.compile(_OP_NAME), "DELETE", "{name}", "_delete"),
-    (re.compile(r"models/[^/:]+:predictLongRunning"), "POST", "models/{model}:predictLongRunning", "_predict"),
-    (re.compile(r"tunedModels"), "POST", "tunedModels", "_tune"),
-    (re.compile(r"files/[^/:]+:download"), "GET", "files/{file}:download", "_download"),
+# Besides the operations methods (routed by the capability table, exactly as Google binds them):
+# (pattern, method, stats template, handler, versions that have it).
+_ROUTES: list[tuple[re.Pattern[str], str, str, str, tuple[str, ...]]] = [
+    (re.compile(r"models"), "GET", "models", "_models", VERSIONS),
+    (re.compile(r"tunedModels"), "GET", "tunedModels", "_tuned_models", ("v1beta",)),
+    (re.compile(r"tunedModels"), "POST", "tunedModels", "_tune", ("v1beta",)),
+    (re.compile(r"models/[^/:]+:predictLongRunning"), "POST", "models/{model}:predictLongRunning", "_predict",
+     ("v1beta",)),
+    (re.compile(r"models/[^/:]+:batchGenerateContent"), "POST", "models/{model}:batchGenerateContent", "_batch",
+     VERSIONS),
+    (re.compile(r"fileSearchStores/[^/:]+:importFile"), "POST", "fileSearchStores/{store}:importFile", "_import",
+     ("v1beta",)),
+    (re.compile(r"files/[^/:]+:download"), "GET", "files/{file}:download", "_download", VERSIONS),
 ]
+# Models the emulator lists (GET {v}/models), with the methods they support.
+MODELS = [
+    *({"name": f"models/{m}", "displayName": m, "supportedGenerationMethods": ["predictLongRunning"]}
+      for m in VIDEO_MODELS),
+    {"name": "models/gemini-2.5-flash", "displayName": "Gemini 2.5 Flash",
+     "supportedGenerationMethods": ["generateContent", "countTokens", "createCachedContent", "batchGenerateContent"]},
+    {"name": "models/gemini-embedding-001", "displayName": "Gemini Embedding 001",
+     "supportedGenerationMethods": ["embedContent", "countTextTokens", "countTokens", "asyncBatchEmbedContent"]},
+]
+
+
+def _operations_route(version: str, method: str, rest: str) -> tuple[str, str] | None:
+    """(stats template, handler) of an operations method bound for this path, else None."""
+    if method == "GET":
+        if caps.allowed(version, "get", rest):
+            return "{name}", "_get"
+        parent = caps.listed_parent(version, rest)
+        if parent is not None:
+            return (rest if parent == rest else "{parent}/operations"), "_list"
+    elif method == "POST" and rest.endswith(":cancel") and caps.allowed(version, "cancel", rest[:-7]):
+        return "{name}:cancel", "_cancel"
+    elif method == "DELETE" and caps.allowed(version, "delete", rest):
+        return "{name}", "_delete"
+    return None
 
 
 class ApiError(Exception):
@@ -246,25 +278,22 @@ class EmulatorApp:
         if version not in VERSIONS:
             raise ApiError(404, f"The requested URL {path} was not found on this server.")
         method = scope["method"]
-        matched = [r for r in _ROUTES if r[0].fullmatch(rest)]
-        route = next((r for r in matched if r[1] == method), None)
-        template = f"{method} /{version}/{route[2] if route else '(unmatched)'}"
+        route = _operations_route(version, method, rest) or next(
+            ((r[2], r[3]) for r in _ROUTES if r[1] == method and version in r[4] and r[0].fullmatch(rest)), None)
+        template = f"{method} /{version}/{route[0] if route else '(unmatched)'}"
         with self._lock:
             self._by_route[template] += 1
-            if route and route[3] == "_get":
+            if route and route[1] == "_get":
                 self._by_name[rest] += 1
             fault = self._take_fault(path)
         if fault is not None:
             return fault.response()
-        if not matched:
+        if route is None:  # what Google does not bind (in this version) does not exist
             raise ApiError(404, f"The requested URL {path} was not found on this server.")
-        if route is None:
-            allow = ", ".join(sorted({r[1] for r in matched}))
-            raise ApiError(405, f"Method {method} is not allowed for {path}.", headers={"Allow": allow})
         self._check_key(scope, query)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
         base_url = f"{scope.get('scheme', 'http')}://{headers.get('host', '127.0.0.1')}"
-        handler: Callable[[str, dict[str, str], bytes, str], Response] = getattr(self, route[3])
+        handler: Callable[[str, dict[str, str], bytes, str], Response] = getattr(self, route[1])
         return handler(rest, query, body, base_url)
 
     def _take_fault(self, path: str) -> _Fault | None:
@@ -379,6 +408,50 @@ class EmulatorApp:
             op = self._store.new_op("tuning", now, parent=parent, extra=extra)
             self._store.add(op)
             return _json(render(op, now, base_url))
+
+    def _batch(self, rest: str, query: dict[str, str], body: bytes, base_url: str) -> Response:
+        """models/{m}:batchGenerateContent: starts a batch; answers its Operation (batches/{id})."""
+        request = _body(body).get("batch")
+        if not isinstance(request, dict):
+            raise ApiError(400, "Invalid request: 'batch' is required.")
+        requests = ((request.get("inputConfig") or {}).get("requests") or {}).get("requests")
+        extra: dict[str, Any] = {"model": rest.removesuffix(":batchGenerateContent"),
+                                 "display": str(request.get("displayName") or "batch")}
+        if isinstance(requests, list) and requests:
+            extra["requests"] = len(requests)
+        with self._lock:
+            now = self._clock()
+            op = self._store.new_op("batch", now, extra=extra)
+            self._store.add(op)
+            return _json(render(op, now, base_url))
+
+    def _import(self, rest: str, query: dict[str, str], body: bytes, base_url: str) -> Response:
+        """fileSearchStores/{s}:importFile: starts an import; answers its Operation (no metadata)."""
+        file_name = _body(body).get("fileName")
+        if not isinstance(file_name, str) or not file_name.startswith("files/"):
+            raise ApiError(400, "Invalid request: 'fileName' must name a file (files/...).")
+        with self._lock:
+            now = self._clock()
+            op = self._store.new_op("import", now, parent=rest.removesuffix(":importFile"))
+            self._store.add(op)
+            return _json(render(op, now, base_url))
+
+    def _models(self, rest: str, query: dict[str, str], body: bytes, base_url: str) -> Response:
+        return _json({"models": MODELS})
+
+    def _tuned_models(self, rest: str, query: dict[str, str], body: bytes, base_url: str) -> Response:
+        """Every tuned model a tuning operation made: CREATING while it runs, then ACTIVE or FAILED."""
+        with self._lock:
+            now = self._clock()
+            models = []
+            for op in self._store.ops.values():
+                if op.kind != "tuning":
+                    continue
+                done = now >= op.end
+                state = "CREATING" if not done else "FAILED" if op.outcome == "failure" or op.cancelled else "ACTIVE"
+                models.append({"name": parent_of(op.name), "baseModel": op.extra["base"],
+                               "displayName": op.extra["display"], "state": state})
+        return _json({"tunedModels": models} if models else {})
 
     def _download(self, rest: str, query: dict[str, str], body: bytes, base_url: str) -> Response:
         file_id = rest[len("files/"):].removesuffix(":download")

@@ -20,19 +20,22 @@ from functools import lru_cache
 from typing import Any
 
 API_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1beta."
-KINDS = ("video", "tuning", "batch", "import", "generic")
+BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main."  # what batches really carry
+# Every kind of operation the Gemini API has: Veo videos, tuning, batches, file search imports and
+# uploads. (No top-level "operations/..." kind: neither API version binds a GET for one.)
+KINDS = ("video", "tuning", "batch", "import", "upload")
 OUTCOMES = ("success", "failure", "filtered")
 # Realistic emulated durations per kind, in seconds (lo, hi).
 DURATIONS: dict[str, tuple[float, float]] = {
-    "video": (60, 360), "tuning": (600, 10800), "import": (5, 120), "batch": (60, 3600), "generic": (10, 300),
+    "video": (60, 360), "tuning": (600, 10800), "import": (5, 120), "batch": (60, 3600), "upload": (3, 60),
 }
-ID_LENGTHS = {"video": 12, "tuning": 12, "batch": 24, "import": 16, "generic": 16}
+ID_LENGTHS = {"video": 12, "tuning": 12, "batch": 24, "import": 16, "upload": 16}
 FAILURE_MESSAGES = {
     "video": "Video generation failed due to an internal error. Please try again later.",
     "tuning": "Tuning failed: the training data could not be processed.",
     "batch": "Batch processing failed due to an internal error.",
     "import": "Failed to import file: the document could not be parsed.",
-    "generic": "Internal error encountered.",
+    "upload": "Failed to upload file: the document could not be parsed.",
 }
 FILTERED_REASON = (
     "The video could not be generated because it may violate our usage guidelines. "
@@ -78,7 +81,7 @@ def decode_token(token: str) -> int:
 
 
 def parent_of(name: str) -> str:
-    """The list a name belongs to besides the top level: 'models/x', 'batches', '' for 'operations/x'."""
+    """The list a name belongs to besides the top level: 'models/x', 'batches', 'fileSearchStores/s'."""
     if name.startswith("batches/"):
         return "batches"
     head, sep, _ = name.rpartition("/operations/")
@@ -217,7 +220,7 @@ def _batch_meta(op: Op, now: float, done: bool) -> dict[str, Any]:
     else:
         state = "PENDING" if p < 0.1 else "RUNNING"
     return {
-        "@type": API_TYPE + "GenerateContentBatch",
+        "@type": BATCH_TYPE + "GenerateContentBatch",
         "model": op.extra["model"],
         "name": op.name,
         "displayName": op.extra["display"],
@@ -229,25 +232,23 @@ def _batch_meta(op: Op, now: float, done: bool) -> dict[str, Any]:
 
 
 def _batch_response(op: Op, base_url: str, meta: Any) -> dict[str, Any]:
-    return {"@type": API_TYPE + "GenerateContentBatchOutput", "responsesFile": f"files/batch-{op.name[8:]}"}
+    return {"@type": BATCH_TYPE + "GenerateContentBatchOutput", "responsesFile": f"files/batch-{op.name[8:]}"}
 
 
-def _import_meta(op: Op, now: float, done: bool) -> dict[str, Any]:
-    meta: dict[str, Any] = {"@type": API_TYPE + "ImportFileMetadata"}
-    if pct := _number(100 * op.fraction(now)):
-        meta["progressPercentage"] = pct
-    return {**meta, **_times(op, now, done)}
+def _no_meta(op: Op, now: float, done: bool) -> None:
+    return None  # file search imports and uploads report nothing while they run: no progress, no times
 
 
 def _import_response(op: Op, base_url: str, meta: Any) -> dict[str, Any]:
-    store = parent_of(op.name)
+    store = op.extra["store"]
     return {"@type": API_TYPE + "ImportFileResponse", "parent": store,
             "documentName": f"{store}/documents/{op.extra['doc']}"}
 
 
-def _generic_meta(op: Op, now: float, done: bool) -> dict[str, Any]:
-    pct = int(100 * op.fraction(now))
-    return {**({"progressPercent": pct} if pct else {}), **_times(op, now, done)}
+def _upload_response(op: Op, base_url: str, meta: Any) -> dict[str, Any]:
+    store = op.extra["store"]
+    return {"@type": API_TYPE + "UploadToFileSearchStoreResponse", "parent": store,
+            "documentName": f"{store}/documents/{op.extra['doc']}"}
 
 
 def _number(x: float) -> float | int:
@@ -256,14 +257,10 @@ def _number(x: float) -> float | int:
     return int(x) if x == int(x) else x
 
 
-def _generic_response(op: Op, base_url: str, meta: Any) -> dict[str, Any]:
-    return {"@type": "type.googleapis.com/google.protobuf.Empty"}
-
-
 _METADATA: dict[str, Any] = {"video": _video_meta, "tuning": _tuning_meta, "batch": _batch_meta,
-                             "import": _import_meta, "generic": _generic_meta}
+                             "import": _no_meta, "upload": _no_meta}
 _RESPONSE: dict[str, Any] = {"video": _video_response, "tuning": _tuning_response, "batch": _batch_response,
-                             "import": _import_response, "generic": _generic_response}
+                             "import": _import_response, "upload": _upload_response}
 
 
 def slug(text: str) -> str:
@@ -303,19 +300,20 @@ class Store:
         rng, extra = self.rng, dict(extra or {})
         if duration is None:
             duration = rng.uniform(*DURATIONS[kind])
-        if kind == "batch":
+        if kind in ("import", "upload"):
+            # A file search store's operations: its parent is the store.
+            store = parent.strip("/").removesuffix("/upload") if parent else rng.choice(self._stores)
+            extra["store"] = store
+            prefix = store + ("/operations/" if kind == "import" else "/upload/operations/")
+        elif kind == "batch":
             prefix = "batches/"
         elif parent:
             prefix = parent.strip("/") + "/operations/"
         elif kind == "video":
             prefix = f"models/{rng.choice(VIDEO_MODELS)}/operations/"
-        elif kind == "tuning":
+        else:  # tuning
             extra.setdefault("display", f"tuned model {rng.randrange(1000)}")
             prefix = f"tunedModels/{slug(extra['display'])}-{self._id(12)}/operations/"
-        elif kind == "import":
-            prefix = rng.choice(self._stores) + "/operations/"
-        else:
-            prefix = "operations/"
         name = prefix + self._id(ID_LENGTHS[kind])
         while name in self.ops:
             name = prefix + self._id(ID_LENGTHS[kind])
@@ -330,7 +328,7 @@ class Store:
             extra.setdefault("model", "models/gemini-2.5-flash")
             extra.setdefault("display", f"batch-{rng.randrange(10000)}")
             extra.setdefault("requests", rng.randint(1, 1000))
-        elif kind == "import":
+        elif kind in ("import", "upload"):
             extra["doc"] = self._id(16)
         return Op(name=name, kind=kind, created=now, duration=duration / self.speed, outcome=outcome, extra=extra)
 
