@@ -43,7 +43,7 @@ def _serve(port: int, n: int, ready: multiprocessing.synchronize.Event) -> None:
 
     emu = Emulator.start(port, api_key=KEY, latency=LATENCY, random_seed=1)
     for _ in range(n):
-        emu.create("generic", duration=10**7)  # running for the whole benchmark
+        emu.create("batch", duration=10**7)  # running for the whole benchmark
     ready.set()
     while True:
         time.sleep(3600)

@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ._capabilities import BINDINGS, allowed, list_path
-from ._exceptions import InvalidNameError
+from ._capabilities import BINDINGS, allowed, list_path, listable_parents
+from ._exceptions import InvalidNameError, UnsupportedError
 
 __all__ = ["GeminiBackend", "validate_name", "validate_parent"]
 
@@ -80,12 +80,19 @@ class GeminiBackend:
         return f"{self.operation_url(name)}:cancel"
 
     def list_url(self, parent: str | None) -> str:
-        if parent is None:
-            return f"{self.root}/operations"
-        # Where the service binds the list (batches are listed at /batches itself); else the
-        # usual {parent}/operations.
-        path = list_path(self.api_version, validate_parent(parent)) if self.api_version in BINDINGS else None
-        return f"{self.root}/{path or parent + '/operations'}"
+        """Where ``parent``'s operations are listed ("operations" for the top level). Where the
+        version binds no such list: UnsupportedError, naming what can be listed."""
+        target = "operations" if parent is None else validate_parent(parent)
+        if self.api_version not in BINDINGS:  # a version we have no table for: the usual shape
+            return f"{self.root}/{target if parent is None else target + '/operations'}"
+        path = list_path(self.api_version, target)
+        if path is None:
+            what = "top-level list" if parent is None else f"list of {target!r}"
+            raise UnsupportedError(
+                f"the Gemini API ({self.api_version}) has no {what}; it lists "
+                f"{', '.join(listable_parents(self.api_version))} (list_all() with no parent reads them all)"
+            )
+        return f"{self.root}/{path}"
 
     def can(self, action: str, name: str) -> bool:
         """Whether the service binds ``action`` for the operation ``name`` (False for a bad name)."""

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from . import _capabilities as caps
 from . import _schedule
 from ._backends import GeminiBackend
-from ._capabilities import describe
+from ._capabilities import BINDINGS, describe
 from ._clock import SYSTEM_CLOCK, Clock
 from ._engine import AsyncTracked, Engine
 from ._exceptions import AuthenticationError, MalformedOperationError, OpsError, UnsupportedError
@@ -41,6 +42,8 @@ _NO_KEY = (
     "(or run `ops-widgets emulator` and pass its base_url and key)."
 )
 _CHUNK = 250  # operations laid out into a frame between two turns of the event loop
+_SWEEP_AHEAD = 4  # collections fetched at once by a listing with no parent
+_MAX_CATALOG_PAGES = 100  # pages of GET models / tunedModels followed (a server looping tokens stops)
 
 
 def _name(op: NameOrOperation) -> str:
@@ -181,7 +184,10 @@ class AsyncOperations:
         page_token: str | None = None,
         filter: str | None = None,
     ) -> ListOperationsResponse:
-        """One page of operations. ``parent`` is e.g. "models/veo-3.0-generate-001"."""
+        """One page of operations. ``parent`` is a collection the service lists: "batches",
+        "models/veo-3.0-generate-001", "tunedModels/my-model"; None is the top level, which only
+        v1 has (UnsupportedError on v1beta, with nothing sent: use list_all(), which reads every
+        collection)."""
         url = self._backend.list_url(parent)
         params = self._backend.list_params(page_size, page_token, filter)
         return ListOperationsResponse.from_api_response(await self._transport.request("GET", url, params))
@@ -194,9 +200,12 @@ class AsyncOperations:
         filter: str | None = None,
         max_items: int | None = None,
     ) -> _List[Operation]:
-        """Every operation, following every page (up to ``max_items``)."""
+        """Every operation of ``parent``, following every page (up to ``max_items``). With no
+        parent: every operation the key can see (v1beta has no top-level list, so it reads the
+        batches, the operations of each model that runs long operations and of each tuned model,
+        several at a time)."""
         result: _List[Operation] = []
-        async for page in self._pages(parent, page_size, filter, max_items):
+        async for page in self._listing(parent, page_size, filter, max_items):
             result.extend(page)
         return result
 
@@ -218,7 +227,7 @@ class AsyncOperations:
         builder = FrameBuilder(flatten_metadata=flatten_metadata)
         shown = ListingProgress(progress)
         pages = 0
-        async for page in self._pages(parent, page_size, filter, max_items):
+        async for page in self._listing(parent, page_size, filter, max_items):
             for start in range(0, len(page), _CHUNK):
                 builder.add(page[start:start + _CHUNK])
                 await asyncio.sleep(0)  # the next page's request goes out; pollers get their turn
@@ -226,6 +235,78 @@ class AsyncOperations:
             shown.update(builder.count, pages)
         shown.close(builder.count, pages)
         return await asyncio.to_thread(builder.build)  # off the loop: pollers keep running
+
+    async def _listing(
+        self, parent: str | None, page_size: int | None, filter: str | None, max_items: int | None
+    ) -> AsyncIterator[_List[Operation]]:
+        """The pages of ``parent``; with none, of every collection the service lists, in a fixed
+        order, the next few collections fetched while this one is read (a bounded queue each)."""
+        if parent is not None:
+            async for page in self._pages(parent, page_size, filter, max_items):
+                yield page
+            return
+        parents = await self._sweep_parents()
+        if parents == ["operations"]:  # the version lists everything at the top level
+            async for page in self._pages(None, page_size, filter, max_items):
+                yield page
+            return
+        queues: dict[int, asyncio.Queue[tuple[str, Any]]] = {}
+        tasks: _List[asyncio.Task[None]] = []
+
+        async def produce(parent: str, queue: asyncio.Queue[tuple[str, Any]]) -> None:
+            try:
+                async for page in self._pages(parent, page_size, filter, max_items):
+                    await queue.put(("page", page))
+                await queue.put(("end", None))
+            except Exception as exc:  # handed to the reader, who raises it where it was asked for
+                await queue.put(("error", exc))
+
+        count = 0
+        try:
+            for i, _ in enumerate(parents):
+                for j in range(i, min(i + _SWEEP_AHEAD, len(parents))):
+                    if j not in queues:
+                        queues[j] = asyncio.Queue(maxsize=2)
+                        tasks.append(asyncio.ensure_future(produce(parents[j], queues[j])))
+                while True:
+                    kind, item = await queues[i].get()
+                    if kind == "end":
+                        break
+                    if kind == "error":
+                        raise item
+                    page = item if max_items is None else item[: max_items - count]
+                    count += len(page)
+                    yield page
+                    if max_items is not None and count >= max_items:
+                        return
+                del queues[i]
+        finally:
+            for task in tasks:
+                task.cancel()  # the caller stopped early, or a collection failed: leave nothing behind
+
+    async def _sweep_parents(self) -> _List[str]:
+        """The collections list_all() with no parent reads (from GET models and GET tunedModels
+        where the version has no top-level list)."""
+        version = self._backend.api_version
+        if version not in BINDINGS or caps.allowed(version, "list", "operations"):
+            return ["operations"]
+        models: _List[dict[str, object]] = []
+        tuned: _List[str] = []
+        for collection, key in (("models", "models"), ("tunedModels", "tunedModels")):
+            token: str | None = None
+            for _ in range(_MAX_CATALOG_PAGES):
+                params = {"pageSize": "1000", **({"pageToken": token} if token else {})}
+                data = await self._transport.request("GET", f"{self._backend.root}/{collection}", params)
+                items = data.get(key) if isinstance(data, dict) else None
+                for item in items if isinstance(items, list) else []:
+                    if isinstance(item, dict) and key == "models":
+                        models.append(item)
+                    elif isinstance(item, dict) and isinstance(item.get("name"), str):
+                        tuned.append(item["name"])
+                token = data.get("nextPageToken") if isinstance(data, dict) else None
+                if not isinstance(token, str) or not token:
+                    break
+        return caps.sweep_parents(version, models, tuned)
 
     async def _pages(
         self, parent: str | None, page_size: int | None, filter: str | None, max_items: int | None

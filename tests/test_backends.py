@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ops_widgets import InvalidNameError
+from ops_widgets import InvalidNameError, UnsupportedError
 from ops_widgets._backends import GeminiBackend, validate_name, validate_parent
 
 GOOD = [
@@ -44,8 +44,13 @@ def test_urls() -> None:
     b = GeminiBackend("http://127.0.0.1:9/", "v1beta")
     assert b.operation_url("operations/a") == "http://127.0.0.1:9/v1beta/operations/a"
     assert b.cancel_url("batches/z") == "http://127.0.0.1:9/v1beta/batches/z:cancel"
-    assert b.list_url(None) == "http://127.0.0.1:9/v1beta/operations"
+    with pytest.raises(UnsupportedError, match="top-level"):  # v1beta lists no top level
+        b.list_url(None)
+    with pytest.raises(UnsupportedError, match="fileSearchStores"):
+        b.list_url("fileSearchStores/s")
+    assert GeminiBackend("http://127.0.0.1:9/", "v1").list_url(None) == "http://127.0.0.1:9/v1/operations"
     assert b.list_url("tunedModels/t") == "http://127.0.0.1:9/v1beta/tunedModels/t/operations"
+    assert b.list_url("batches") == "http://127.0.0.1:9/v1beta/batches"
     assert b.list_params(10, "tok", "done=true") == {"pageSize": "10", "pageToken": "tok", "filter": "done=true"}
     assert b.list_params(None, "", None) == {}
     with pytest.raises(ValueError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import re
 
 import pytest
 
@@ -92,3 +93,76 @@ def test_batches_are_listed_at_batches() -> None:
     backend = GeminiBackend("https://example.invalid", "v1beta")
     assert backend.list_url("batches") == "https://example.invalid/v1beta/batches"
     assert backend.list_url("models/veo-3.0-generate-001").endswith("/v1beta/models/veo-3.0-generate-001/operations")
+
+
+def _template_regex(uri: str) -> re.Pattern[str]:
+    """Google's URI template ("/v1beta/{name=models/*}/operations") as a regex over paths."""
+    body = re.sub(r"\{name=([^}]*)\}", r"\1", uri)
+    return re.compile("/".join(re.escape(seg).replace(r"\*\*", "[^:]+").replace(r"\*", "[^/:]+")
+                               for seg in body.split("/")))
+
+
+def _matches(version: str, method: str, path: str) -> bool:
+    """Whether (method, path) is a request Google binds in ``version``: an Operations method
+    (derived from the package, plus the newer bindings named in _capabilities), or one of the
+    model-listing methods the client calls to find what to list."""
+    if method == "GET" and path in (f"/{version}/models", f"/{version}/tunedModels"):
+        return True  # ModelService.ListModels and ListTunedModels
+    google = google_bindings(version)
+    for action in ("get", "list", "cancel", "delete"):
+        if any(verb == method and _template_regex(uri).fullmatch(path) for verb, uri in google[action]):
+            return True
+    newer = caps.NEWER_BINDINGS.get(version, {})
+    return any(b.verb == method and caps.allowed(version, action, path.removeprefix(f"/{version}/"))
+               for action, bindings in newer.items() for b in bindings)
+
+
+@pytest.mark.parametrize("version", ["v1beta", "v1"])
+def test_every_request_of_the_user_flows_is_bound(version: str) -> None:
+    """list_all, list_dataframe, get, track, wait, cancel and delete, through a recording
+    transport: each (method, path) sent is one Google binds in the version in use."""
+    import httpx
+
+    import ops_widgets as ow
+    from ops_widgets.emulator import Emulator
+
+    clock = ow.VirtualClock()
+    emu = Emulator.in_process(clock, random_seed=5)
+    sent: list[tuple[str, str]] = []
+
+    async def recording(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
+        sent.append((scope["method"], scope["path"]))
+        await emu.app(scope, receive, send)  # type: ignore[arg-type]
+
+    async def flows() -> None:
+        emu.seed(60, kinds=("video", "tuning", "batch"))
+        batch = emu.create("batch", duration=600)
+        imported = emu.create("import", duration=30)
+        async with ow.AsyncOperations(emu.api_key, base_url=emu.base_url, api_version=version, clock=clock,
+                                      transport=httpx.ASGITransport(app=recording)) as ops:
+            listed = await ops.list_all(page_size=7)
+            assert listed
+            await ops.list_dataframe(page_size=7, progress=False)
+            await ops.list(parent="batches")
+            await ops.get(listed[0])
+            if version == "v1beta":  # v1 binds no GET for fileSearchStores (it says ragStores)
+                await ops.wait(imported, poll_interval=5, timeout=600)
+            handle = await ops.track(batch)
+            await ops.cancel(batch)
+            await handle.wait(timeout=600)
+            await ops.delete(batch)
+            for op in listed[:5]:
+                if ops.can_cancel(op) and not op.done:
+                    await ops.cancel(op)
+
+    clock.run(flows())
+    unbound = [(m, p) for m, p in sent if not _matches(version, m, p)]
+    assert sent and unbound == []
+
+
+def test_the_matcher_refuses_what_google_does_not_bind() -> None:
+    assert not _matches("v1beta", "GET", "/v1beta/operations")
+    assert not _matches("v1beta", "POST", "/v1beta/models/veo-3.0-generate-001/operations/x:cancel")
+    assert not _matches("v1beta", "DELETE", "/v1beta/tunedModels/t/operations/o")
+    assert _matches("v1", "GET", "/v1/operations") and _matches("v1beta", "GET", "/v1beta/batches")
+    assert _matches("v1beta", "GET", "/v1beta/fileSearchStores/s/upload/operations/u")  # a newer binding

@@ -24,7 +24,7 @@ def on_virtual_clock(body: Callable[[Any, ow.VirtualClock], Awaitable[None]]) ->
 
 async def test_get_each_kind_and_accepts_an_operation(emu: Any) -> None:
     async with emu.aclient() as ops:
-        for kind in ("video", "tuning", "batch", "import", "generic"):
+        for kind in ("video", "tuning", "batch", "import", "upload"):
             name = emu.create(kind, duration=3600)
             op = await ops.get(name)
             assert op.name == name and op.running and op.state is State.RUNNING
@@ -52,15 +52,25 @@ async def test_list_pages_and_filters(fresh_emu: Any) -> None:
         assert pages == 3 and seen == names  # oldest first, no gap, no duplicate
         done = await ops.list_all(parent="models/veo-pager", filter="done=true", page_size=7)
         assert sorted(o.name for o in done) == sorted(names[:30]) and all(o.done for o in done)
-        top = await ops.list(page_size=1000)
+        with pytest.raises(ow.UnsupportedError, match="top-level"):  # v1beta has none
+            await ops.list(page_size=1000)
+    async with fresh_emu.aclient(api_version="v1") as v1:
+        top = await v1.list(page_size=1000)  # v1 does
         assert len(top.operations) == 120 and top.next_page_token is None
 
 
 async def test_list_all_2500_and_max_items(fresh_emu: Any) -> None:
-    fresh_emu.seed(2500)
+    names = fresh_emu.seed(2500)
+    # What the service lets a key list: batches, and the operations of Veo models and tuned models
+    # (file search imports and uploads are not listed anywhere).
+    listable = {n for n in names if n.startswith(("batches/", "models/", "tunedModels/"))}
     async with fresh_emu.aclient() as ops:
+        fresh_emu.reset_stats()
         everything = await ops.list_all(page_size=100)
-        assert len(everything) == 2500 and len({o.name for o in everything}) == 2500
+        assert {o.name for o in everything} == listable and len(everything) == len(listable)
+        routes = fresh_emu.stats()["by_route"]
+        assert routes["GET /v1beta/models"] == 1 and routes["GET /v1beta/tunedModels"] == 1
+        assert "GET /v1beta/operations" not in routes and routes["GET /v1beta/batches"] >= 1
         assert {o.state for o in everything} == set(State)  # mixed states, cancelled included
         assert len(await ops.list_all(page_size=100, max_items=250)) == 250
         assert len(await ops.list_all(max_items=7)) == 7
@@ -219,7 +229,7 @@ async def test_403(emu: Any) -> None:
     emu.fail_next(1, status=403)
     async with emu.aclient() as ops:
         with pytest.raises(ow.PermissionDeniedError) as info:
-            await ops.list()
+            await ops.list(parent="batches")
     assert info.value.status_code == 403 and info.value.status == "PERMISSION_DENIED"
 
 
@@ -238,7 +248,7 @@ async def test_429_without_retries_carries_retry_delay(emu: Any) -> None:
     emu.fail_next(1, status=429, retry_delay=3)
     async with emu.aclient(max_retries=0) as ops:
         with pytest.raises(ow.RateLimitError) as info:
-            await ops.list()
+            await ops.list(parent="batches")
     assert info.value.retry_delay == 3.0 and info.value.status_code == 429
 
 
@@ -246,7 +256,7 @@ async def test_500_without_retries(emu: Any) -> None:
     emu.fail_next(1, status=500)
     async with emu.aclient(max_retries=0) as ops:
         with pytest.raises(ow.ServerError) as info:
-            await ops.list()
+            await ops.list(parent="batches")
     assert info.value.status_code == 500
 
 
@@ -255,7 +265,7 @@ async def test_html_error_body_is_still_typed(emu: Any) -> None:
     emu.fail_next(1, status=502, body=page, content_type="text/html")
     async with emu.aclient(max_retries=0) as ops:
         with pytest.raises(ow.ServerError) as info:
-            await ops.list()
+            await ops.list(parent="batches")
     assert "502 Bad Gateway" in info.value.message and "<h1>" not in info.value.message
 
 

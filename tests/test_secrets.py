@@ -35,7 +35,7 @@ def test_key_only_in_the_header(caplog: pytest.LogCaptureFixture) -> None:
         op = ops.get(name)
         texts += [repr(op), op.summary()]
         ops.wait(name, poll_interval=0.05, on_progress=lambda o: texts.append(repr(o)))
-        ops.list(page_size=2)
+        ops.list(parent="batches", page_size=2)
         ops.list_all(page_size=50, max_items=3)
         ops.cancel(emu.create("batch", duration=60))
         emu.fail_next(1, status=503)  # one retry, logged

@@ -43,7 +43,7 @@ def seeded(emu: Emulator) -> Iterator[Seeded]:
 
     frozen = time.time()  # nothing finishes by itself: "exactly those" can be checked exactly
     with Emulator.start(random_seed=11, api_key=emu.api_key, clock=lambda: frozen) as e:
-        yield Seeded(e, e.seed(COUNT))
+        yield Seeded(e, e.seed(COUNT, kinds=("video", "tuning", "batch")))  # what a key can list
 
 
 def server_states(emu: Emulator, names: list[str]) -> dict[str, str]:
