@@ -89,11 +89,11 @@ async def test_cancel_really_cancels_on_the_server(emu: Any) -> None:
 async def test_cancel_and_delete_only_where_the_service_binds_them(emu: Any) -> None:
     """The Gemini API (v1beta) cancels and deletes batches only: anything else is refused with
     UnsupportedError before a request goes out; v1 also cancels tuning operations."""
-    video, tuning, batch = (emu.create(k, duration=3600) for k in ("video", "tuning", "batch"))
+    video, tuning, batch, imported = (emu.create(k, duration=3600) for k in ("video", "tuning", "batch", "import"))
     emu.reset_stats()
     async with emu.aclient() as ops:
         for call in (ops.cancel, ops.delete):
-            for name in (video, tuning):
+            for name in (video, tuning, imported):
                 with pytest.raises(ow.UnsupportedError, match="batches"):
                     await call(name)
         assert emu.stats()["total"] == 0  # nothing was sent

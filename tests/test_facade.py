@@ -113,3 +113,12 @@ def test_blocking_call_from_a_callback_on_the_engine_thread_is_refused(emu: Any)
 
 def test_reprs_are_short() -> None:
     assert repr(Operations("k", base_url="http://x")) == "Operations(base_url='http://x', api_version='v1beta')"
+
+
+def test_help_shows_what_each_method_does() -> None:
+    """Every public method documents itself on both clients; the blocking one says the same."""
+    for name in public_methods(AsyncOperations):
+        doc = getattr(AsyncOperations, name).__doc__
+        assert doc and len(doc.strip()) > 20, name
+        assert getattr(Operations, name).__doc__ == doc, name
+    assert "poll_interval" in (Operations.wait.__doc__ or "")
