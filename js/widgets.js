@@ -90,6 +90,8 @@ function liveness(model, onChange, { changesAreKernels = false } = {}) {
 // -- OperationWidget ---------------------------------------------------------------------------
 
 const RUNNING = new Set(["running", "cancelling"]);
+// Ended with nothing left to do: a full bar (a filtered video ended too, in its own colour).
+const FULL = new Set(["succeeded", "filtered"]);
 
 function safeHref(href) {
   return typeof href === "string" && /^https?:\/\//i.test(href) ? href : null;
@@ -163,7 +165,7 @@ function renderOperation({ model, el: host }) {
     badge.classList.toggle("opw-stale", stale);
 
     const determinate = progress !== null && progress !== undefined;
-    const shown = state === "succeeded" ? 100 : determinate ? progress : 0;
+    const shown = FULL.has(state) ? 100 : determinate ? progress : 0;
     bar.classList.toggle("opw-indeterminate", running && !determinate);
     fill.style.width = running && !determinate ? "" : `${shown}%`;
     if (determinate) bar.setAttribute("aria-valuenow", String(progress));
@@ -237,7 +239,8 @@ function renderOperation({ model, el: host }) {
 
 // -- OperationsTable ---------------------------------------------------------------------------
 
-const STATES = ["running", "succeeded", "failed", "cancelled"];
+// Python's State, in its order (tests/test_frontend.py compares them).
+const STATES = ["running", "succeeded", "failed", "cancelled", "filtered"];
 const COLUMNS = [
   ["id", "operation"],
   ["kind", "kind"],

@@ -23,6 +23,7 @@ COLUMNS = [
     "id", "kind", "state", "done", "progress", "create_time", "update_time", "duration",
     "error_code", "error_message", "parent", "model",
 ]
+# The state categories, in State's order: running, succeeded, failed, cancelled, filtered.
 STATES = [s.value for s in State]
 
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from ._exceptions import MalformedOperationError
-from ._progress import progress_from_metadata, time_from_metadata
+from ._progress import as_number, progress_from_metadata, time_from_metadata
 
 __all__ = ["KINDS", "ListOperationsResponse", "Operation", "OperationError", "State", "kind_of"]
 
@@ -21,13 +21,19 @@ GRPC_CODE_NAMES = {
     9: "FAILED_PRECONDITION", 10: "ABORTED", 11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED",
     13: "INTERNAL", 14: "UNAVAILABLE", 15: "DATA_LOSS", 16: "UNAUTHENTICATED",
 }
+# How many filter reasons an Operation hands on, and how much of each: server text of any size.
+MAX_FILTER_REASONS = 10
+MAX_FILTER_REASON_CHARS = 500
 
 
 class State(str, enum.Enum):
+    """What became of an operation. The order is the frame's category order and the table's."""
+
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    FILTERED = "filtered"  # a video the safety checks withheld: done, no error, no video
 
     def __str__(self) -> str:
         return self.value
@@ -142,11 +148,51 @@ class Operation:
 
     @property
     def state(self) -> State:
+        """Running until done; then cancelled (error code 1), failed (any other error), filtered
+        (a video withheld by the safety checks, see ``filtered``) or succeeded.
+
+        A Gemini API batch that is not done yet reports its own state in metadata.state
+        (BATCH_STATE_*), which can be final before the operation is: that state is used then.
+        """
         if not self.done:
-            return State.RUNNING
-        if self.error is None:
-            return State.SUCCEEDED
-        return State.CANCELLED if self.error.code == CANCELLED_CODE else State.FAILED
+            return _batch_state(self.batch_state)
+        if self.error is not None:
+            return State.CANCELLED if self.error.code == CANCELLED_CODE else State.FAILED
+        return State.FILTERED if self.filtered else State.SUCCEEDED
+
+    @property
+    def batch_state(self) -> str | None:
+        """A batch's own state, as sent ("BATCH_STATE_RUNNING"); None for other kinds, or when
+        metadata.state is absent or not a string."""
+        value = self.metadata.get("state")
+        if not isinstance(value, str) or kind_of(self.name, self.metadata) != "batch":
+            return None
+        return value
+
+    @property
+    def filtered(self) -> bool:
+        """Done without an error, with no video, and the safety checks say they withheld some
+        (a raiMediaFilteredCount above 0, or reasons). ``succeeded`` is True for it too: the
+        operation itself did not fail."""
+        if not self.done or self.error is not None or not self.response:
+            return False
+        boxes = _video_boxes(self.response, self.vertex)
+        if any(_has_samples(box.get(key)) for box in boxes for key in ("generatedSamples", "videos")):
+            return False
+        return any(_filtered_count(box) > 0 or _reasons(box) for box in boxes)
+
+    @property
+    def filter_reasons(self) -> list[str]:
+        """Why the safety checks withheld videos (raiMediaFilteredReasons), as the service wrote
+        them; [] if it gave none. Set on a filtered operation, and on a done one where only some
+        of the videos were withheld. Strings only: at most 10, each cut at 500 characters."""
+        if not self.done or self.error is not None or not self.response:
+            return []
+        for box in _video_boxes(self.response, self.vertex):
+            reasons = _reasons(box)
+            if reasons:
+                return reasons
+        return []
 
     @property
     def progress(self) -> float | None:
@@ -169,7 +215,7 @@ class Operation:
     def video_uris(self) -> list[str]:
         """URIs of the generated videos of a done video operation; [] otherwise.
 
-        A safety-filtered generation is done with no error and no samples: [] too.
+        A safety-filtered generation is done with no error and no samples: [] too (see ``filtered``).
         """
         if not self.done or not self.response:
             return []
@@ -248,6 +294,60 @@ def kind_of(name: str, metadata: Mapping[str, Any]) -> str:
     if "PredictLongRunning" in type_ or "GenerateVideo" in type_ or "/models/veo" in f"/{name}":
         return "video"
     return "other"
+
+
+# google.ai.generativelanguage BatchState, by its JSON name. Anything else (UNSPECIFIED, a name
+# added later, a number, null) reads as still running: the operation's done decides then.
+_BATCH_STATES = {
+    "BATCH_STATE_PENDING": State.RUNNING,
+    "BATCH_STATE_RUNNING": State.RUNNING,
+    "BATCH_STATE_SUCCEEDED": State.SUCCEEDED,
+    "BATCH_STATE_FAILED": State.FAILED,
+    "BATCH_STATE_EXPIRED": State.FAILED,
+    "BATCH_STATE_CANCELLED": State.CANCELLED,
+}
+
+
+def _batch_state(value: str | None) -> State:
+    return State.RUNNING if value is None else _BATCH_STATES.get(value, State.RUNNING)
+
+
+def _video_boxes(response: Mapping[str, Any], vertex: bool) -> list[Mapping[str, Any]]:
+    """Where a video result keeps its samples and filter fields: the Gemini API in
+    response.generateVideoResponse, Vertex AI in the response itself. Both are read either way
+    (the flavour the operation was parsed as first), so one parsed as the other still reads."""
+    gvr = response.get("generateVideoResponse")
+    if not isinstance(gvr, Mapping):
+        return [response]
+    return [response, gvr] if vertex else [gvr, response]
+
+
+def _has_samples(value: Any) -> bool:
+    """A list with at least one sample in it (a non-empty object: null or {} holds no video)."""
+    return isinstance(value, list) and any(isinstance(item, Mapping) and item for item in value)
+
+
+def _filtered_count(box: Mapping[str, Any]) -> float:
+    """raiMediaFilteredCount (an int32, maybe sent as a string); 0 if absent or unreadable."""
+    count = as_number(box.get("raiMediaFilteredCount"))
+    return 0.0 if count is None else count
+
+
+def _reasons(box: Mapping[str, Any]) -> list[str]:
+    """raiMediaFilteredReasons: the non-blank strings, capped in number and length."""
+    value = box.get("raiMediaFilteredReasons")
+    if isinstance(value, str):
+        value = [value]  # one reason where a list belongs: still a reason
+    if not isinstance(value, list):
+        return []
+    out = []
+    for item in value:
+        if isinstance(item, str) and item.strip():
+            text = item.strip()
+            out.append(text if len(text) <= MAX_FILTER_REASON_CHARS else text[: MAX_FILTER_REASON_CHARS - 1] + "…")
+            if len(out) == MAX_FILTER_REASONS:
+                break
+    return out
 
 
 def _or_default(data: Mapping[str, Any], key: str, default: Any) -> Any:

@@ -31,7 +31,7 @@ def check_dtypes(frame: pd.DataFrame) -> None:
     assert list(frame.columns[: len(COLUMNS)]) == COLUMNS
     for col, dtype in DTYPES.items():
         assert str(frame[col].dtype) == dtype, col
-    assert list(frame["state"].cat.categories) == ["running", "succeeded", "failed", "cancelled"]
+    assert list(frame["state"].cat.categories) == ["running", "succeeded", "failed", "cancelled", "filtered"]
     assert frame.index.name == "name"
 
 

@@ -92,6 +92,53 @@ def test_each_state_colour_is_set_once_for_both_widgets() -> None:
         assert len(setting) == 1, (state, setting)
         assert ".opw[" in setting[0] and ".opt " in setting[0], setting  # one rule, both widgets
     # Nothing else paints a state colour: each appears in exactly one declaration.
-    for colour in ("--jp-warn-color1", "--jp-success-color1", "--jp-layout-color4"):
+    for colour in ("--jp-warn-color1", "--jp-success-color1", "--jp-layout-color4", FILTERED_AMBER):
         assert css.count(colour) == 1, colour
     assert "opt-badge-" not in css
+
+
+def test_js_states_are_pythons_in_order() -> None:
+    """The table's state checkboxes (one per state, in the frame's category order)."""
+    source = (JS / "widgets.js").read_text()
+    listed = re.search(r"const STATES = (\[[^\]]*\]);", source)
+    assert listed, "widgets.js lists the states as const STATES = [...]"
+    assert json.loads(listed.group(1)) == [s.value for s in State]
+    full = re.search(r"const FULL = new Set\((\[[^\]]*\])\);", source)
+    assert full and set(json.loads(full.group(1))) == {"succeeded", "filtered"}  # their bars show 100%
+    assert "FULL.has(state) ? 100" in source
+
+
+# Badge text is --jp-ui-inverse-font-color1, the filtered colour mixes toward
+# --jp-inverse-layout-color0 (values from JupyterLab 4's light, dark and dark high-contrast themes).
+FILTERED_AMBER = "#ffa000"
+THEMES = {  # inverse layout colour, badge text colour (r, g, b, alpha)
+    "light": ((0x11, 0x11, 0x11), (255, 255, 255, 1.0)),
+    "dark": ((255, 255, 255), (0, 0, 0, 0.8)),
+    "dark-high-contrast": ((255, 255, 255), (0, 0, 0, 1.0)),
+}
+
+
+def luminance(rgb: tuple[float, ...]) -> float:
+    def lin(c: float) -> float:
+        c /= 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+    r, g, b = (lin(c) for c in rgb[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    hi, lo = sorted((luminance(a), luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def test_filtered_badge_text_reads_in_light_and_dark_themes() -> None:
+    css = re.sub(r"/\*.*?\*/", "", (JS / "widgets.css").read_text(), flags=re.S)
+    m = re.search(r'data-state="filtered"\][^{]*\{\s*--opw-state:\s*color-mix\(in srgb,\s*(#[0-9a-f]{6})\s+(\d+)%,'
+                  r"\s*var\(--jp-inverse-layout-color0,\s*#111\)\);", css)
+    assert m, "the filtered colour is an amber mixed toward --jp-inverse-layout-color0"
+    amber = tuple(int(m.group(1)[i:i + 2], 16) for i in (1, 3, 5))
+    share = int(m.group(2)) / 100
+    for theme, (inverse, (tr, tg, tb, ta)) in THEMES.items():
+        badge = tuple(a * share + i * (1 - share) for a, i in zip(amber, inverse, strict=True))
+        text = tuple(c * ta + k * (1 - ta) for c, k in zip((tr, tg, tb), badge, strict=True))  # alpha over the badge
+        assert contrast(badge, text) >= 4.5, theme  # WCAG AA for the badge's small text

@@ -38,7 +38,8 @@ def test_safety_filtered_video_succeeds_without_uris() -> None:
         "response": {"generateVideoResponse": {"raiMediaFilteredCount": 1,
                                                "raiMediaFilteredReasons": ["celebrity"]}},
     })
-    assert op.succeeded and op.video_uris == []
+    assert op.succeeded and op.video_uris == []  # done without an error: the seed's "succeeded"
+    assert op.state is State.FILTERED and op.filtered and op.filter_reasons == ["celebrity"]
 
 
 def test_vertex_video_uris_come_from_videos_gcs_uri() -> None:
@@ -186,6 +187,10 @@ def test_malformed_lists_raise_typed_errors(data: object) -> None:
         ("projects/p/locations/l/tuningJobs/1/operations/2",
          {"@type": "type.googleapis.com/google.cloud.aiplatform.v1.CreateTuningJobOperationMetadata"}, "tuning"),
         ("batches/b", {}, "batch"),
+        ("batches/b", {"@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch"},
+         "batch"),
+        ("batches/b", {"@type": "type.googleapis.com/google.ai.generativelanguage.v1beta.EmbedContentBatch"},
+         "batch"),
         ("fileSearchStores/s/operations/a", {}, "import"),
         ("projects/1/locations/l/ragCorpora/2/operations/3",
          {"@type": "type.googleapis.com/google.cloud.aiplatform.v1.ImportRagFilesOperationMetadata"}, "import"),

@@ -7,11 +7,15 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .._progress import as_number
 from .._text import format_duration, summary_line
-from .._types import Operation
+from .._types import Operation, State
 
 # format_duration and summary_line live in _text (the engine's repr uses them too); re-exported.
-__all__ = ["Throttle", "display_state", "format_duration", "kind_label", "result_items", "summary_line", "view_state"]
+__all__ = [
+    "Throttle", "display_state", "filter_text", "format_duration", "kind_label", "result_items", "summary_line",
+    "view_state",
+]
 
 
 def display_state(state: str, cancelling: bool) -> str:
@@ -24,16 +28,28 @@ def kind_label(kind: str) -> str:
     return "operation" if kind == "other" else kind
 
 
+def filter_text(op: Operation) -> str:
+    """Why the safety checks withheld a video, as plain text (the front-end sets it as text)."""
+    reasons = op.filter_reasons
+    return "; ".join(reasons) if reasons else "by safety checks (no reason given)"
+
+
 def result_items(op: Operation) -> list[dict[str, str]]:
-    """A short result for a finished operation: video links, the tuned model, the document."""
-    if not op.succeeded:
+    """A short result for a finished operation: video links (or why there are none), the tuned
+    model, the document, a batch's counts. Plain text: the front-end never reads it as HTML."""
+    if not op.succeeded:  # filtered ones are done without an error too
         return []
+    if op.filtered:
+        return [{"label": "filtered:", "text": filter_text(op)}]
     kind, response, meta = op.kind, op.response or {}, op.metadata
     if kind == "video":
         uris = op.video_uris
         if not uris:
-            return [{"label": "no video:", "text": "filtered by safety checks (no samples returned)"}]
-        return [{"label": f"video {i}:", "text": uri, "href": uri} for i, uri in enumerate(uris, 1)]
+            return [{"label": "no video:", "text": "the response holds no video"}]
+        items = [{"label": f"video {i}:", "text": uri, "href": uri} for i, uri in enumerate(uris, 1)]
+        if op.filter_reasons:  # some videos came, others were withheld
+            items.append({"label": "filtered:", "text": filter_text(op)})
+        return items
     if kind == "tuning":
         name = response.get("name") or meta.get("tunedModel")
         return [{"label": "tuned model:", "text": str(name)}] if name else []
@@ -43,9 +59,21 @@ def result_items(op: Operation) -> list[dict[str, str]]:
     if kind == "batch":
         stats = meta.get("batchStats")
         if isinstance(stats, Mapping):
-            ok, bad = stats.get("successfulRequestCount", 0), stats.get("failedRequestCount", 0)
-            return [{"label": "requests:", "text": f"{ok} succeeded, {bad} failed of {stats.get('requestCount', '?')}"}]
+            ok, bad, total = (_count(stats.get(k), d) for k, d in (
+                ("successfulRequestCount", "0"), ("failedRequestCount", "0"), ("requestCount", "?")))
+            return [{"label": "requests:", "text": f"{ok} succeeded, {bad} failed of {total}"}]
     return []
+
+
+def _count(value: Any, default: str) -> str:
+    """An int64 count as text ("12", sent as a string or a number); ``default`` if absent (proto3
+    omits 0) and "?" if it is no count (a 5000-digit int cannot even become text)."""
+    if value is None:
+        return default
+    number = as_number(value)
+    if number is None or number != int(number) or abs(number) >= 2**63:
+        return "?"
+    return str(int(number))
 
 
 def view_state(
@@ -60,8 +88,9 @@ def view_state(
     cancel_error: str = "",
 ) -> dict[str, Any]:
     """Every synced trait of an OperationWidget, from one snapshot and its handle's figures."""
-    state = op.state.value
-    state = display_state(state, cancelling)
+    # A batch can report its end (metadata.state) before the operation is done: it has ended then.
+    ended = op.done or op.state is not State.RUNNING
+    state = display_state(op.state.value, cancelling)
     error = op.error if op.failed else None
     progress = op.progress
     return {
@@ -73,8 +102,8 @@ def view_state(
         "state": state,
         "progress": None if progress is None else round(progress, 2),
         "elapsed": None if elapsed is None else round(elapsed, 1),
-        "eta": None if eta is None or op.done else round(eta, 1),
-        "eta_is_estimate": bool(eta_is_estimate) and not op.done,
+        "eta": None if eta is None or ended else round(eta, 1),
+        "eta_is_estimate": bool(eta_is_estimate) and not ended,
         "error_code": "" if error is None else f"{error.code_name} ({error.code})",
         "error_message": "" if error is None else error.message,
         "result": result_items(op),
