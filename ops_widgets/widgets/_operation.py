@@ -70,7 +70,7 @@ class OperationWidget(anywidget.AnyWidget):
     kind = t.Unicode("other", help="What it is for: one of ops_widgets' KINDS").tag(sync=True)
     kind_label = t.Unicode("", help="What the kind is called on screen (the front-end keeps no list of kinds)").tag(
         sync=True)
-    state = t.Unicode("running", help="running, cancelling, succeeded, failed or cancelled").tag(sync=True)
+    state = t.Unicode("running", help="running, cancelling, succeeded, failed, cancelled or filtered").tag(sync=True)
     progress = t.Float(None, allow_none=True, help="Percent, or None when not reported").tag(sync=True)
     elapsed = t.Float(None, allow_none=True, help="Seconds since it started").tag(sync=True)
     eta = t.Float(None, allow_none=True, help="Seconds left, or None").tag(sync=True)

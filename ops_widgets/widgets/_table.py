@@ -156,7 +156,8 @@ class OperationsTable(anywidget.AnyWidget):
                 return
             names = list(self._order[self.page * size:(self.page + 1) * size])
             rows = page_rows(self._frame, names, selected=self._selected, cancelling=self._cancelling)
-            running = {r["name"] for r in rows if r["state"] in ("running", "cancelling")}
+            # Follow what is not done yet (a batch's own state may end before `done` does).
+            running = {n for n, done in zip(names, self._frame.loc[names, "done"], strict=True) if not done}
             with self.hold_sync():
                 self.rows = rows
                 self.selected_count = len(self._selected)
