@@ -277,6 +277,32 @@ def test_error_message_is_text_not_html(lab_page: NotebookPage, emu: Emulator) -
     assert nb.page.evaluate("() => window.__xss") is None
 
 
+def test_a_filtered_video_says_so_with_its_reasons(lab_page: NotebookPage, emu: Emulator) -> None:
+    """Done, no error, no video: not "succeeded" (people paid twice for that), but "filtered",
+    with the service's reasons as text."""
+    name = emu.create("video", duration=0.5, outcome="filtered")
+    nb = lab_page
+    nb.open(nb.server.write_notebook("filtered.ipynb", [watch_cell(name)]))
+    nb.run_all()
+    nb.wait_all_ran()
+
+    widget = nb.widget(0)
+    expect(widget).to_have_attribute("data-state", "filtered", timeout=30_000)
+    expect(widget.locator(".opw-badge")).to_have_text("filtered")
+    expect(widget.locator(".opw-result")).to_contain_text("may violate our usage guidelines")
+    assert widget.locator(".opw-result a").count() == 0  # nothing to open or download
+    expect(widget.locator(".opw-cancel")).to_be_disabled()
+    nb.screenshot("lab-filtered")
+    badge = "() => getComputedStyle(document.querySelector('.opw-badge')).backgroundColor"
+    light = nb.page.evaluate(badge)
+    nb.page.evaluate("() => { window.jupyterapp.commands.execute('apputils:change-theme', "
+                     "{theme: 'JupyterLab Dark'}); }")
+    nb.page.wait_for_function(f"(before) => ({badge})() !== before", arg=light, timeout=30_000)
+    nb.screenshot("lab-filtered-dark")  # its own colour, readable in both themes
+    nb.page.evaluate("() => { window.jupyterapp.commands.execute('apputils:change-theme', "
+                     "{theme: 'JupyterLab Light'}); }")
+
+
 # --- Notebook 7 -----------------------------------------------------------------------------
 
 def test_notebook7_widget_advances(notebook7_page: NotebookPage, emu: Emulator) -> None:
