@@ -131,13 +131,15 @@ function renderOperation({ model, el: host }) {
   function updateClock() {
     const state = model.get("state");
     const running = RUNNING.has(state);
-    // Count on from the last update while live; freeze at the last sign of life when not.
-    const until = link.get() === "true" ? performance.now() : Math.max(base, link.seen());
+    // Count on from the last update while live; freeze at the last sign of life when not, and at
+    // the last update when nothing polls it any more (its client was closed).
+    const unpolled = model.get("polling") === false;
+    const until = unpolled ? base : link.get() === "true" ? performance.now() : Math.max(base, link.seen());
     const dt = running ? (until - base) / 1000 : 0;
     const parts = [];
     const elapsed = model.get("elapsed");
     if (elapsed !== null && elapsed !== undefined) parts.push(`${formatDuration(elapsed + dt)} elapsed`);
-    if (running && link.get() !== "false") {
+    if (running && link.get() !== "false" && !unpolled) {
       const eta = model.get("eta");
       if (eta === null || eta === undefined) parts.push("time left unknown");
       else parts.push(`${model.get("eta_is_estimate") ? "~" : ""}${formatDuration(Math.max(0, eta - dt))} left`);
@@ -161,12 +163,15 @@ function renderOperation({ model, el: host }) {
     kind.textContent = model.get("kind_label") || model.get("kind") || "";
     id.textContent = model.get("op_id");
     const stale = running && link.get() === "false";
-    badge.textContent = stale ? "not live" : state;
-    badge.classList.toggle("opw-stale", stale);
+    // Running, but nothing polls it any more: it must not look live (stripes, countdown, Cancel).
+    const unpolled = running && !stale && model.get("polling") === false;
+    badge.textContent = stale ? "not live" : unpolled ? "not polled" : state;
+    badge.classList.toggle("opw-stale", stale || unpolled);
+    root.dataset.polling = String(!unpolled);
 
     const determinate = progress !== null && progress !== undefined;
     const shown = FULL.has(state) ? 100 : determinate ? progress : 0;
-    bar.classList.toggle("opw-indeterminate", running && !determinate);
+    bar.classList.toggle("opw-indeterminate", running && !determinate && !stale && !unpolled);
     fill.style.width = running && !determinate ? "" : `${shown}%`;
     if (determinate) bar.setAttribute("aria-valuenow", String(progress));
     else bar.removeAttribute("aria-valuenow");
@@ -204,9 +209,10 @@ function renderOperation({ model, el: host }) {
     // can_cancel is false where the service has no cancel for this kind (the Gemini API cancels
     // batches only): no enabled button that could only fail. Absent in old saved state: true.
     const cancellable = model.get("can_cancel") !== false;
-    cancel.disabled = !cancellable || state !== "running" || link.get() !== "true";
+    cancel.disabled = !cancellable || unpolled || state !== "running" || link.get() !== "true";
     cancel.title = !cancellable
       ? "The service cannot cancel this kind of operation"
+      : unpolled ? "Nothing polls this operation any more (its client was closed)"
       : link.get() === "true" ? "Ask the server to cancel this operation" : "No live kernel";
     updateClock();
   }

@@ -355,3 +355,16 @@ def test_emulator_filtered_videos_and_batch_states_read_as_these_states(emu: Any
     emu.complete(name)
     done = parse(emu.get_operation(name))
     assert done.state is State.SUCCEEDED and done.batch_state == "BATCH_STATE_SUCCEEDED"
+
+
+def test_only_web_links_become_links_in_the_synced_state() -> None:
+    from ops_widgets.widgets._view import result_items
+
+    def video(uri: str) -> Operation:
+        return Operation.from_api_response({"name": "models/veo/operations/v", "done": True, "response": {
+            "generateVideoResponse": {"generatedSamples": [{"video": {"uri": uri}}]}}})
+
+    assert result_items(video("https://x/v.mp4"))[0]["href"] == "https://x/v.mp4"
+    for bad in ("javascript:alert(1)", "JAVASCRIPT:alert(1)", "data:text/html,<b>x</b>", "//evil"):
+        item = result_items(video(bad))[0]
+        assert "href" not in item and item["text"] == bad  # shown, as text

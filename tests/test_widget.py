@@ -233,7 +233,7 @@ ALLOWED = {
     "_anywidget_id", "_css", "_dom_classes", "_esm", "_model_module", "_model_module_version",
     "_model_name", "_view_count", "_view_module", "_view_module_version", "_view_name", "layout",
     "tabbable", "tooltip", "name", "op_id", "kind", "kind_label", "state", "progress", "elapsed", "eta",
-    "eta_is_estimate", "error_code", "error_message", "result", "poll_error", "cancel_error", "compact", "can_cancel",
+    "eta_is_estimate", "error_code", "error_message", "result", "poll_error", "cancel_error", "compact", "can_cancel", "polling",
     "_view",
 }
 
@@ -338,6 +338,23 @@ def test_no_cancel_where_the_service_has_none(sim: Sim) -> None:
     assert sim.emu.stats()["by_route"].get("POST /v1beta/{name}:cancel") is None
     video.close()
     batch.close()
+
+
+def test_a_widget_whose_client_closed_does_not_pretend(sim: Sim) -> None:
+    """ops.close() (a quickstart's last cell): the widget of a running operation says nothing
+    polls it any more (polling False, the reason shown), instead of looking live."""
+    ops = sim.client()
+    w = ops.watch(sim.emu.create("batch", duration=3600))
+    sim.advance(5)
+    assert w.polling is True and w.state == "running"
+    ops.close()
+    sim.advance(1)
+    assert w.polling is False and w.state == "running"
+    assert "Polling stopped" in w.poll_error and "closed" in w.poll_error
+    count = len(w.comm.sent)
+    sim.advance(600)
+    assert len(w.comm.sent) == count  # no heartbeat from nothing
+    w.close()
 
 
 def test_a_failed_cancel_shows_its_error(sim: Sim) -> None:

@@ -81,6 +81,8 @@ class OperationWidget(anywidget.AnyWidget):
     poll_error = t.Unicode("", help="Why polling is failing, while it retries").tag(sync=True)
     cancel_error = t.Unicode("", help="Why the last cancel failed").tag(sync=True)
     compact = t.Bool(False, help="One row, for lists of operations").tag(sync=True)
+    polling = t.Bool(True, help="False when nothing polls it any more while it runs (its client was closed)").tag(
+        sync=True)
     can_cancel = t.Bool(True, help="Whether the service can cancel it at all (Gemini API: batches only)").tag(
         sync=True)
 
@@ -153,6 +155,7 @@ class OperationWidget(anywidget.AnyWidget):
             eta_is_estimate=h.eta_is_estimate,
             cancelling=self._cancelling or h.cancel_requested,
             can_cancel=h.can_cancel,
+            polling=h.polling,
             poll_error=poll_error,
             cancel_error=self._cancel_error,
         )

@@ -46,7 +46,10 @@ def result_items(op: Operation) -> list[dict[str, str]]:
         uris = op.video_uris
         if not uris:
             return [{"label": "no video:", "text": "the response holds no video"}]
-        items = [{"label": f"video {i}:", "text": uri, "href": uri} for i, uri in enumerate(uris, 1)]
+        # Only web links become links: a javascript: or data: URI from the server stays text, even
+        # in the saved widget state (the front-end checks again).
+        items = [{"label": f"video {i}:", "text": uri, **({"href": uri} if _web_link(uri) else {})}
+                 for i, uri in enumerate(uris, 1)]
         if op.filter_reasons:  # some videos came, others were withheld
             items.append({"label": "filtered:", "text": filter_text(op)})
         return items
@@ -84,6 +87,7 @@ def view_state(
     eta_is_estimate: bool,
     cancelling: bool = False,
     can_cancel: bool = True,
+    polling: bool = True,
     poll_error: str = "",
     cancel_error: str = "",
 ) -> dict[str, Any]:
@@ -99,6 +103,7 @@ def view_state(
         "kind": op.kind,
         "kind_label": kind_label(op.kind),
         "can_cancel": can_cancel,
+        "polling": bool(polling) or op.done,
         "state": state,
         "progress": None if progress is None else round(progress, 2),
         "elapsed": None if elapsed is None else round(elapsed, 1),
@@ -151,3 +156,7 @@ class Throttle:
             send()
 
         call_later(wait, trailing)
+
+
+def _web_link(uri: str) -> bool:
+    return uri.lower().startswith(("https://", "http://"))

@@ -277,6 +277,22 @@ def test_error_message_is_text_not_html(lab_page: NotebookPage, emu: Emulator) -
     assert nb.page.evaluate("() => window.__xss") is None
 
 
+def test_after_the_client_closes_the_widget_is_not_polled(lab_page: NotebookPage, emu: Emulator) -> None:
+    """The quickstart's last cell closes the client: its widgets must not look live after it."""
+    name = emu.create("batch", duration=600)
+    nb = lab_page
+    nb.open(nb.server.write_notebook("closed.ipynb", [watch_cell(name), "ops.close()"]))
+    nb.run_all()
+    nb.wait_all_ran()
+    widget = nb.widget(0)
+    expect(widget).to_have_attribute("data-polling", "false", timeout=30_000)
+    expect(widget.locator(".opw-badge")).to_have_text("not polled")
+    expect(widget.locator(".opw-cancel")).to_be_disabled()
+    expect(widget.locator(".opw-note")).to_contain_text("Polling stopped")
+    assert "left" not in (widget.locator(".opw-time").text_content() or "")  # no countdown
+    nb.screenshot("lab-not-polled")
+
+
 def test_a_filtered_video_says_so_with_its_reasons(lab_page: NotebookPage, emu: Emulator) -> None:
     """Done, no error, no video: not "succeeded" (people paid twice for that), but "filtered",
     with the service's reasons as text."""
