@@ -18,11 +18,18 @@ __all__ = ["GeminiBackend", "validate_name", "validate_parent"]
 _SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
 
 
+# Google's resource names are short (a Veo operation's is ~60 characters); a name past this is a
+# mistake, and a URL past a few kilobytes is refused by servers and proxies anyway.
+MAX_NAME_LENGTH = 1024
+
+
 def _segments(value: Any, what: str) -> list[str]:
     if not isinstance(value, str):
         raise InvalidNameError(f"{what} must be a string, got {type(value).__name__}")
     if not value:
         raise InvalidNameError(f"{what} must not be empty")
+    if len(value) > MAX_NAME_LENGTH:
+        raise InvalidNameError(f"{what} is {len(value):,} characters long; names are at most {MAX_NAME_LENGTH}")
     parts = value.split("/")
     for part in parts:
         if part in ("", ".", ".."):

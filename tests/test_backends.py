@@ -56,3 +56,13 @@ def test_urls() -> None:
     with pytest.raises(ValueError):
         b.list_params(0, None, None)
     assert b.auth_headers("k") == {"x-goog-api-key": "k"}
+
+
+def test_names_longer_than_the_service_allows_are_refused_before_io() -> None:
+    b = GeminiBackend("http://127.0.0.1:9/", "v1beta")
+    for length in (1_100, 10_000, 100_000):
+        name = "batches/" + "a" * length
+        with pytest.raises(InvalidNameError, match="characters long") as info:
+            b.operation_url(name)
+        assert len(str(info.value)) < 200  # the message does not echo the name
+    assert b.operation_url("batches/" + "a" * 900).endswith("a" * 900)

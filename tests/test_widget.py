@@ -233,7 +233,8 @@ ALLOWED = {
     "_anywidget_id", "_css", "_dom_classes", "_esm", "_model_module", "_model_module_version",
     "_model_name", "_view_count", "_view_module", "_view_module_version", "_view_name", "layout",
     "tabbable", "tooltip", "name", "op_id", "kind", "kind_label", "state", "progress", "elapsed", "eta",
-    "eta_is_estimate", "error_code", "error_message", "result", "poll_error", "cancel_error", "compact", "can_cancel", "polling",
+    "eta_is_estimate", "error_code", "error_message", "result", "poll_error", "cancel_error", "compact",
+    "can_cancel", "polling",
     "_view",
 }
 
