@@ -80,16 +80,6 @@ def recorded_comm(monkeypatch: pytest.MonkeyPatch) -> Comms:
     return comms
 
 
-def until(pred: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Real-time polling, kept ONLY for tests/test_table.py, which imports it (with RecordingComm
-    and recorded_comm) and still runs on real time. No test here uses it: drop it once the table
-    tests move to the virtual clock."""
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-
-
 class Recorder:
     """ASGI middleware in front of the emulator: (clock time, method, path, status) per request."""
 

@@ -86,6 +86,8 @@ class OperationsTable(anywidget.AnyWidget):
         self._order: pd.Index = frame.index
         self._selected: set[str] = set()
         self._able_memo: dict[str, dict[str, bool]] = {}
+        self._workers = 0
+        self._idle = threading.Condition()
         self._cancelling: set[str] = set()
         self._live: dict[str, tuple[AsyncTracked, Callable[[], None]]] = {}
         self._wanted: set[str] = set()
@@ -180,8 +182,7 @@ class OperationsTable(anywidget.AnyWidget):
         if client is None:
             return
         # track() blocks on its first GETs: a worker does it, never the kernel or engine thread.
-        threading.Thread(target=self._track, args=(client, sorted(missing)), daemon=True,
-                         name="ops-widgets-table-track").start()
+        self._start_worker(self._track, client, sorted(missing), name="ops-widgets-table-track")
 
     def _track(self, client: Operations, names: list[str]) -> None:
         for name in names:
@@ -288,7 +289,27 @@ class OperationsTable(anywidget.AnyWidget):
                 return
             self._action_done(action, outcomes, skipped)
 
-        threading.Thread(target=work, daemon=True, name=f"ops-widgets-table-{action}").start()
+        self._start_worker(work, name=f"ops-widgets-table-{action}")
+
+    def _start_worker(self, fn: Callable[..., None], *args: Any, name: str) -> None:
+        """Blocking work (first GETs, bulk actions) on a thread of its own, counted for wait_idle()."""
+        def run() -> None:
+            try:
+                fn(*args)
+            finally:
+                with self._idle:
+                    self._workers -= 1
+                    self._idle.notify_all()
+
+        with self._idle:
+            self._workers += 1
+        threading.Thread(target=run, daemon=True, name=name).start()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no bulk action or first look at new running rows is under way (for
+        scripts and tests); False if ``timeout`` (real seconds) ran out first."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._workers == 0, timeout)
 
     def _action_done(self, action: str, outcomes: pd.DataFrame, skipped: int = 0) -> None:
         self.outcomes = outcomes
