@@ -8,13 +8,19 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from . import _batch, _schedule
 from . import _capabilities as caps
-from . import _schedule
 from ._backends import GeminiBackend
 from ._capabilities import BINDINGS, describe
 from ._clock import SYSTEM_CLOCK, Clock
 from ._engine import AsyncTracked, Engine
-from ._exceptions import AuthenticationError, MalformedOperationError, OpsError, UnsupportedError
+from ._exceptions import (
+    AuthenticationError,
+    InvalidNameError,
+    MalformedOperationError,
+    OpsError,
+    UnsupportedError,
+)
 from ._frame import FrameBuilder, ListingProgress
 from ._transport import Secret, Transport
 from ._types import ListOperationsResponse, Operation
@@ -339,6 +345,50 @@ class AsyncOperations:
         finally:
             if not fetch.done():
                 fetch.cancel()  # the caller stopped early: do not leave a request behind
+
+    async def batch_results(self, name: NameOrOperation) -> pd.DataFrame:
+        """A done, succeeded batch's results: one row per request, in the batch's order.
+
+        Columns: key (the request's metadata key), text (the first candidate's text parts, joined),
+        finish_reason, error_message (string); prompt_tokens, output_tokens, total_tokens,
+        error_code (Int64); NA where a result has no such field. Inline results are read from the
+        batch itself; a responses file is streamed and parsed 10,000 lines at a time (neither the
+        file nor its parsed lines are held whole). A line that cannot be read is a row whose
+        error_message says so. UnsupportedError (saying its state) while the batch runs, or when
+        it failed or was cancelled: such a batch has no results.
+        """
+        name = _name(name)
+        self._backend.operation_url(name)  # a bad name fails here, before anything is sent
+        if not name.startswith("batches/"):
+            raise InvalidNameError(f"{name[:200]}: not a batch (batches/<id>); only batches have results")
+        op = await self.get(name)
+        if not op.succeeded:
+            state = op.batch_state or op.state.value
+            why = f": {op.error.code} {op.error.message[:500]}" if op.error is not None else ""
+            then = "wait for it (wait(name)) and ask again" if not op.done else "it has no results"
+            raise UnsupportedError(f"{name[:200]} is {op.state.value} ({state}){why}; {then}")
+        output = op.response or op.metadata.get("output") or {}  # both are the GenerateContentBatchOutput
+        if not isinstance(output, dict):
+            output = {}
+        rows = _batch.ResultRows()
+        items = _batch.inlined_items(output)
+        if items is not None:
+            rows.add_items(items)
+        elif "responsesFile" in output:
+            try:
+                path = _batch.download_path(output["responsesFile"])
+            except ValueError as exc:
+                raise MalformedOperationError(f"{name[:200]}: responsesFile: {exc}") from None
+            # Media downloads sit beside the API's paths; the Files service is v1beta's alone (v1 binds
+            # no files.download), so a v1 client reads the file there too.
+            url = f"{self._backend.base_url.rstrip('/')}/download/v1beta/{path}"
+            async for chunk in self._transport.stream("GET", url, {"alt": "media"}):
+                rows.feed(chunk)  # a chunk's lines parsed between reads: pollers get their turns
+            rows.finish()
+        else:
+            raise MalformedOperationError(
+                f"{name[:200]} succeeded but its response has neither inlinedResponses nor responsesFile")
+        return await asyncio.to_thread(rows.build)
 
     async def cancel_many(
         self, names: Iterable[NameOrOperation] | pd.DataFrame, *, concurrency: int = 8

@@ -155,6 +155,10 @@ class Operations:
         )
 
     @_doc
+    def batch_results(self, name: NameOrOperation) -> pd.DataFrame:
+        return self._run(self._async.batch_results(name))
+
+    @_doc
     def cancel_many(
         self, names: Iterable[NameOrOperation] | pd.DataFrame, *, concurrency: int = 8
     ) -> pd.DataFrame:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -27,6 +27,7 @@ logger = logging.getLogger("ops_widgets")
 _RETRY_INITIAL = 0.5
 _RETRY_MAX = 30.0
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+_ERROR_BODY_MAX = 65536  # bytes of a streamed error answer read
 _RETRYABLE_TRANSPORT = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError)
 
 
@@ -134,6 +135,50 @@ class Transport:
                         attempt + 1, retries, delay)
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def stream(
+        self, method: str, url: str, params: dict[str, str] | None = None, *, chunk_size: int = 64 * 1024
+    ) -> AsyncIterator[bytes]:
+        """The answer's body as byte chunks, as they arrive (never whole in memory), or a typed error.
+
+        Opening (up to the status) is retried as request() is; once bytes have been handed over,
+        a broken answer is a TransportError: nothing is retried mid-stream.
+        """
+        http = self._client()
+        headers = {k: v.value for k, v in self._headers.items()}
+        delays = _schedule.backoff(_RETRY_INITIAL, _RETRY_MAX, 2.0, rand=self._rand)
+        for attempt in range(self.max_retries + 1):
+            started = False
+            error: ApiError | TransportError
+            try:
+                async with http.stream(method, url, params=params, headers=headers) as resp:
+                    logger.debug("%s %s -> %s (streamed)", method, resp.request.url, resp.status_code)
+                    if resp.is_success:
+                        started = True
+                        async for chunk in resp.aiter_bytes(chunk_size):
+                            yield chunk
+                        return
+                    body = bytearray()
+                    async for chunk in resp.aiter_bytes():
+                        body += chunk
+                        if len(body) >= _ERROR_BODY_MAX:  # an error page can be big: its head says enough
+                            break
+                    error = ApiError.from_response(resp.status_code, bytes(body),
+                                                   resp.headers.get("content-type", ""))
+            except httpx.HTTPError as exc:
+                where = "while reading the answer" if started else "no answer"
+                error = TransportError(f"{method} {url}: {where}: {type(exc).__name__}: {exc or 'no details'}")
+                error.__cause__ = exc
+                if started:
+                    raise error from exc
+            if attempt >= self.max_retries or not is_retryable(error):
+                raise error
+            delay = next(delays)
+            if isinstance(error, RateLimitError) and error.retry_delay is not None:
+                delay = error.retry_delay
+            logger.info("%s %s failed (%s); retry %d/%d in %.2fs", method, url, error,
+                        attempt + 1, self.max_retries, delay)
+            await asyncio.sleep(delay)
 
     async def aclose(self) -> None:
         """Close the pool; the transport refuses to send from now on."""

@@ -36,6 +36,13 @@ def google_bindings(version: str) -> dict[str, set[tuple[str, str]]]:
     return found
 
 
+def file_download_bindings() -> set[tuple[str, str]]:
+    """FileService.DownloadFile's (VERB, uri template): v1beta has the Files service, v1 does not."""
+    rest = importlib.import_module("google.ai.generativelanguage_v1beta.services.file_service.transports.rest_base")
+    inner = rest._BaseFileServiceRestTransport._BaseDownloadFile
+    return {(o["method"].upper(), o["uri"]) for o in inner._get_http_options()}
+
+
 def ours(version: str) -> dict[str, set[tuple[str, str]]]:
     """Our table written the way Google's rules are: /{version}/{name=pattern}/suffix."""
     out: dict[str, set[tuple[str, str]]] = {}
@@ -108,6 +115,12 @@ def _matches(version: str, method: str, path: str) -> bool:
     model-listing methods the client calls to find what to list."""
     if method == "GET" and path in (f"/{version}/models", f"/{version}/tunedModels"):
         return True  # ModelService.ListModels and ListTunedModels
+    if path.startswith("/download/"):
+        # A batch's responses file (batch_results): FileService.DownloadFile of the package's v1beta
+        # file_service ("/v1beta/{name=files/*}:download"), at its media path under /download.
+        return method == "GET" and any(
+            verb == method and _template_regex(uri).fullmatch(path.removeprefix("/download"))
+            for verb, uri in file_download_bindings())
     google = google_bindings(version)
     for action in ("get", "list", "cancel", "delete"):
         if any(verb == method and _template_regex(uri).fullmatch(path) for verb, uri in google[action]):
@@ -119,8 +132,8 @@ def _matches(version: str, method: str, path: str) -> bool:
 
 @pytest.mark.parametrize("version", ["v1beta", "v1"])
 def test_every_request_of_the_user_flows_is_bound(version: str) -> None:
-    """list_all, list_dataframe, get, track, wait, cancel and delete, through a recording
-    transport: each (method, path) sent is one Google binds in the version in use."""
+    """list_all, list_dataframe, get, track, wait, cancel, delete and batch_results, through a
+    recording transport: each (method, path) sent is one Google binds in the version in use."""
     import httpx
 
     import ops_widgets as ow
@@ -137,6 +150,7 @@ def test_every_request_of_the_user_flows_is_bound(version: str) -> None:
     async def flows() -> None:
         emu.seed(60, kinds=("video", "tuning", "batch"))
         batch = emu.create("batch", duration=600)
+        finished = emu.create("batch", duration=1, requests=30)
         imported = emu.create("import", duration=30)
         async with ow.AsyncOperations(emu.api_key, base_url=emu.base_url, api_version=version, clock=clock,
                                       transport=httpx.ASGITransport(app=recording)) as ops:
@@ -154,6 +168,7 @@ def test_every_request_of_the_user_flows_is_bound(version: str) -> None:
             for op in listed[:5]:
                 if ops.can_cancel(op) and not op.done:
                     await ops.cancel(op)
+            assert len(await ops.batch_results(finished)) == 30  # GET the batch, then its responses file
 
     clock.run(flows())
     unbound = [(m, p) for m, p in sent if not _matches(version, m, p)]
@@ -166,3 +181,6 @@ def test_the_matcher_refuses_what_google_does_not_bind() -> None:
     assert not _matches("v1beta", "DELETE", "/v1beta/tunedModels/t/operations/o")
     assert _matches("v1", "GET", "/v1/operations") and _matches("v1beta", "GET", "/v1beta/batches")
     assert _matches("v1beta", "GET", "/v1beta/fileSearchStores/s/upload/operations/u")  # a newer binding
+    assert _matches("v1", "GET", "/download/v1beta/files/batch-x:download")
+    assert not _matches("v1", "GET", "/download/v1/files/batch-x:download")
+    assert not _matches("v1beta", "GET", "/download/v1beta/batches/x")

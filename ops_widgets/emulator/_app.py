@@ -16,6 +16,8 @@ everything else answers 404. Key in `x-goog-api-key` or `?key=`.
     POST   v1beta/fileSearchStores/{store}:importFile starts a file import
     POST   v1beta/tunedModels         starts a tuning operation
     GET    {v}/files/{id}:download    the generated video's bytes
+    GET    /download/v1beta/files/{id}:download   a file's media (?alt=media): a batch's responses
+                                      file (JSON lines, streamed as they are made) or a video's bytes
 
 Admin routes (no key): POST /_emulator/seed, POST /_emulator/operations,
 GET /_emulator/operations/{name}, POST /_emulator/operations/{name}:complete, POST /_emulator/faults,
@@ -31,18 +33,30 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
 from .. import _capabilities as caps
-from ._state import KINDS, VIDEO_MODELS, Store, decode_token, encode_token, parent_of, render, slug, video_bytes
+from ._state import (
+    KINDS,
+    VIDEO_MODELS,
+    BatchPlan,
+    Store,
+    decode_token,
+    encode_token,
+    parent_of,
+    render,
+    slug,
+    video_bytes,
+)
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-Response = tuple[int, str, bytes, dict[str, str]]  # status, content type, body, extra headers
+# status, content type, body, extra headers; a body that is not bytes is streamed chunk by chunk.
+Response = tuple[int, str, bytes | Iterable[bytes], dict[str, str]]
 
 JSON_TYPE = "application/json; charset=UTF-8"
 VERSIONS = ("v1beta", "v1")
@@ -77,6 +91,9 @@ _ROUTES: list[tuple[re.Pattern[str], str, str, str, tuple[str, ...]]] = [
      ("v1beta",)),
     (re.compile(r"files/[^/:]+:download"), "GET", "files/{file}:download", "_download", VERSIONS),
 ]
+# Media downloads live outside the API's path: GET /download/{v}/files/{id}:download?alt=media.
+_MEDIA = re.compile(r"files/[^/:]+:download")
+_STREAM_CHUNK = 64 * 1024  # bytes of a streamed body sent per ASGI message (about)
 # Models the emulator lists (GET {v}/models), with the methods they support.
 MODELS = [
     *({"name": f"models/{m}", "displayName": m, "supportedGenerationMethods": ["predictLongRunning"]}
@@ -181,12 +198,22 @@ class EmulatorApp:
 
     def create(self, kind: str = "video", *, duration: float | None = None, outcome: str = "success",
                error_message: str | None = None, error_code: int = 13, model: str | None = None,
-               parent: str | None = None) -> str:
-        """One operation with exactly this behaviour; `duration` is in emulated seconds. Returns its name."""
+               parent: str | None = None, requests: int | None = None) -> str:
+        """One operation with exactly this behaviour; `duration` is in emulated seconds. Returns its name.
+
+        ``requests``: a batch's request count (lines of its responses file); random when None."""
         if model is not None and kind == "video":
             parent = model if model.startswith("models/") else f"models/{model}"
+        extra: dict[str, Any] = {}
+        if requests is not None:
+            if kind != "batch":
+                raise ValueError(f"requests= is for batches, not {kind!r}")
+            if isinstance(requests, bool) or not isinstance(requests, int) or requests < 1:
+                raise ValueError(f"requests must be an integer >= 1, got {requests!r}")
+            extra["requests"] = requests
         with self._lock:
-            op = self._store.new_op(kind, self._clock(), duration=duration, outcome=outcome, parent=parent)
+            op = self._store.new_op(kind, self._clock(), duration=duration, outcome=outcome, parent=parent,
+                                    extra=extra)
             op.error_message, op.error_code = error_message, error_code
             self._store.add(op)
             return op.name
@@ -253,6 +280,7 @@ class EmulatorApp:
                 break
         path: str = scope["path"]
         query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode(), keep_blank_values=True).items()}
+        response: Response
         try:
             if path.startswith("/_emulator/"):
                 response = self._admin(scope["method"], path[len("/_emulator/"):], body)
@@ -268,19 +296,40 @@ class EmulatorApp:
         except ApiError as exc:
             response = exc.response()
         status, content_type, payload, extra = response
-        headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(payload)).encode())]
+        headers = [(b"content-type", content_type.encode())]
+        if isinstance(payload, bytes):
+            headers.append((b"content-length", str(len(payload)).encode()))
         headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+        if isinstance(payload, bytes):
+            await send({"type": "http.response.body", "body": payload})
+            return
+        # Streamed: made as it is sent, a chunk at a time (never the whole body in memory).
+        pending: list[bytes] = []
+        size = 0
+        for part in payload:
+            pending.append(part)
+            size += len(part)
+            if size >= _STREAM_CHUNK:
+                await send({"type": "http.response.body", "body": b"".join(pending), "more_body": True})
+                pending, size = [], 0
+        await send({"type": "http.response.body", "body": b"".join(pending)})
 
     def _api(self, scope: Scope, path: str, query: dict[str, str], body: bytes) -> Response:
-        version, _, rest = path.lstrip("/").partition("/")
+        media = path.startswith("/download/")  # the upload/download paths sit beside the API's
+        version, _, rest = path.removeprefix("/download").lstrip("/").partition("/")
         if version not in VERSIONS:
             raise ApiError(404, f"The requested URL {path} was not found on this server.")
         method = scope["method"]
-        route = _operations_route(version, method, rest) or next(
-            ((r[2], r[3]) for r in _ROUTES if r[1] == method and version in r[4] and r[0].fullmatch(rest)), None)
-        template = f"{method} /{version}/{route[0] if route else '(unmatched)'}"
+        route: tuple[str, str] | None
+        if media:  # the Files service (DownloadFile) is bound in v1beta only
+            route = (("files/{file}:download", "_media")
+                     if method == "GET" and version == "v1beta" and _MEDIA.fullmatch(rest) else None)
+        else:
+            route = _operations_route(version, method, rest) or next(
+                ((r[2], r[3]) for r in _ROUTES if r[1] == method and version in r[4] and r[0].fullmatch(rest)),
+                None)
+        template = f"{method} {'/download' if media else ''}/{version}/{route[0] if route else '(unmatched)'}"
         with self._lock:
             self._by_route[template] += 1
             if route and route[1] == "_get":
@@ -414,11 +463,18 @@ class EmulatorApp:
         request = _body(body).get("batch")
         if not isinstance(request, dict):
             raise ApiError(400, "Invalid request: 'batch' is required.")
-        requests = ((request.get("inputConfig") or {}).get("requests") or {}).get("requests")
+        config = request.get("inputConfig") or {}
+        if not isinstance(config, dict):
+            raise ApiError(400, "Invalid request: 'inputConfig' must be an object.")
+        requests = (config.get("requests") or {}).get("requests") if isinstance(config.get("requests"), dict) else None
         extra: dict[str, Any] = {"model": rest.removesuffix(":batchGenerateContent"),
                                  "display": str(request.get("displayName") or "batch")}
         if isinstance(requests, list) and requests:
+            # Inline requests answer inline, in order, each with its request's metadata (its key).
             extra["requests"] = len(requests)
+            extra["inline"] = [r["metadata"] if isinstance(r, dict) and isinstance(r.get("metadata"), dict)
+                               else None for r in requests]
+        # else inputConfig.fileName (or nothing): the responses go to a file, files/batch-{id}
         with self._lock:
             now = self._clock()
             op = self._store.new_op("batch", now, extra=extra)
@@ -461,6 +517,23 @@ class EmulatorApp:
             ready = op is not None and self._clock() >= op.end and op.outcome == "success" and not op.cancelled
         if not ready:
             raise ApiError(404, "Requested entity was not found.")
+        return 200, "video/mp4", video_bytes(file_id), {}
+
+    def _media(self, rest: str, query: dict[str, str], body: bytes, base_url: str) -> Response:
+        """A file's bytes at /download/{v}/files/{id}:download?alt=media: a done batch's responses
+        file (one JSON line per request, made while it is sent) or a video."""
+        if query.get("alt") != "media":
+            raise ApiError(400, "Invalid request: this path serves media only (alt=media).")
+        file_id = rest[len("files/"):].removesuffix(":download")
+        with self._lock:
+            name = self._store.files.get(file_id)
+            op = self._store.ops.get(name) if name else None
+            ready = op is not None and self._clock() >= op.end and op.outcome == "success" and not op.cancelled
+            plan = BatchPlan.of(op) if ready and op is not None and op.kind == "batch" else None
+        if not ready:
+            raise ApiError(404, "Requested entity was not found.")
+        if plan is not None:
+            return 200, "application/jsonl; charset=UTF-8", plan.lines(), {}
         return 200, "video/mp4", video_bytes(file_id), {}
 
     # --- admin ------------------------------------------------------------------------------------

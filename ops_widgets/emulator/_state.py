@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import base64
 import bisect
+import json
 import math
 import random
 import re
-from collections.abc import Sequence
+import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -211,7 +213,7 @@ def _tuning_response(op: Op, base_url: str, meta: Any) -> dict[str, Any]:
 def _batch_meta(op: Op, now: float, done: bool) -> dict[str, Any]:
     total = op.extra["requests"]
     p = op.fraction(now)
-    final_failed = total // 3 if op.outcome == "failure" else total // 50
+    final_failed = batch_failed(op)
     succeeded, failed = int(p * (total - final_failed)), int(p * final_failed)
     counts = {"requestCount": total, "successfulRequestCount": succeeded, "failedRequestCount": failed,
               "pendingRequestCount": total - succeeded - failed}
@@ -228,11 +230,92 @@ def _batch_meta(op: Op, now: float, done: bool) -> dict[str, Any]:
         # int64 counts travel as JSON strings; zero counts are omitted like proto3 does.
         "batchStats": {k: str(v) for k, v in counts.items() if v},
         "state": "BATCH_STATE_" + state,
+        # A succeeded batch says where its results are in its own `output` too (the SDK reads
+        # BatchJob.dest from there); the operation's response is the same GenerateContentBatchOutput.
+        **({"output": _batch_output(op)} if state == "SUCCEEDED" else {}),
     }
 
 
 def _batch_response(op: Op, base_url: str, meta: Any) -> dict[str, Any]:
-    return {"@type": BATCH_TYPE + "GenerateContentBatchOutput", "responsesFile": f"files/batch-{op.name[8:]}"}
+    output = meta.get("output") if isinstance(meta, dict) else None
+    return {"@type": BATCH_TYPE + "GenerateContentBatchOutput", **(output or _batch_output(op))}
+
+
+def _batch_output(op: Op) -> dict[str, Any]:
+    """GenerateContentBatchOutput: the responses inline for a batch of inline requests (in their
+    order, each with the request's metadata), else the JSON-lines file that holds them."""
+    out: dict[str, Any] = {}
+    inline = op.extra.get("inline")
+    if inline is None:
+        out["responsesFile"] = "files/" + op.extra["file"]
+        return out
+    plan = BatchPlan.of(op)
+    items = []
+    for i, metadata in enumerate(inline):
+        item = plan.result(i)
+        item.pop("key")
+        if metadata is not None:
+            item["metadata"] = metadata
+        items.append(item)
+    out["inlinedResponses"] = {"inlinedResponses": items}
+    return out
+
+
+_WORDS = ("the", "answer", "is", "blue", "seven", "because", "light", "scatters", "water", "quickly",
+          "every", "small", "model", "reads", "one", "line")
+_REQUEST_ERRORS = ((3, "Request contains an invalid argument."), (13, "Internal error encountered."),
+                   (8, "Resource has been exhausted (e.g. check quota)."))
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPlan:
+    """What each request of a succeeded batch answered: a pure function of the batch's name (itself
+    a function of the seed) and of the request's position. A snapshot: it can stream the responses
+    file with no lock held."""
+
+    name: str
+    model: str
+    count: int
+    failed: int  # requests that answered an error (batchStats.failedRequestCount when done)
+    salt: int
+
+    @classmethod
+    def of(cls, op: Op) -> BatchPlan:
+        total = int(op.extra["requests"])
+        return cls(op.name, op.extra["model"], total, batch_failed(op), zlib.crc32(op.name.encode()))
+
+    def result(self, i: int) -> dict[str, Any]:
+        """Request ``i``'s line of the responses file: {"key", "response"} or {"key", "error"}."""
+        h = zlib.crc32(i.to_bytes(8, "little"), self.salt)
+        key = f"request-{i + 1}"
+        # (i * P + salt) mod count permutes the positions: exactly `failed` of them fail.
+        p = 1_000_003 if math.gcd(1_000_003, self.count) == 1 else 1
+        if (i * p + self.salt) % self.count < self.failed:
+            code, message = _REQUEST_ERRORS[h % len(_REQUEST_ERRORS)]
+            return {"key": key, "error": {"code": code, "message": message}}
+        words = [_WORDS[(h >> shift) % len(_WORDS)] for shift in range(0, 4 * (3 + h % 4), 4)]
+        text = f"Answer {i + 1}: {' '.join(words)}."
+        prompt, output = 4 + h % 60, len(words) + 3
+        return {"key": key, "response": {
+            "candidates": [{"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": "STOP",
+                            "index": 0}],
+            "usageMetadata": {"promptTokenCount": prompt, "candidatesTokenCount": output,
+                              "totalTokenCount": prompt + output},
+            "modelVersion": self.model.removeprefix("models/"),
+        }}
+
+    def lines(self, per_chunk: int = 1000) -> Iterator[bytes]:
+        """The responses file, JSON lines, ``per_chunk`` lines at a time, made as they are read."""
+        for start in range(0, self.count, per_chunk):
+            chunk = [json.dumps(self.result(i), separators=(",", ":")) for i in range(start, min(start + per_chunk,
+                                                                                               self.count))]
+            yield ("\n".join(chunk) + "\n").encode()
+
+
+def batch_failed(op: Op) -> int:
+    """How many of a batch's requests fail by the end (a third when the batch itself fails)."""
+    total = int(op.extra["requests"])
+    return total // 3 if op.outcome == "failure" else total // 50
 
 
 def _no_meta(op: Op, now: float, done: bool) -> None:
@@ -282,7 +365,7 @@ class Store:
         self.by_seq: dict[int, Op] = {}
         # "" is the top level (everything); sequence numbers only grow, so appends keep these sorted.
         self.index: dict[str, list[int]] = {"": []}
-        self.files: dict[str, str] = {}  # video file id -> operation name
+        self.files: dict[str, str] = {}  # file id (a video; a batch's responses) -> operation name
         self._next_seq = 1
         self._stores = [f"fileSearchStores/store-{self._id(10)}" for _ in range(4)]
 
@@ -328,6 +411,8 @@ class Store:
             extra.setdefault("model", "models/gemini-2.5-flash")
             extra.setdefault("display", f"batch-{rng.randrange(10000)}")
             extra.setdefault("requests", rng.randint(1, 1000))
+            if "inline" not in extra:  # no inline requests: the responses go to a file
+                extra["file"] = "batch-" + name[len(prefix):]
         elif kind in ("import", "upload"):
             extra["doc"] = self._id(16)
         return Op(name=name, kind=kind, created=now, duration=duration / self.speed, outcome=outcome, extra=extra)
@@ -340,7 +425,7 @@ class Store:
         parent = parent_of(op.name)
         if parent:
             self.index.setdefault(parent, []).append(op.seq)
-        if op.kind == "video":
+        if "file" in op.extra:
             self.files[op.extra["file"]] = op.name
 
     def remove(self, name: str) -> Op | None:
