@@ -5,7 +5,6 @@ shapes), against the emulator in-process on a virtual clock; the pure line parse
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -115,18 +114,15 @@ def test_a_file_batch_streams_its_responses_file() -> None:
     run(body)
 
 
-def test_a_file_batch_of_100000_requests_reads_completely_in_seconds() -> None:
+def test_a_file_batch_of_100000_requests_reads_completely() -> None:
     async def body(emu: Emulator, ops: ow.AsyncOperations, http: httpx.AsyncClient) -> None:
         name = emu.create("batch", duration=60, requests=100_000)
         emu.complete(name)
-        started = time.perf_counter()
-        frame = await ops.batch_results(name)
-        elapsed = time.perf_counter() - started
+        frame = await ops.batch_results(name)  # its speed and memory: bench/batch_results.py
         assert len(frame) == 100_000 and frame["key"].is_unique and frame["key"].notna().all()
         assert_typed(frame)
         assert frame["error_code"].notna().sum() == 100_000 // 50
         assert frame["text"].notna().sum() == 100_000 - 100_000 // 50
-        assert elapsed < 20, f"{elapsed:.1f}s"  # about 2 s here; generous for slow machines
 
     run(body)
 
@@ -214,8 +210,8 @@ def test_the_responses_file_is_sent_in_chunks_as_it_is_made() -> None:
 
 
 def test_the_blocking_client_reads_results_over_real_http(emu: Any) -> None:
-    name = emu.create("batch", duration=0.01, requests=2_500)
-    time.sleep(0.05)
+    name = emu.create("batch", duration=3600, requests=2_500)
+    emu.complete(name)  # done now: no waiting on the loopback emulator's real clock
     with emu.client() as ops:
         frame = ops.batch_results(name)
     assert len(frame) == 2_500 and frame["key"].is_unique

@@ -454,9 +454,11 @@ def test_batch_generate_content_starts_a_batch(emu: Emulator, api: httpx.Client)
     assert done["done"] is True and done["metadata"]["state"] == "BATCH_STATE_SUCCEEDED"
     stats = done["metadata"]["batchStats"]
     assert stats["requestCount"] == "3" and "pendingRequestCount" not in stats
-    assert done["response"] == {
-        "@type": TYPES + "v1main.GenerateContentBatchOutput",
-        "responsesFile": f"files/batch-{name.removeprefix('batches/')}"}
+    # Inline requests answer inline (GenerateContentBatchOutput.inlinedResponses), in order, keyed.
+    output = done["response"]
+    assert output["@type"] == TYPES + "v1main.GenerateContentBatchOutput" and "responsesFile" not in output
+    assert [r["metadata"] for r in output["inlinedResponses"]["inlinedResponses"]] == [
+        {"key": str(i)} for i in range(3)]
     # v1 binds it too; a request with no batch is a 400.
     v1 = httpx.post(f"{emu.base_url}/v1/models/gemini-2.5-flash:batchGenerateContent", json=request,
                     headers={"x-goog-api-key": emu.api_key})
