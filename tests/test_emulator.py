@@ -639,3 +639,21 @@ def test_console_command_serves_in_the_foreground() -> None:
         proc.wait(10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_resumable_upload_needs_a_key_to_start_and_a_known_session(emu: Emulator) -> None:
+    url = f"{emu.base_url}/upload/v1beta/fileSearchStores/up:uploadToFileSearchStore"
+    start = {"x-goog-upload-protocol": "resumable", "x-goog-upload-command": "start"}
+    assert httpx.post(url, headers=start, json={}).status_code == 403  # no key, no session
+    r = httpx.post(url, headers={**start, "x-goog-api-key": emu.api_key}, json={})
+    assert r.status_code == 200 and r.headers["x-goog-upload-status"] == "active"
+    session = r.headers["x-goog-upload-url"]
+    bogus = httpx.post(url + "?upload_id=nope", headers={"x-goog-upload-command": "upload, finalize"}, content=b"x")
+    assert bogus.status_code == 400
+    done = httpx.post(session, headers={"x-goog-upload-command": "upload, finalize"}, content=b"hello")
+    assert done.status_code == 200 and done.headers["x-goog-upload-status"] == "final"
+    name = done.json()["name"]
+    assert name.startswith("fileSearchStores/up/upload/operations/") and "metadata" not in done.json()
+    again = httpx.post(session, headers={"x-goog-upload-command": "upload, finalize"}, content=b"hello")
+    assert again.status_code == 400  # a finished session is gone
+    assert httpx.post(url.replace("v1beta", "v1"), headers={**start, "x-goog-api-key": emu.api_key}).status_code == 404

@@ -120,3 +120,20 @@ def test_sdk_lists_models_with_their_methods(client: genai.Client) -> None:
     veo = {name for name, m in models.items() if "predictLongRunning" in (m.supported_actions or [])}
     assert veo == {"models/veo-3.1-generate-preview", "models/veo-3.0-generate-001", "models/veo-3.0-fast-generate-001"}
     assert "batchGenerateContent" in (models["models/gemini-2.5-flash"].supported_actions or [])
+
+
+def test_sdk_uploads_to_a_file_search_store_and_polls_it(emu: Emulator, client: genai.Client) -> None:
+    """The SDK's resumable upload (start, then upload+finalize) answers the upload operation,
+    which carries no metadata and ends with the document's name."""
+    import io
+
+    op = client.file_search_stores.upload_to_file_search_store(
+        file=io.BytesIO(b"a few words to index"), file_search_store_name="fileSearchStores/sdk-upload",
+        config={"mime_type": "text/plain", "display_name": "notes.txt"})
+    assert op.name and op.name.startswith("fileSearchStores/sdk-upload/upload/operations/")
+    assert not op.done
+    emu.complete(op.name)
+    done = client.operations.get(op)
+    assert done.done and done.response is not None
+    assert done.response.document_name and done.response.document_name.startswith("fileSearchStores/sdk-upload/")
+    assert emu.stats()["by_route"]["POST /upload/v1beta/fileSearchStores/{store}:uploadToFileSearchStore"] >= 2

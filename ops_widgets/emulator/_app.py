@@ -17,6 +17,7 @@ everything else answers 404. Key in `x-goog-api-key` or `?key=`.
     POST   v1beta/tunedModels         starts a tuning operation
     GET    {v}/files/{id}:download    the generated video's bytes
     GET    /download/v1beta/files/{id}:download   a file's media (?alt=media): a batch's responses
+    POST   /upload/v1beta/fileSearchStores/{s}:uploadToFileSearchStore   resumable: the upload operation
                                       file (JSON lines, streamed as they are made) or a video's bytes
 
 Admin routes (no key): POST /_emulator/seed, POST /_emulator/operations,
@@ -30,6 +31,7 @@ import asyncio
 import json
 import random
 import re
+import secrets
 import threading
 import time
 from collections import Counter
@@ -93,6 +95,7 @@ _ROUTES: list[tuple[re.Pattern[str], str, str, str, tuple[str, ...]]] = [
 ]
 # Media downloads live outside the API's path: GET /download/{v}/files/{id}:download?alt=media.
 _MEDIA = re.compile(r"files/[^/:]+:download")
+_UPLOAD = re.compile(r"fileSearchStores/[^/:]+:uploadToFileSearchStore")
 _STREAM_CHUNK = 64 * 1024  # bytes of a streamed body sent per ASGI message (about)
 # Models the emulator lists (GET {v}/models), with the methods they support.
 MODELS = [
@@ -181,6 +184,7 @@ class EmulatorApp:
         self._store = Store(speed=speed, random_seed=random_seed)
         self._latency_rng = random.Random(random_seed)  # separate: latency must not shift ids
         self._faults: list[_Fault] = []
+        self._uploads: dict[str, str] = {}  # resumable upload sessions: id -> file search store
         self._by_route: Counter[str] = Counter()
         self._by_name: Counter[str] = Counter()
         self._by_status: Counter[int] = Counter()
@@ -317,7 +321,8 @@ class EmulatorApp:
 
     def _api(self, scope: Scope, path: str, query: dict[str, str], body: bytes) -> Response:
         media = path.startswith("/download/")  # the upload/download paths sit beside the API's
-        version, _, rest = path.removeprefix("/download").lstrip("/").partition("/")
+        upload = path.startswith("/upload/")
+        version, _, rest = path.removeprefix("/download").removeprefix("/upload").lstrip("/").partition("/")
         if version not in VERSIONS:
             raise ApiError(404, f"The requested URL {path} was not found on this server.")
         method = scope["method"]
@@ -325,11 +330,15 @@ class EmulatorApp:
         if media:  # the Files service (DownloadFile) is bound in v1beta only
             route = (("files/{file}:download", "_media")
                      if method == "GET" and version == "v1beta" and _MEDIA.fullmatch(rest) else None)
+        elif upload:  # file search stores, v1beta: a resumable upload whose last step answers the operation
+            route = (("fileSearchStores/{store}:uploadToFileSearchStore", "_upload")
+                     if method == "POST" and version == "v1beta" and _UPLOAD.fullmatch(rest) else None)
         else:
             route = _operations_route(version, method, rest) or next(
                 ((r[2], r[3]) for r in _ROUTES if r[1] == method and version in r[4] and r[0].fullmatch(rest)),
                 None)
-        template = f"{method} {'/download' if media else ''}/{version}/{route[0] if route else '(unmatched)'}"
+        prefix = "/download" if media else "/upload" if upload else ""
+        template = f"{method} {prefix}/{version}/{route[0] if route else '(unmatched)'}"
         with self._lock:
             self._by_route[template] += 1
             if route and route[1] == "_get":
@@ -339,11 +348,41 @@ class EmulatorApp:
             return fault.response()
         if route is None:  # what Google does not bind (in this version) does not exist
             raise ApiError(404, f"The requested URL {path} was not found on this server.")
-        self._check_key(scope, query)
+        if not (upload and query.get("upload_id")):  # a session URL is its own credential, as at Google
+            self._check_key(scope, query)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
         base_url = f"{scope.get('scheme', 'http')}://{headers.get('host', '127.0.0.1')}"
+        if upload:
+            return self._upload(rest, query, headers, base_url)
         handler: Callable[[str, dict[str, str], bytes, str], Response] = getattr(self, route[1])
         return handler(rest, query, body, base_url)
+
+    def _upload(self, rest: str, query: dict[str, str], headers: dict[str, str], base_url: str) -> Response:
+        """uploadToFileSearchStore, resumable as Google does it: "start" answers the session URL in
+        x-goog-upload-url; "upload" steps are acknowledged; "upload, finalize" starts the upload
+        operation (no metadata; documentName once done) and answers it."""
+        command = {k.lower(): v for k, v in headers.items()}.get("x-goog-upload-command", "").lower()
+        steps = {c.strip() for c in command.split(",") if c.strip()}
+        store = rest.removesuffix(":uploadToFileSearchStore")
+        if "start" in steps:
+            token = secrets.token_hex(8)  # a session id: not part of any seeded scenario
+            with self._lock:
+                self._uploads[token] = store
+            url = f"{base_url}/upload/v1beta/{rest}?upload_id={token}"
+            return 200, JSON_TYPE, b"{}", {"x-goog-upload-url": url, "x-goog-upload-status": "active"}
+        with self._lock:
+            known = self._uploads.get(query.get("upload_id", ""))
+        if known != store or not steps <= {"upload", "finalize"} or not steps:
+            raise ApiError(400, "Invalid upload request: start a resumable upload first.")
+        if "finalize" not in steps:
+            return 200, JSON_TYPE, b"", {"x-goog-upload-status": "active"}
+        with self._lock:
+            del self._uploads[query["upload_id"]]
+            now = self._clock()
+            op = self._store.new_op("upload", now, parent=store)
+            self._store.add(op)
+            payload = json.dumps(render(op, now, base_url)).encode()
+        return 200, JSON_TYPE, payload, {"x-goog-upload-status": "final"}
 
     def _take_fault(self, path: str) -> _Fault | None:
         now = self._clock()
