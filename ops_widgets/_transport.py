@@ -8,6 +8,7 @@ after which the Transport refuses to send, as httpx does.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 from collections.abc import AsyncIterator, Callable
@@ -123,9 +124,13 @@ class Transport:
                 )
                 if resp.is_success:
                     return _decode(resp, method, url)
-                error = ApiError.from_response(
+                if method == "DELETE" and attempt > 0 and resp.status_code == 404:
+                    # An earlier attempt deleted it and only its answer was lost: that is a delete.
+                    logger.info("DELETE %s: gone on retry, so the earlier attempt deleted it", url)
+                    return {}
+                error = self._scrubbed(ApiError.from_response(
                     resp.status_code, resp.content, resp.headers.get("content-type", "")
-                )
+                ))
             if attempt >= retries or not is_retryable(error):
                 raise error
             delay = next(delays)
@@ -163,8 +168,8 @@ class Transport:
                         body += chunk
                         if len(body) >= _ERROR_BODY_MAX:  # an error page can be big: its head says enough
                             break
-                    error = ApiError.from_response(resp.status_code, bytes(body),
-                                                   resp.headers.get("content-type", ""))
+                    error = self._scrubbed(ApiError.from_response(resp.status_code, bytes(body),
+                                                                  resp.headers.get("content-type", "")))
             except httpx.HTTPError as exc:
                 where = "while reading the answer" if started else "no answer"
                 error = TransportError(f"{method} {url}: {where}: {type(exc).__name__}: {exc or 'no details'}")
@@ -179,6 +184,17 @@ class Transport:
             logger.info("%s %s failed (%s); retry %d/%d in %.2fs", method, url, error,
                         attempt + 1, self.max_retries, delay)
             await asyncio.sleep(delay)
+
+    def _scrubbed(self, error: ApiError) -> ApiError:
+        """The error with this client's own credentials cut out of the server's text: a server (or
+        proxy) that echoes the key back must not put it into exceptions, logs or widgets."""
+        secrets = [v.value for v in self._headers.values() if len(v.value) >= 4]
+        if not any(secret in error.message or secret in repr(error.details) for secret in secrets):
+            return error
+        error.message = _redact(error.message, secrets)
+        error.details = json.loads(_redact(json.dumps(error.details), [json.dumps(x)[1:-1] for x in secrets]))
+        error.args = (error.message,)
+        return error
 
     async def aclose(self) -> None:
         """Close the pool; the transport refuses to send from now on."""
@@ -196,3 +212,9 @@ def _decode(resp: httpx.Response, method: str, url: str) -> Any:
         raise MalformedOperationError(
             f"{method} {url}: the answer (HTTP {resp.status_code}) is not JSON: {excerpt!r}"
         ) from None
+
+
+def _redact(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "<redacted>")
+    return text

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from typing import Any
 
 import httpx
 import pytest
@@ -76,3 +78,57 @@ def test_key_absent_from_transport_errors() -> None:
     with pytest.raises(ow.TransportError) as info:
         asyncio.run(get())
     assert KEY not in str(info.value) and KEY not in repr(info.value)
+
+
+def test_a_server_echoing_the_key_back_never_puts_it_anywhere(caplog: pytest.LogCaptureFixture) -> None:
+    """A proxy that writes the key into its error text: exceptions, details, logs and the engine's
+    last_error (what a widget shows) carry "<redacted>" instead."""
+
+    async def echoing(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        key = dict(scope["headers"]).get(b"x-goog-api-key", b"").decode()
+        body = {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": f"bad request from key {key}",
+                          "details": [{"@type": "type.googleapis.com/google.rpc.DebugInfo", "detail": key}]}}
+        payload = json.dumps(body).encode()
+        await send({"type": "http.response.start", "status": 400,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": payload})
+
+    texts: list[str] = []
+
+    async def main() -> None:
+        async with ow.AsyncOperations(KEY, base_url="http://proxy.invalid",
+                                      transport=httpx.ASGITransport(app=echoing)) as ops:
+            with pytest.raises(ow.BadRequestError) as info:
+                await ops.get("batches/b1")
+            texts.extend([str(info.value), repr(info.value), repr(info.value.details), repr(info.value.args)])
+            assert "<redacted>" in str(info.value)
+
+    caplog.set_level(logging.DEBUG)
+    asyncio.run(main())
+    texts += [r.getMessage() for r in caplog.records]
+    assert [t for t in texts if KEY in t] == []
+
+
+def test_a_retried_delete_that_finds_it_gone_counts_as_deleted() -> None:
+    """The first DELETE deleted it but its answer was lost (a 503 here); the retry's 404 means
+    the delete happened, not that it failed."""
+    calls: list[str] = []
+
+    async def flaky(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        calls.append(scope["method"])
+        status = 503 if calls == ["DELETE"] else 404  # the first DELETE's answer is lost; then gone
+        payload = json.dumps({"error": {"code": status, "message": "x", "status": "X"}}).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": payload})
+
+    async def main() -> None:
+        async with ow.AsyncOperations(KEY, base_url="http://s.invalid", clock=clock,
+                                      transport=httpx.ASGITransport(app=flaky)) as ops:
+            assert await ops.delete("batches/b1") is None
+            calls.append("then")
+            with pytest.raises(ow.NotFoundError):  # a first answer of 404 is still "not found"
+                await ops.delete("batches/b2")
+
+    clock = ow.VirtualClock()
+    clock.run(main())
