@@ -48,6 +48,7 @@ _NO_KEY = (
     "(or run `ops-widgets emulator` and pass its base_url and key)."
 )
 _CHUNK = 250  # operations laid out into a frame between two turns of the event loop
+_MAX_EMPTY_PAGES = 50  # empty pages in a row, each with a new token, before a listing gives up
 _SWEEP_AHEAD = 4  # collections fetched at once by a listing with no parent
 _MAX_CATALOG_PAGES = 100  # pages of GET models / tunedModels followed (a server looping tokens stops)
 
@@ -323,14 +324,21 @@ class AsyncOperations:
         it while the caller uses this one.
         """
         seen: set[str] = set()
-        count = 0
+        count = empty = 0
         fetch = asyncio.ensure_future(self.list(parent=parent, page_size=page_size, filter=filter))
         try:
             while True:
                 page = await fetch
                 ops = page.operations if max_items is None else page.operations[: max_items - count]
                 count += len(ops)
+                empty = 0 if page.operations else empty + 1
                 token = page.next_page_token
+                if token is not None and empty >= _MAX_EMPTY_PAGES:
+                    # Fresh tokens on empty pages forever would be followed forever (even with
+                    # max_items, which empty pages never reach).
+                    raise MalformedOperationError(
+                        f"the server sent {empty} empty pages in a row, each with a new page token; stopped"
+                    )
                 more = token is not None and (max_items is None or count < max_items)
                 if more and token is not None:
                     if token in seen:  # a server bug would otherwise loop forever

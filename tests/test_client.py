@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 from collections.abc import Awaitable, Callable
@@ -389,3 +390,23 @@ def test_a_client_refuses_a_second_loop_rather_than_drop_its_pool(emu: Any) -> N
             await fresh.get(name)
 
     asyncio.run(twice())
+
+
+def test_a_server_sending_empty_pages_with_fresh_tokens_forever_is_not_followed_forever() -> None:
+    sent = [0]
+
+    async def endless(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        sent[0] += 1
+        payload = json.dumps({"nextPageToken": f"t{sent[0]}"}).encode()  # no operations, a new token
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": payload})
+
+    async def main() -> None:
+        import httpx
+
+        async with AsyncOperations("k", base_url="http://s.invalid", transport=httpx.ASGITransport(app=endless)) as ops:
+            with pytest.raises(ow.MalformedOperationError, match="empty pages"):
+                await ops.list_all(parent="batches", max_items=10)
+
+    asyncio.run(main())
+    assert 50 <= sent[0] <= 52  # bounded: a few dozen requests, not thousands
