@@ -38,7 +38,7 @@ from ._exceptions import (
     RateLimitError,
     WaitTimeout,
 )
-from ._loop import call_soon
+from ._loop import block_on, call_soon
 from ._schedule import Adaptive, Durations, backoff, clip_to_deadline
 from ._text import summary_line
 from ._types import Operation
@@ -712,16 +712,7 @@ class Tracked(AsyncTracked):
         self._block(self._poller.cancel())
 
     def _block(self, coro: Coroutine[Any, Any, T]) -> T:
-        if _on(self._poller.engine.loop):
-            coro.close()
-            raise RuntimeError("a blocking Tracked method was called on the ops_widgets engine thread "
-                               "(from a subscriber?): use the AsyncTracked methods there")
-        future = self.submit(coro)
-        try:
-            return future.result()
-        except BaseException:
-            future.cancel()
-            raise
+        return block_on(self._poller.engine.loop, coro, "a blocking Tracked method")
 
 
 def _release_on_loop(poller: Poller, drop: Callable[[], None] | None) -> None:

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from ._clock import SYSTEM_CLOCK, Clock
 
-__all__ = ["EngineThread", "call_soon", "stop_thread", "thread_for"]
+__all__ = ["EngineThread", "block_on", "call_soon", "stop_thread", "thread_for"]
 
 T = TypeVar("T")
 
@@ -55,19 +55,7 @@ class EngineThread:
 
         An interrupt (Ctrl-C, Jupyter's stop button) cancels the coroutine, then propagates.
         """
-        if self.on_thread():
-            coro.close()
-            raise RuntimeError(
-                "a blocking Operations method was called on the ops_widgets engine thread "
-                "(from an on_progress callback or a subscriber?): use AsyncOperations there, "
-                "or hand the work to another thread"
-            )
-        future = self.submit(coro)
-        try:
-            return future.result()
-        except BaseException:
-            future.cancel()
-            raise
+        return block_on(self.loop, coro, "a blocking Operations method")
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Start ``coro`` here; its result arrives in the returned future (any thread)."""
@@ -76,6 +64,29 @@ class EngineThread:
     def call_soon(self, fn: Callable[[], Any]) -> None:
         """Run ``fn()`` on the engine thread: now if this is it, else as soon as it can."""
         call_soon(self.loop, fn)
+
+
+def block_on(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], what: str) -> T:
+    """Run ``coro`` on ``loop`` and block this thread until it is done; an interrupt cancels it.
+
+    Refused on the loop's own thread, where waiting for the loop would freeze it.
+    """
+    try:
+        here = asyncio.get_running_loop() is loop
+    except RuntimeError:
+        here = False
+    if here:
+        coro.close()
+        raise RuntimeError(
+            f"{what} was called on the ops_widgets engine thread (from an on_progress callback or a "
+            "subscriber?): use AsyncOperations or AsyncTracked there, or hand the work to another thread"
+        )
+    future = asyncio.run_coroutine_threadsafe(coro, loop)
+    try:
+        return future.result()
+    except BaseException:
+        future.cancel()
+        raise
 
 
 def call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[[], Any]) -> None:

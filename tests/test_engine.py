@@ -10,40 +10,13 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-import httpx
 import pytest
+from recorder import Recorder
 
 import ops_widgets as ow
 from ops_widgets import Operation, State
 from ops_widgets._loop import stop_thread
 from ops_widgets.emulator import Emulator
-
-
-class Recorder:
-    """ASGI middleware: records (clock time, method, path, status) of every API request."""
-
-    def __init__(self, emu: Emulator, clock: ow.VirtualClock) -> None:
-        self.emu, self.clock = emu, clock
-        self.log: list[tuple[float, str, str, int]] = []
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        status = [0]
-
-        async def sending(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        await self.emu.app(scope, receive, sending)
-        self.log.append((self.clock.monotonic(), scope["method"], scope["path"], status[0]))
-
-    def gets(self, name: str) -> list[float]:
-        return [t for t, method, path, _ in self.log if method == "GET" and path.endswith("/" + name)]
-
-    def options(self, **kw: Any) -> dict[str, Any]:
-        return {"api_key": self.emu.api_key, "base_url": self.emu.base_url, "clock": self.clock,
-                "transport": httpx.ASGITransport(app=self), **kw}
-
 
 Body = Callable[[Emulator, ow.VirtualClock, Recorder], Awaitable[None]]
 

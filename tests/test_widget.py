@@ -22,6 +22,7 @@ import comm.base_comm
 import httpx
 import ipywidgets
 import pytest
+from recorder import Recorder
 
 import ops_widgets as ow
 import ops_widgets.widgets._operation as widget_module
@@ -78,28 +79,6 @@ def recorded_comm(monkeypatch: pytest.MonkeyPatch) -> Comms:
     comms = Comms()
     monkeypatch.setattr(ipywidgets.widgets.widget.comm, "create_comm", lambda **kw: RecordingComm(comms.now, **kw))
     return comms
-
-
-class Recorder:
-    """ASGI middleware in front of the emulator: (clock time, method, path, status) per request."""
-
-    def __init__(self, emu: Emulator, clock: ow.VirtualClock) -> None:
-        self.emu, self.clock = emu, clock
-        self.log: list[tuple[float, str, str, int]] = []
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        status = [0]
-
-        async def sending(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        await self.emu.app(scope, receive, sending)
-        self.log.append((self.clock.monotonic(), scope["method"], scope["path"], status[0]))
-
-    def gets(self, name: str) -> list[float]:
-        return [t for t, method, path, _ in self.log if method == "GET" and path.endswith("/" + name)]
 
 
 class Sim:

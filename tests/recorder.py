@@ -1,0 +1,39 @@
+"""Recorder: the request log of an in-process emulator on a virtual clock, for tests that count
+and time the requests a client sends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+import ops_widgets as ow
+from ops_widgets.emulator import Emulator
+
+
+class Recorder:
+    """ASGI middleware in front of the emulator: (clock time, method, path, status) per request."""
+
+    def __init__(self, emu: Emulator, clock: ow.VirtualClock) -> None:
+        self.emu, self.clock = emu, clock
+        self.log: list[tuple[float, str, str, int]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        status = [0]
+
+        async def sending(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        await self.emu.app(scope, receive, sending)
+        self.log.append((self.clock.monotonic(), scope["method"], scope["path"], status[0]))
+
+    def gets(self, name: str) -> list[float]:
+        """When each GET of ``name`` was answered."""
+        return [t for t, method, path, _ in self.log if method == "GET" and path.endswith("/" + name)]
+
+    def options(self, **kw: Any) -> dict[str, Any]:
+        """Client keywords that send through this recorder, on its clock."""
+        return {"api_key": self.emu.api_key, "base_url": self.emu.base_url, "clock": self.clock,
+                "transport": httpx.ASGITransport(app=self), **kw}
