@@ -1,5 +1,6 @@
-"""The ``ops-widgets`` command: ``emulator`` serves the local Operations API; ``demo`` opens
-(or, with --execute, runs) the quickstart notebook against the embedded emulator."""
+"""The ops-widgets command: list, get, watch, wait for, cancel and delete long-running operations
+from a terminal; emulator serves the local Operations API; demo opens (or, with --execute, runs)
+the quickstart notebook against the embedded emulator."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+from ._cli import add_commands, add_global_options, version_string
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -73,19 +76,35 @@ def execute_notebook(path: Path, timeout: int = 600) -> int:
     return 0
 
 
+DESCRIPTION = """\
+Google long-running operations (Gemini API) from a terminal: list, get, watch, wait for, cancel
+and delete them. The key comes from GEMINI_API_KEY (else GOOGLE_API_KEY); with no key, try any
+command with --emulator. "ops-widgets COMMAND --help" tells more about each command."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ops-widgets", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    emu = sub.add_parser("emulator", help="serve the local Operations API emulator in the foreground")
-    emu.add_argument("--port", type=int, default=8000)
-    emu.add_argument("--speed", type=float, default=1.0, help="emulated seconds per real second")
-    emu.add_argument("--random-seed", type=int, default=None)
-    emu.add_argument("--api-key", default="emulator-key")
-    emu.add_argument("--seed", type=int, default=0, help="create this many operations at start")
+    parser = argparse.ArgumentParser(prog="ops-widgets", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=version_string(),
+                        help="print the version and exit")
+    add_global_options(parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_commands(sub)
+    emu = sub.add_parser("emulator", help="serve the local Operations API emulator in the foreground",
+                         description="Serve the local Operations API emulator on 127.0.0.1 until Ctrl-C.")
+    emu.add_argument("--port", type=int, default=8000, help="the port to listen on (default: 8000)")
+    emu.add_argument("--speed", type=float, default=1.0, help="emulated seconds per real second (default: 1)")
+    emu.add_argument("--random-seed", type=int, default=None,
+                     help="seed its random choices, for the same names and outcomes every run")
+    emu.add_argument("--api-key", default="emulator-key",
+                     help="the made-up key it accepts (default: emulator-key)")
+    emu.add_argument("--seed", type=int, default=0, help="create this many operations at start (default: 0)")
     emu.set_defaults(func=_emulator)
-    demo = sub.add_parser("demo", help="open the quickstart notebook in JupyterLab (emulator inside)")
+    demo = sub.add_parser("demo", help="open the quickstart notebook in JupyterLab (emulator inside)",
+                          description="Open the quickstart notebook in JupyterLab, against the embedded emulator.")
     demo.add_argument("--execute", action="store_true", help="run it top to bottom without a browser and exit")
-    demo.add_argument("--notebook", default="quickstart.ipynb")
+    demo.add_argument("--notebook", default="quickstart.ipynb",
+                      help="which notebook of notebooks/ (default: quickstart.ipynb)")
     demo.set_defaults(func=_demo)
     args = parser.parse_args(argv)
     return int(args.func(args))
