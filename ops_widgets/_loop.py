@@ -10,7 +10,6 @@ from many threads.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import os
 import threading
 import weakref
@@ -47,9 +46,6 @@ class EngineThread:
     def alive(self) -> bool:
         return self._thread.is_alive() and not self.loop.is_closed()
 
-    def on_thread(self) -> bool:
-        return threading.current_thread() is self._thread
-
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` here and block the calling thread until it is done.
 
@@ -57,13 +53,6 @@ class EngineThread:
         """
         return block_on(self.loop, coro, "a blocking Operations method")
 
-    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        """Start ``coro`` here; its result arrives in the returned future (any thread)."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    def call_soon(self, fn: Callable[[], Any]) -> None:
-        """Run ``fn()`` on the engine thread: now if this is it, else as soon as it can."""
-        call_soon(self.loop, fn)
 
 
 def block_on(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], what: str) -> T:
