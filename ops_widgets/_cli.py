@@ -11,7 +11,6 @@ import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
@@ -200,13 +199,7 @@ def _connected(args: argparse.Namespace, err: Console) -> Iterator[Operations]:
 
 def _elapsed(op: Operation, now: float | None = None) -> float | None:
     """How long it ran (runs), from its own times; None when they are not known."""
-    create, update = op.create_time, op.update_time
-    if create is None:
-        return None
-    if op.done:
-        return None if update is None else max(0.0, (update - create).total_seconds())
-    now = datetime.now(timezone.utc).timestamp() if now is None else now
-    return max(0.0, now - create.timestamp())
+    return op.run_seconds(time.time() if now is None else now)
 
 
 def _line(op: Operation, elapsed: float | None) -> Text:

@@ -317,12 +317,9 @@ class Poller:
         """Seconds it has run (ran), from its own times when it has them, else since tracking
         began; None when it was done on first sight with no times (how long is not known)."""
         op = self.latest
-        create, update = op.create_time, op.update_time
-        if create is not None:
-            if op.done and update is not None:
-                return max(0.0, (update - create).total_seconds())
-            if not op.done:
-                return max(0.0, self._clock.time() - create.timestamp())
+        own = op.run_seconds(self._clock.time())
+        if own is not None:
+            return own
         if op.done and not self.saw_running:
             return None
         end = self._done_at if self._done_at is not None else self._clock.monotonic()

@@ -211,6 +211,17 @@ class Operation:
         """metadata.updateTime (or genericMetadata.updateTime), aware; None if absent or unreadable."""
         return time_from_metadata(self.metadata, "updateTime")
 
+    def run_seconds(self, now: float) -> float | None:
+        """How long it ran (done: updateTime - createTime) or has run so far (``now``, epoch
+        seconds, - createTime), from its own times; None when they do not say. The one rule."""
+        create = self.create_time
+        if create is None:
+            return None
+        if self.done:
+            update = self.update_time
+            return None if update is None else max(0.0, (update - create).total_seconds())
+        return max(0.0, now - create.timestamp())
+
     @property
     def video_uris(self) -> list[str]:
         """URIs of the generated videos of a done video operation; [] otherwise.

@@ -274,3 +274,17 @@ def test_messages_do_not_echo_large_values() -> None:
 @pytest.mark.parametrize("type_", [None, 7, ["Batch"], {"a": 1}])
 def test_kind_ignores_a_metadata_type_that_is_not_text(type_: object) -> None:
     assert Operation.from_api_response({"name": "operations/k", "metadata": {"@type": type_}}).kind == "other"
+
+
+def test_run_seconds_is_the_one_rule_for_how_long_it_ran() -> None:
+    times = {"createTime": "2026-01-01T00:00:00Z", "updateTime": "2026-01-01T00:02:00Z"}
+    start = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+    done = Operation.from_api_response({"name": "batches/b", "done": True, "metadata": times})
+    running = Operation.from_api_response({"name": "batches/b", "metadata": times})
+    assert done.run_seconds(start + 999) == 120.0  # done: updateTime - createTime, not now
+    assert running.run_seconds(start + 30) == 30.0  # running: so far
+    assert running.run_seconds(start - 5) == 0.0  # a server clock ahead of ours: never negative
+    assert Operation.from_api_response({"name": "batches/b"}).run_seconds(start) is None
+    no_update = {"createTime": times["createTime"]}
+    assert Operation.from_api_response({"name": "batches/b", "done": True, "metadata": no_update}).run_seconds(
+        start) is None
