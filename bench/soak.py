@@ -118,6 +118,7 @@ def run(n: int = 1000, seed: int = 1, fault_rate: float = 0.2) -> dict[str, Any]
 
 
 def _run(n: int, seed: int, fault_rate: float) -> dict[str, Any]:
+    random.seed(seed)  # the client's jitter draws from the global stream: the same run every time
     clock = VirtualClock()
     faults = Faults.mix(fault_rate, seed=seed, slow_body_rate=0.02, slow_body_seconds=5.0)
     emu = Emulator.in_process(clock, random_seed=seed, faults=faults)
