@@ -40,7 +40,7 @@ FAULT_MODES = {
     "drop_before": "close the connection before the server acts (no byte answered)",
     "drop_after": "let the server act (a cancel happens), then close the connection mid-answer",
     "truncated": "cut a 200's body short (its Content-Length agrees: only the JSON breaks)",
-    "slow_body": "trickle the answer over --slow-body-seconds",
+    "slow_body": "trickle the answer in pieces over the slow-body seconds",
 }
 
 
@@ -83,14 +83,14 @@ def _add_fault_options(parser: argparse.ArgumentParser) -> None:
     for mode, what in FAULT_MODES.items():
         group.add_argument(f"--{mode.replace('_', '-')}-rate", metavar="P", type=_rate, default=None,
                            help=f"{what}, for this share of requests " + (
-                               "(not part of --fault-rate)" if mode == "slow_body" else
-                               "(overrides its --fault-rate share)"))
+                               "(not part of the fault rate)" if mode == "slow_body" else
+                               "(instead of its share of the fault rate)"))
     group.add_argument("--slow-body-seconds", metavar="S", type=_seconds, default=2.0,
                        help="how long a slow body takes to arrive (default: 2)")
     group.add_argument("--storm-requests", metavar="N", type=_requests, default=0,
                        help="a 429 storm at start: the next N requests answer 429 RESOURCE_EXHAUSTED (default: 0)")
     group.add_argument("--storm-seconds", metavar="S", type=_seconds, default=0.0,
-                       help="a 429 storm at start lasting S seconds (with --storm-requests: whichever ends first)")
+                       help="a 429 storm at start lasting S seconds (with a request count too: whichever ends first)")
     group.add_argument("--storm-retry-delay", metavar="S", type=_seconds, default=1.0,
                        help="the retryDelay of the storm's google.rpc.RetryInfo (default: 1)")
     group.add_argument("--fault-seed", metavar="N", type=int, default=None,
