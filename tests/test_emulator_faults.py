@@ -192,6 +192,22 @@ def test_slow_body_takes_emulator_time_in_process() -> None:
     assert clock.run(get()) == (200, 30.0)  # virtual seconds: the test itself takes none
 
 
+def test_streamed_responses_file_breaks_off_or_ends_short(emu: Emulator, api: httpx.Client) -> None:
+    name = emu.create("batch", duration=10, requests=3000)
+    emu.complete(name)
+    file = emu.get_operation(name)["response"]["responsesFile"]  # type: ignore[index]
+    url = f"{emu.base_url}/download/v1beta/{file}:download?alt=media"
+    whole = api.get(url).content
+    assert whole.count(b"\n") == 3000
+    emu.set_faults(Faults(drop_after_rate=1.0))
+    with pytest.raises(httpx.RemoteProtocolError, match="incomplete chunked read"):
+        api.get(url)
+    emu.set_faults(Faults(truncated_rate=1.0))
+    short = api.get(url)
+    assert short.status_code == 200 and 0 < len(short.content) < len(whole) and whole.startswith(short.content)
+    assert emu.stats()["faults"] == {"drop_after": 1, "truncated": 1}
+
+
 # --- in process: drops raise what httpx raises over a socket -------------------------------------
 def test_in_process_drops_raise_httpx_remote_protocol_errors() -> None:
     clock = VirtualClock()
