@@ -312,7 +312,7 @@ class EmulatorApp:
 
     def stats(self) -> dict[str, Any]:
         """Request counts: total, per route template, GETs per operation name, per status answered
-        (a dropped answer has none), and per fault injected ("scripted" for fail_next/fail_for;
+        (a drop before the server acted has none), and per fault injected ("scripted" for fail_next/fail_for;
         "error", "html_error", "rate_limit", "drop_before", "drop_after", "truncated", "slow_body")."""
         with self._lock:
             return {"total": sum(self._by_route.values()), "by_route": dict(self._by_route),
