@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import _batch, _schedule
@@ -21,6 +21,7 @@ from ._exceptions import (
     MalformedOperationError,
     OpsError,
     UnsupportedError,
+    WaitTimeout,
 )
 from ._frame import FrameBuilder, ListingProgress
 from ._transport import Secret, Transport
@@ -180,6 +181,37 @@ class AsyncOperations:
         """track() each of ``names``, in the order given; their first GETs go out concurrently,
         as many at once and as fast as the client's poll_concurrency and poll_rate allow."""
         return _List(await asyncio.gather(*(self.track(n, poll_interval=poll_interval) for n in names)))
+
+    async def as_completed(
+        self, names: Iterable[NameOrOperation], *, poll_interval: float | None = None, timeout: float | None = None
+    ) -> AsyncGenerator[Operation, None]:
+        """Each operation once it is done (succeeded, failed or cancelled), in the order they
+        finish: ``async for op in ops.as_completed(names)``.
+
+        They are tracked by the shared engine, as track() does (``poll_interval`` as there), so
+        this sends no request that tracking them would not; the order is the order in which
+        polling sees them done. An operation that cannot be followed any more (deleted: a
+        NotFoundError) raises from the loop; WaitTimeout once ``timeout`` seconds have passed
+        (the operations go on). Leaving the loop early stops following the rest.
+        """
+        _positive("timeout", timeout, allow_zero=True)
+        deadline = None if timeout is None else self._clock.monotonic() + timeout
+        handles = await self.track_all(names, poll_interval=poll_interval)
+        waits = [asyncio.ensure_future(h.wait()) for h in handles]
+        try:
+            left = None if deadline is None else max(0.0, deadline - self._clock.monotonic())
+            try:
+                for next_done in asyncio.as_completed(waits, timeout=left):
+                    yield await next_done
+            except asyncio.TimeoutError:
+                done = sum(1 for w in waits if w.done())
+                raise WaitTimeout(f"{len(waits) - done} of {len(waits)} operations were still running "
+                                  f"after {timeout:g}s (they go on)") from None
+        finally:
+            for w in waits:
+                w.cancel()
+            for h in handles:
+                h.close()
 
     async def watch(self, name: NameOrOperation, *, poll_interval: float | None = None) -> OperationWidget:
         """An OperationWidget showing the operation live (it shows a track() handle; it never polls)."""

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from recorder import Recorder
 
@@ -384,3 +385,46 @@ def test_blocking_facade_from_threads_on_a_virtual_clock(blocking: tuple[Emulato
     assert all(op.succeeded for op in finals)
     assert clock.monotonic() >= 600 + 7 * 60
     ops.close()
+
+
+def _as_completed_run(use_as_completed: bool) -> tuple[list[str], list[str], int]:
+    """100 operations of known durations: (finish order on the server, order seen, requests)."""
+    out: dict[str, Any] = {}
+
+    async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
+        durations = [30 + 10 * ((i * 37) % 100) for i in range(100)]  # 10 s apart, shuffled
+        names = [emu.create("batch", duration=d) for d in durations]
+        truth = [n for _, n in sorted(zip(durations, names, strict=True))]
+        async with ow.AsyncOperations(**rec.options()) as ops:
+            if use_as_completed:
+                seen = [op.name async for op in ops.as_completed(names, poll_interval=5, timeout=3600)]
+            else:
+                handles = await ops.track_all(names, poll_interval=5)
+                await asyncio.gather(*(h.wait() for h in handles))
+                seen = []
+        out.update(truth=truth, seen=seen, requests=len(rec.log))
+
+    simulate(body)
+    return out["truth"], out["seen"], out["requests"]
+
+
+def test_as_completed_yields_in_completion_order_with_no_more_requests_than_tracking() -> None:
+    truth, seen, requests = _as_completed_run(True)
+    assert seen == truth
+    _, _, tracking = _as_completed_run(False)
+    assert requests <= tracking
+
+
+def test_as_completed_times_out_and_stops_following_when_left(blocking: tuple[Emulator, ow.VirtualClock]) -> None:
+    emu, clock = blocking
+    with ow.Operations(api_key=emu.api_key, base_url=emu.base_url, clock=clock,
+                       transport=httpx.ASGITransport(app=emu.app)) as ops:
+        names = [emu.create("batch", duration=d) for d in (10, 60, 7200)]
+        seen: list[Operation] = []
+        with pytest.raises(ow.WaitTimeout, match="1 of 3"):
+            for op in ops.as_completed(names, poll_interval=5, timeout=600):
+                seen.append(op)
+        assert [op.name for op in seen] == names[:2] and all(op.succeeded for op in seen)
+        for op in ops.as_completed(names):  # leaving early is fine: nothing keeps polling after
+            assert op.name == names[0]
+            break
