@@ -207,6 +207,28 @@ class Adaptive:
             duration = elapsed if last is None else (last + elapsed) / 2
         self.durations.observe(self.kind, duration)
 
+    def rate(self) -> float | None:
+        """Percent per second at which progress rises now, or None when not known yet."""
+        return self._rate() if self._progress is not None else None
+
+    def watched_delay(self, low: float = 2.0, high: float = 15.0, share: float = 0.05) -> float:
+        """The next delay while a person looks at it.
+
+        With reported progress: about every ``share`` of the expected duration, between ``low``
+        and ``high`` seconds, and not past the expected finish; with no rate yet (0 % early, or a
+        single reading) soon again, growing with the time it has run, rather than extrapolating
+        a slow start into hours. With no progress reported there is nothing to show between
+        polls: the background schedule (dense near the likely finish) stands.
+        """
+        if self._progress is None:
+            return self.next_delay()
+        est = self.estimate()
+        if est.from_priors or est.eta is None:
+            delay = 0.1 * self._elapsed
+        else:
+            delay = min(share * (self._elapsed + est.eta), est.eta + self.floor / 2)
+        return min(high, max(low, delay))
+
     def _rate(self) -> float | None:
         """Percent per second between the last two rising samples (or since the start).
 

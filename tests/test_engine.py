@@ -428,3 +428,48 @@ def test_as_completed_times_out_and_stops_following_when_left(blocking: tuple[Em
         for op in ops.as_completed(names):  # leaving early is fine: nothing keeps polling after
             assert op.name == names[0]
             break
+
+
+def test_on_screen_polls_at_the_watched_cadence_then_the_background_schedule_resumes() -> None:
+    """While a view is on screen, an operation that reports progress is polled about every 5 %
+    of its expected duration, 2 to 15 s apart; off screen, the sparse schedule resumes. A video
+    (no progress to show between polls) keeps its schedule."""
+
+    async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
+        async with ow.AsyncOperations(**rec.options()) as ops:
+            short = await ops.track(emu.create("tuning", duration=60))
+            long = await ops.track(emu.create("tuning", duration=3 * 3600))
+            short.set_on_screen(True)
+            long.set_on_screen(True)
+            await asyncio.sleep(1800)
+            gets = rec.gets(short.name)
+            assert short.operation.done and len(gets) >= 15
+            assert all(b - a <= 3.5 for a, b in zip(gets[1:], gets[2:], strict=False))  # 5 % of 60 s
+            gets = [t for t in rec.gets(long.name) if 60 < t <= 1800]
+            gaps = [b - a for a, b in zip(gets, gets[1:], strict=False)]
+            assert gaps and max(gaps) <= 15.5 and min(gaps) >= 2 - 1e-6
+            assert long.progress_rate is not None and long.progress_rate > 0
+            long.set_on_screen(False)
+            before = len(rec.gets(long.name))
+            await asyncio.sleep(1800)
+            assert len(rec.gets(long.name)) - before <= 10  # sparse again: minutes apart, not 15 s
+            long.set_on_screen(True)
+            long.close()  # closing a handle on screen leaves no watcher behind
+            await asyncio.sleep(0)
+            assert long._poller._watchers == 0
+
+    simulate(body)
+
+
+def test_a_video_on_screen_keeps_its_schedule() -> None:
+    counts = []
+    for on_screen in (False, True):
+        async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder, on_screen: bool = on_screen) -> None:
+            async with ow.AsyncOperations(**rec.options()) as ops:
+                h = await ops.track(emu.create("video", duration=300))
+                h.set_on_screen(on_screen)
+                await h.wait()
+            counts.append(len(rec.log))
+
+        simulate(body)
+    assert counts[0] == counts[1]
