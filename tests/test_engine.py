@@ -473,3 +473,29 @@ def test_a_video_on_screen_keeps_its_schedule() -> None:
 
         simulate(body)
     assert counts[0] == counts[1]
+
+
+def test_tracking_2000_names_never_has_more_first_gets_in_flight_than_the_cap() -> None:
+    """track_all of 2,000 names: every first GET goes through the limiter, at most
+    poll_concurrency in flight at once (each answer held 50 ms so that they overlap)."""
+
+    async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
+        names = [emu.create("batch", duration=3600) for _ in range(2000)]
+        flight = [0, 0]  # now, most
+
+        async def slow(scope: Any, receive: Any, send: Any) -> None:
+            flight[0] += 1
+            flight[1] = max(flight[1], flight[0])
+            try:
+                await asyncio.sleep(0.05)
+                await emu.app(scope, receive, send)
+            finally:
+                flight[0] -= 1
+
+        async with ow.AsyncOperations(**rec.options(transport=httpx.ASGITransport(app=slow),
+                                                    poll_concurrency=16, poll_rate=None)) as ops:
+            handles = await ops.track_all(names)
+            assert [h.name for h in handles] == names
+        assert flight[1] == 16
+
+    simulate(body)
