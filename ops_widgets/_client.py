@@ -82,7 +82,8 @@ class AsyncOperations:
     polling engine (track, wait, widgets) sends; direct calls are not throttled. ``clock`` is the
     time everything reads and waits on (a VirtualClock simulates hours in milliseconds);
     ``time_scale`` says how many times faster than real life the service runs (an emulator's
-    ``speed``), so that typical durations shrink with it.
+    ``speed``): typical durations, the schedule's gaps and the rate cap scale with it, so polling
+    a sped-up emulator looks like polling the real service, sped up.
     """
 
     def __init__(
@@ -114,6 +115,7 @@ class AsyncOperations:
                                     transport=transport)
         self._poll_concurrency, self._poll_rate = poll_concurrency, poll_rate
         self._durations = _schedule.Durations(scale=1.0 / time_scale)
+        self._time_scale = time_scale
         self._engine: Engine | None = None
 
     def __repr__(self) -> str:
@@ -130,7 +132,10 @@ class AsyncOperations:
         if self._engine is None:
             self._engine = Engine(
                 poll=self._poll, cancel=self.cancel, can_cancel=self.can_cancel, clock=self._clock,
-                max_concurrency=self._poll_concurrency, max_rate=self._poll_rate, durations=self._durations,
+                max_concurrency=self._poll_concurrency, durations=self._durations,
+                # The service's time runs time_scale times faster: so do the schedule's gaps (in
+                # Durations) and the rate cap, so a sped-up emulator looks like real life sped up.
+                max_rate=None if self._poll_rate is None else self._poll_rate * self._time_scale,
                 pause=self._transport.pause,
             )
         return self._engine

@@ -499,3 +499,35 @@ def test_tracking_2000_names_never_has_more_first_gets_in_flight_than_the_cap() 
         assert flight[1] == 16
 
     simulate(body)
+
+
+def test_a_client_of_a_sped_up_emulator_polls_on_its_time_scale() -> None:
+    """At speed=300 a 1 to 2.5 minute Veo job lasts 0.2 to 0.5 s: the schedule's gaps shrink with
+    it, so each is seen done within seconds of emulated time, as in real life (with real-life
+    gaps, the 1 s floor alone was 300 emulated seconds: 30 to 240 s late here)."""
+    clock = ow.VirtualClock()
+    emu = Emulator.in_process(clock, speed=300, random_seed=3)
+
+    async def body() -> list[float]:
+        late = []
+        async with emu.aclient() as ops:
+            for duration in (60, 100, 150):
+                start = clock.monotonic()
+                await (await ops.track(emu.create("video", duration=duration))).wait()
+                late.append((clock.monotonic() - start) * 300 - duration)
+        return late
+
+    assert max(clock.run(body())) < 15
+
+
+def test_emulator_fixed_interval_still_means_what_it_says() -> None:
+    clock = ow.VirtualClock()
+    emu = Emulator.in_process(clock, speed=300, random_seed=3)
+
+    async def body() -> None:
+        async with emu.aclient() as ops:
+            t0 = clock.monotonic()
+            await ops.wait(emu.create("batch", duration=3000), poll_interval=2)
+            assert 10 <= clock.monotonic() - t0 <= 12  # 3000 emulated s = 10 s; polls 2 s apart
+
+    clock.run(body())
