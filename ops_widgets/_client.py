@@ -194,8 +194,18 @@ class AsyncOperations:
         self, names: Iterable[NameOrOperation], *, poll_interval: float | None = None
     ) -> _List[AsyncTracked]:
         """track() each of ``names``, in the order given; their first GETs go out concurrently,
-        as many at once and as fast as the client's poll_concurrency and poll_rate allow."""
-        return _List(await asyncio.gather(*(self.track(n, poll_interval=poll_interval) for n in names)))
+        as many at once and as fast as the client's poll_concurrency and poll_rate allow (names
+        of a listable collection are read from its list pages instead)."""
+        tasks: _List[asyncio.Future[AsyncTracked]] = []
+        try:
+            for i, name in enumerate(names, 1):
+                tasks.append(asyncio.ensure_future(self.track(name, poll_interval=poll_interval)))
+                if i % _CHUNK == 0:
+                    await asyncio.sleep(0)  # thousands of names: start them a chunk per turn of the loop
+            return _List(await asyncio.gather(*tasks))
+        finally:
+            for task in tasks:
+                task.cancel()  # one failed: the others' handles are not handed out (no-op when done)
 
     async def as_completed(
         self, names: Iterable[NameOrOperation], *, poll_interval: float | None = None, timeout: float | None = None
