@@ -79,6 +79,8 @@ class OperationWidget(anywidget.AnyWidget):
     error_message = t.Unicode("", help="The server's error message (shown as text)").tag(sync=True)
     result = t.List(t.Dict(), help="Short result items: {label, text, href?}").tag(sync=True)
     poll_error = t.Unicode("", help="Why polling is failing, while it retries").tag(sync=True)
+    stopped = t.Unicode("", help="Why nothing polls it any more although it is not done; empty while polled").tag(
+        sync=True)
     cancel_error = t.Unicode("", help="Why the last cancel failed").tag(sync=True)
     compact = t.Bool(False, help="One row, for lists of operations").tag(sync=True)
     polling = t.Bool(True, help="False when nothing polls it any more while it runs (its client was closed)").tag(
@@ -142,12 +144,11 @@ class OperationWidget(anywidget.AnyWidget):
         h = self._handle
         op = h.operation
         error = h.last_error
-        if error is None or op.done:
-            poll_error = ""
-        elif h.polling:
+        poll_error = stopped = ""
+        if not op.done and not h.polling:
+            stopped = str(error) if error is not None else "nothing polls it any more"
+        elif error is not None and not op.done:
             poll_error = f"Polling keeps failing, still trying: {error}"
-        else:
-            poll_error = f"Polling stopped: {error}"
         state = view_state(
             op,
             elapsed=h.elapsed,
@@ -157,6 +158,7 @@ class OperationWidget(anywidget.AnyWidget):
             can_cancel=h.can_cancel,
             polling=h.polling,
             poll_error=poll_error,
+            stopped=stopped,
             cancel_error=self._cancel_error,
         )
         with self.hold_sync():  # everything one poll changed goes out in one message
@@ -165,7 +167,8 @@ class OperationWidget(anywidget.AnyWidget):
                     setattr(self, key, value)
 
     def _start_cancel(self) -> None:
-        if self._handle.operation.done or self._cancelling or not self._handle.can_cancel:
+        h = self._handle
+        if h.operation.done or self._cancelling or not h.can_cancel or not h.polling:
             return
         self._cancelling = True
         self._cancel_error = ""

@@ -3,6 +3,7 @@ Throttle, the ten-updates-a-second cap both widgets send through."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -13,9 +14,12 @@ from .._types import Operation, State
 
 # format_duration and summary_line live in _text (the engine's repr uses them too); re-exported.
 __all__ = [
-    "Throttle", "display_state", "filter_text", "format_duration", "kind_label", "result_items", "summary_line",
-    "view_state",
+    "Throttle", "display_state", "error_text", "filter_text", "format_duration", "kind_label", "result_items",
+    "summary_line", "view_state",
 ]
+
+# What the services say when a cancel went through: the "cancelled" badge says it already.
+_JUST_CANCELLED = re.compile(r"\s*(the\s+)?operation\s+(was\s+|has\s+been\s+)?cancell?ed\.?\s*", re.IGNORECASE)
 
 
 def display_state(state: str, cancelling: bool) -> str:
@@ -79,6 +83,18 @@ def _count(value: Any, default: str) -> str:
     return str(int(number))
 
 
+def error_text(op: Operation) -> tuple[str, str]:
+    """(message in plain words, code name for a tooltip) of a failed or cancelled operation.
+    A cancel's stock message only repeats the badge, so it is left out."""
+    error = op.error if op.failed else None
+    if error is None:
+        return "", ""
+    message = error.message
+    if op.state is State.CANCELLED and _JUST_CANCELLED.fullmatch(message):
+        message = ""
+    return message, f"{error.code_name} ({error.code})"
+
+
 def view_state(
     op: Operation,
     *,
@@ -89,13 +105,20 @@ def view_state(
     can_cancel: bool = True,
     polling: bool = True,
     poll_error: str = "",
+    stopped: str = "",
     cancel_error: str = "",
 ) -> dict[str, Any]:
-    """Every synced trait of an OperationWidget, from one snapshot and its handle's figures."""
+    """Every synced trait of an OperationWidget, from one snapshot and its handle's figures.
+
+    ``stopped`` is why nothing polls it any more although it is not done ("" while polled): then
+    it shows no ETA and no "still trying". While a cancel is under way there is no ETA either.
+    """
     # A batch can report its end (metadata.state) before the operation is done: it has ended then.
     ended = op.done or op.state is not State.RUNNING
     state = display_state(op.state.value, cancelling)
-    error = op.error if op.failed else None
+    stopped = "" if op.done else stopped
+    no_eta = ended or bool(stopped) or state == "cancelling"
+    message, code = error_text(op)
     progress = op.progress
     return {
         "name": op.name,
@@ -107,12 +130,13 @@ def view_state(
         "state": state,
         "progress": None if progress is None else round(progress, 2),
         "elapsed": None if elapsed is None else round(elapsed, 1),
-        "eta": None if eta is None or ended else round(eta, 1),
-        "eta_is_estimate": bool(eta_is_estimate) and not ended,
-        "error_code": "" if error is None else f"{error.code_name} ({error.code})",
-        "error_message": "" if error is None else error.message,
+        "eta": None if eta is None or no_eta else round(eta, 1),
+        "eta_is_estimate": bool(eta_is_estimate) and not no_eta,
+        "error_code": code,
+        "error_message": message,
         "result": result_items(op),
-        "poll_error": poll_error,
+        "poll_error": "" if stopped or ended else poll_error,
+        "stopped": stopped,
         "cancel_error": cancel_error,
     }
 
