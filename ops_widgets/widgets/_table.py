@@ -242,7 +242,7 @@ class OperationsTable(anywidget.AnyWidget):
             f.at[name, "duration"] = pd.NaT if elapsed is None else pd.Timedelta(seconds=elapsed)
             if op.done:
                 self._cancelling.discard(name)
-            self._stale_order = self._stale_order or moved
+            self._stale_order = self._stale_order or bool(moved)
         self._throttle.run(self._relive, handle.call_later)
 
     def _relive(self) -> None:
