@@ -203,11 +203,12 @@ function renderCancel(v, model, phase, link, asking) {
   v.cancel.hidden = !cancellable || !phase.running;
   const cancelling = phase.state === "cancelling";
   v.cancel.textContent = cancelling ? "Cancelling…" : "Cancel";
-  v.cancel.disabled = cancelling || Boolean(phase.stopped) || link.get() !== "true" || asking;
+  const blocked = cancelling || Boolean(phase.stopped) || link.get() !== "true";
+  v.cancel.disabled = blocked || asking;
   v.cancel.title = phase.stopped ? `Stopped: ${phase.stopped}`
     : cancelling ? "A cancel was sent; waiting for the server to confirm it"
     : link.get() === "true" ? "Ask the server to cancel this operation" : "Waiting for the kernel to answer";
-  if (v.cancel.hidden || v.cancel.disabled) v.confirm.hidden = true;
+  if (v.cancel.hidden || blocked) v.confirm.hidden = true; // nothing left to confirm
 }
 
 function clockText(model, phase, dt) {
@@ -346,7 +347,7 @@ const COLUMNS = [
   ["id", "operation", "16em"],
   ["kind", "kind", "6em"],
   ["state", "state", "7.5em"],
-  ["progress", "progress", "8.5em"],
+  ["progress", "progress", "10em"],
   ["create_time", "created", "7em"],
   ["duration", "duration", "6em"],
   ["error_message", "error", "auto"],

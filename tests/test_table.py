@@ -63,6 +63,9 @@ def test_page_rows_are_plain_json() -> None:
                        "create_time": "2026-01-01T00:00:02Z", "duration": 598.0,
                        "error": "quota <b>exceeded</b>", "selected": True}
     assert rows[1]["state"] == "cancelling" and rows[1]["selected"] is False and rows[1]["error"] == ""
+    cancelled, failed = page_rows(f, ["operations/g2", "batches/b1"], selected=(), cancelling=())
+    assert cancelled["state"] == "cancelled" and cancelled["error"] == ""  # its stock message repeats the badge
+    assert failed["error"] == "quota <b>exceeded</b>"
 
 
 def test_only_the_visible_page_travels() -> None:
@@ -153,6 +156,21 @@ def test_cancel_selected_against_the_emulator(sim: Sim) -> None:
     assert table.wait_idle(10)
     sim.advance(15)
     assert [r["state"] for r in table.rows] == ["cancelled"] * 4 and table.matching == 5
+    table.close()
+
+
+def test_a_cancel_sent_elsewhere_shows_in_the_table() -> None:
+    """One state across both widgets: a row whose poller says a cancel went through (a widget on
+    the same client sent it) reads "cancelling" here too, and leaves a "running" filter."""
+    from types import SimpleNamespace
+
+    table = OperationsTable(make_frame(), state_filter=["running"])
+    v1 = "models/veo-3.0-generate-001/operations/v1"
+    handle: Any = SimpleNamespace(cancel_requested=True, elapsed=None, call_later=lambda _delay, fn: fn())
+    table._on_live(Operation.from_api_response({"name": v1}), handle=handle)
+    assert [r["name"] for r in table.rows] == ["tunedModels/t/operations/t1"] and table.matching == 1
+    table.state_filter = []
+    assert next(r for r in table.rows if r["name"] == v1)["state"] == "cancelling"
     table.close()
 
 

@@ -242,6 +242,9 @@ class OperationsTable(anywidget.AnyWidget):
             f.at[name, "duration"] = pd.NaT if elapsed is None else pd.Timedelta(seconds=elapsed)
             if op.done:
                 self._cancelling.discard(name)
+            elif handle.cancel_requested and name not in self._cancelling:
+                self._cancelling.add(name)  # sent from elsewhere (a widget on the same client)
+                moved = True
             self._stale_order = self._stale_order or bool(moved)
         self._throttle.run(self._relive, handle.call_later)
 

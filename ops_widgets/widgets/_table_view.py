@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from ._view import display_state
+from ._view import display_state, shown_error
 
 __all__ = ["SORTABLE", "matching", "page_rows"]
 
@@ -89,7 +89,7 @@ def page_rows(
             # ISO 8601 in UTC: the front-end shows "3m05s ago", the UTC time on hover.
             "create_time": "" if created is None else _utc_iso(created),
             "duration": None if duration is None else round(duration.total_seconds(), 1),
-            "error": _plain(row.error_message) or "",
+            "error": shown_error(str(row.state), _plain(row.error_message) or ""),
             "selected": name in selected,
         })
     return rows

@@ -15,7 +15,7 @@ from .._types import Operation, State
 # format_duration and summary_line live in _text (the engine's repr uses them too); re-exported.
 __all__ = [
     "Throttle", "display_state", "error_text", "filter_text", "format_duration", "kind_label", "result_items",
-    "summary_line", "view_state",
+    "shown_error", "summary_line", "view_state",
 ]
 
 # What the services say when a cancel went through: the "cancelled" badge says it already.
@@ -83,16 +83,17 @@ def _count(value: Any, default: str) -> str:
     return str(int(number))
 
 
+def shown_error(state: str, message: str) -> str:
+    """The error message a view shows: a cancel's stock message only repeats the badge."""
+    return "" if state == State.CANCELLED.value and _JUST_CANCELLED.fullmatch(message) else message
+
+
 def error_text(op: Operation) -> tuple[str, str]:
-    """(message in plain words, code name for a tooltip) of a failed or cancelled operation.
-    A cancel's stock message only repeats the badge, so it is left out."""
+    """(message in plain words, code name for a tooltip) of a failed or cancelled operation."""
     error = op.error if op.failed else None
     if error is None:
         return "", ""
-    message = error.message
-    if op.state is State.CANCELLED and _JUST_CANCELLED.fullmatch(message):
-        message = ""
-    return message, f"{error.code_name} ({error.code})"
+    return shown_error(op.state.value, error.message), f"{error.code_name} ({error.code})"
 
 
 def view_state(
