@@ -348,7 +348,7 @@ const COLUMNS = [
   ["kind", "kind", "6em"],
   ["state", "state", "7.5em"],
   ["progress", "progress", "10em"],
-  ["create_time", "created", "7em"],
+  ["create_time", "created", "8.5em"],
   ["duration", "duration", "6em"],
   ["error_message", "error", "auto"],
 ];

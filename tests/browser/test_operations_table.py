@@ -125,6 +125,7 @@ def test_bulk_cancel_of_running_operations(lab_page: NotebookPage, seeded: Seede
     expect(table.locator("th[data-column=create_time]")).to_have_attribute("aria-sort", "none")
     shown = wait_rows(table, f"rows[0].id === {ids[0]!r}")
     unnamed = table.evaluate("""(root) => Array.from(root.querySelectorAll('input, button')).filter(c => {
+        if (!c.checkVisibility()) return false;  // the confirmation's buttons are named when it opens
         const name = c.getAttribute('aria-label') || (c.tagName === 'BUTTON' && c.textContent.trim())
                      || (c.closest('label') && c.closest('label').textContent.trim());
         return !name;
@@ -135,6 +136,7 @@ def test_bulk_cancel_of_running_operations(lab_page: NotebookPage, seeded: Seede
     expect(created).to_have_attribute("title", re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$"))
     assert [r["id"] for r in shown] == ids[:PAGE_SIZE]
     assert len({before[r["name"]] for r in shown}) == 4, "expected every state on the first page"
+    nb.page.evaluate("() => document.activeElement.blur()")  # no focus ring in the picture
     nb.screenshot("lab-table-before", element=table, readme="operations_table.png")
 
     # Search round trip: names of one video model (no seeded error message mentions it).

@@ -121,8 +121,8 @@ def make_operations(emu: Emulator) -> dict[str, str]:
         "confirm": emu.create("batch", duration=900),
         "cancelling": emu.create("batch", duration=900),
         "succeeded": emu.create("tuning", duration=0.5),
-        "failed": emu.create("video", duration=0.5, outcome="failure",
-                             error_message="The prompt could not be processed. Rephrase it and try again."),
+        "failed": emu.create("batch", duration=0.5, outcome="failure",
+                             error_message="The input file could not be read. Check its format and try again."),
         "cancelled": emu.create("batch", duration=900),
         "filtered": emu.create("video", duration=0.5, outcome="filtered"),
         "stopped": emu.create("batch", duration=900),
@@ -175,6 +175,8 @@ def test_every_state_reads_in_both_themes(lab_page: NotebookPage, emu: Emulator)
         expect(widget(key).locator(".opw-cancel")).to_be_hidden()
     expect(widget("succeeded").locator(".opw-time")).to_have_text(re_start("took "))
     expect(widget("cancelled").locator(".opw-time")).to_have_text(re_start("cancelled after "))
+    expect(widget("failed").locator(".opw-time")).to_have_text(re_start("failed after "))
+    expect(widget("failed").locator(".opw-error")).to_have_attribute("title", re_start("INTERNAL ("))
     expect(widget("cancelled").locator(".opw-error")).to_be_hidden()  # no "Operation was cancelled." echo
     expect(widget("stopped").locator(".opw-badge")).to_have_text("stopped", timeout=10_000)
     expect(widget("stopped").locator(".opw-cancel")).to_be_disabled()
