@@ -673,9 +673,132 @@ function renderTable({ model, el: host }) {
   };
 }
 
+// -- OperationsList (watch_all) ------------------------------------------------------------------
+
+const LIST_TRAITS = ["rows", "summary", "cancellable", "not_cancellable"];
+
+function listDom(host) {
+  const v = {};
+  v.root = el("div", "opl");
+  const head = el("div", "opl-head");
+  v.summary = el("span", "opl-summary");
+  v.summary.setAttribute("role", "status"); // progress of the whole list is announced
+  v.cancelAll = button("opl-cancel-all", "Cancel all running");
+  head.append(v.summary, v.cancelAll);
+  v.confirm = el("div", "opw-confirm opl-confirm");
+  v.confirm.setAttribute("role", "group");
+  v.confirmText = el("span", "opw-confirm-text");
+  v.confirmYes = button("opw-confirm-yes", "");
+  v.confirmNo = button("opw-confirm-no", "Keep them running");
+  v.confirm.append(v.confirmText, v.confirmYes, v.confirmNo);
+  v.confirm.hidden = true;
+  v.grid = el("div", "opl-grid");
+  v.grid.setAttribute("role", "list");
+  v.root.append(head, v.confirm, v.grid);
+  host.append(v.root);
+  return v;
+}
+
+// One row: kind, id, bar, percent, badge, time; a note under it when there is something to say.
+function listRow(row, link) {
+  const rowModel = { get: (key) => row[key] };
+  const phase = RUNNING.has(row.state) && link.get() === "false"
+    ? { state: row.state, running: true, stale: true, stopped: "no kernel answers" }
+    : { state: row.state, running: RUNNING.has(row.state), stopped: RUNNING.has(row.state) ? row.stopped : "" };
+  const r = el("div", "opl-row");
+  r.setAttribute("role", "listitem");
+  r.dataset.state = row.state;
+  r.dataset.opId = row.op_id;
+  r.dataset.stopped = String(Boolean(phase.stopped));
+  const id = el("span", "opl-id", row.op_id);
+  id.title = row.name;
+  const bar = el("span", "opl-bar");
+  const fill = el("span", "opl-fill");
+  const determinate = row.progress !== null && row.progress !== undefined;
+  fill.style.width = `${FULL.has(row.state) ? 100 : determinate ? row.progress : 0}%`;
+  bar.classList.toggle("opw-indeterminate", phase.running && !determinate && !phase.stopped);
+  bar.append(fill);
+  const pct = el("span", "opl-pct", determinate ? `${row.progress.toFixed(row.progress < 10 ? 1 : 0)}%` : "");
+  const badge = el("span", "opw-badge opl-badge", phase.stopped ? "stopped" : row.state);
+  badge.classList.toggle("opw-stale", Boolean(phase.stopped));
+  const time = el("span", "opl-time");
+  r.append(el("span", "opl-kind", row.kind_label || ""), id, bar, pct, badge, time);
+  const said = [row.error_message, phase.stopped ? `Stopped: ${phase.stopped}.` : row.poll_error, row.cancel_error];
+  const note = el("div", "opl-note", said.filter(Boolean).join(" "));
+  note.title = row.error_code || "";
+  note.hidden = !note.textContent;
+  if (row.state === "failed") note.classList.add("opl-error");
+  r.append(note);
+  return { node: r, tick: (dt) => (time.textContent = clockText(rowModel, phase, phase.stopped ? 0 : dt)) };
+}
+
+function renderList({ model, el: host }) {
+  const v = listDom(host);
+  let base = performance.now();
+  let ticks = [];
+  const link = liveness(model, () => update(), { kernelTraits: LIST_TRAITS });
+
+  function tick() {
+    const until = link.get() === "true" ? performance.now() : Math.max(base, link.seen());
+    ticks.forEach((t) => t(Math.max(0, until - base) / 1000));
+  }
+
+  function update() {
+    const rows = model.get("rows") || [];
+    v.root.dataset.live = link.get();
+    v.root.dataset.count = String(rows.length);
+    const built = rows.map((row) => listRow(row, link));
+    v.grid.replaceChildren(...built.map((b) => b.node));
+    ticks = built.map((b) => b.tick);
+    v.summary.textContent = model.get("summary");
+    const n = model.get("cancellable");
+    v.cancelAll.hidden = n === 0;
+    v.cancelAll.textContent = `Cancel all running (${fmt(n)})`;
+    v.cancelAll.disabled = link.get() !== "true" || !v.confirm.hidden;
+    if (n === 0 || link.get() !== "true") v.confirm.hidden = true;
+    tick();
+  }
+
+  v.cancelAll.addEventListener("click", () => {
+    const n = model.get("cancellable");
+    const others = model.get("not_cancellable");
+    const rest = others ? ` (${fmt(others)} running cannot be cancelled by the service)` : "";
+    v.confirmText.textContent = `Cancel ${fmt(n)} running operations on the server?${rest} This cannot be undone.`;
+    v.confirmYes.textContent = `Yes, cancel ${fmt(n)}`;
+    v.confirm.hidden = false;
+    update();
+    v.confirmNo.focus(); // the safe choice has the focus
+  });
+  v.confirmYes.addEventListener("click", () => {
+    v.confirm.hidden = true;
+    model.send({ type: "cancel_all" });
+    update();
+  });
+  v.confirmNo.addEventListener("click", () => {
+    v.confirm.hidden = true;
+    update();
+  });
+  const onRows = () => {
+    base = performance.now();
+  };
+  model.on("change:rows", onRows);
+  const stopListening = onTraits(model, LIST_TRAITS, update);
+  const ticker = setInterval(tick, 1000);
+  update();
+
+  return () => {
+    clearInterval(ticker);
+    link.stop();
+    model.off("change:rows", onRows);
+    stopListening();
+  };
+}
+
+
+const VIEWS = { table: renderTable, list: renderList, operation: renderOperation };
 
 function render(context) {
-  return context.model.get("_view") === "table" ? renderTable(context) : renderOperation(context);
+  return (VIEWS[context.model.get("_view")] || renderOperation)(context);
 }
 
 export default { render };

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .._progress import as_number
@@ -14,8 +14,8 @@ from .._types import Operation, State
 
 # format_duration and summary_line live in _text (the engine's repr uses them too); re-exported.
 __all__ = [
-    "Throttle", "display_state", "error_text", "filter_text", "format_duration", "kind_label", "result_items",
-    "shown_error", "summary_line", "view_state",
+    "LIST_ROW_KEYS", "Throttle", "display_state", "error_text", "filter_text", "format_duration", "kind_label",
+    "list_summary", "poll_status", "result_items", "shown_error", "summary_line", "view_state",
 ]
 
 # What the services say when a cancel went through: the "cancelled" badge says it already.
@@ -96,6 +96,16 @@ def error_text(op: Operation) -> tuple[str, str]:
     return shown_error(op.state.value, error.message), f"{error.code_name} ({error.code})"
 
 
+def poll_status(done: bool, polling: bool, error: object | None) -> tuple[str, str]:
+    """(poll_error, stopped) of a handle: "still trying" only while polling goes on after errors;
+    once nothing polls an operation that is not done, why it stopped."""
+    if done:
+        return "", ""
+    if not polling:
+        return "", str(error) if error is not None else "nothing polls it any more"
+    return ("" if error is None else f"Polling keeps failing, still trying: {error}"), ""
+
+
 def view_state(
     op: Operation,
     *,
@@ -140,6 +150,40 @@ def view_state(
         "stopped": stopped,
         "cancel_error": cancel_error,
     }
+
+
+# What a row of the list view (watch_all) carries of view_state: no result, no compact flag.
+LIST_ROW_KEYS = (
+    "name", "op_id", "kind_label", "state", "progress", "elapsed", "eta", "eta_is_estimate", "error_code",
+    "error_message", "poll_error", "stopped", "cancel_error", "can_cancel",
+)
+_ENDED = {State.SUCCEEDED.value, State.FAILED.value, State.CANCELLED.value, State.FILTERED.value}
+
+
+def list_summary(rows: Sequence[Mapping[str, Any]]) -> str:
+    """One line over a list of operations: "37/120 done · 3 failed · ETA 4m00s". The ETA is the
+    longest of the running ones (they run side by side), "unknown" if any has none."""
+    done = sum(r["state"] in _ENDED for r in rows)
+    parts = [f"{done}/{len(rows)} done"]
+    for state in (State.FAILED.value, State.CANCELLED.value, State.FILTERED.value):
+        count = sum(r["state"] == state for r in rows)
+        if count:
+            parts.append(f"{count} {state}")
+    stopped = sum(bool(r["stopped"]) for r in rows)
+    if stopped:
+        parts.append(f"{stopped} stopped")
+    cancelling = sum(r["state"] == "cancelling" for r in rows)
+    if cancelling:
+        parts.append(f"{cancelling} cancelling")
+    running = [r for r in rows if r["state"] == "running" and not r["stopped"]]
+    if running:
+        etas = [r["eta"] for r in running]
+        if all(e is not None for e in etas):
+            guess = "~" if any(r["eta_is_estimate"] for r in running) else ""
+            parts.append(f"ETA {guess}{format_duration(max(etas))}")
+        else:
+            parts.append("ETA unknown")
+    return " · ".join(parts)
 
 
 class Throttle:
