@@ -35,7 +35,8 @@ def test_watch_all_is_one_widget_with_a_row_per_operation(sim: Sim) -> None:
     names = [sim.emu.create(k, duration=60) for k in ("video", "tuning", "batch")]
     box = sim.ops.watch_all(names)
     assert isinstance(box, OperationsList) and box.get_state()["_view"] == "list"
-    assert [r["name"] for r in box.rows] == names and [r["kind_label"] for r in box.rows] == ["video", "tuning", "batch"]
+    assert [r["name"] for r in box.rows] == names
+    assert [r["kind_label"] for r in box.rows] == ["video", "tuning", "batch"]
     assert box.summary.startswith("0/3 done") and box.cancellable == 1 and box.not_cancellable == 2
     state = json.dumps(box.get_state(), default=str) + json.dumps([m.data for m in box.comm.sent], default=str)
     assert sim.emu.api_key not in state and sim.emu.api_key not in repr(box)
