@@ -715,7 +715,7 @@ function listRow(row, link) {
   const bar = el("span", "opl-bar");
   const fill = el("span", "opl-fill");
   const determinate = row.progress !== null && row.progress !== undefined;
-  fill.style.width = `${FULL.has(row.state) ? 100 : determinate ? row.progress : 0}%`;
+  fill.style.width = phase.running && !determinate ? "" : `${FULL.has(row.state) ? 100 : determinate ? row.progress : 0}%`;
   bar.classList.toggle("opw-indeterminate", phase.running && !determinate && !phase.stopped);
   bar.append(fill);
   const pct = el("span", "opl-pct", determinate ? `${row.progress.toFixed(row.progress < 10 ? 1 : 0)}%` : "");

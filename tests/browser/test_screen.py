@@ -2,8 +2,9 @@
 colour against what is behind it (WCAG AA: at least 4.5:1), and the pictures the README shows.
 
 One notebook holds the gallery: an OperationWidget per state (running with and without progress,
-the inline cancel confirmation, cancelling, succeeded, failed, cancelled, filtered, stopped) and an
-OperationsTable of the same operations with its confirmation bar open.
+the inline cancel confirmation, cancelling, succeeded, failed, cancelled, filtered, stopped), an
+OperationsTable of the same operations with its confirmation bar open, and watch_all's list of
+them with its "Cancel all running" confirmation open.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ CONTRAST_JS = """(outputs) => {
     out.push({text: text.slice(0, 60), where: where(e), ratio: Math.round(ratio(shown, bg) * 100) / 100,
               fg: shown.slice(0, 3).map(Math.round), bg: bg.slice(0, 3).map(Math.round)});
   };
-  for (const root of outputs.flatMap((o) => Array.from(o.querySelectorAll('.opw, .opt')))) {
+  for (const root of outputs.flatMap((o) => Array.from(o.querySelectorAll('.opw, .opt, .opl')))) {
     const walk = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
     for (let t = walk.nextNode(); t; t = walk.nextNode()) {
       const e = t.parentElement;
@@ -111,7 +112,8 @@ def gallery_cells(emu: Emulator, names: dict[str, str]) -> list[str]:
         "VBox(widgets)"
     )
     table = "table = OperationsTable([ops.get(n) for n in names.values()], ops)\ntable"
-    return [setup, table]
+    listed = "ops.watch_all(names.values())"
+    return [setup, table, listed]
 
 
 def make_operations(emu: Emulator) -> dict[str, str]:
@@ -141,12 +143,13 @@ def set_theme(nb: NotebookPage, theme: str) -> None:
 
 
 def check_contrast(nb: NotebookPage, theme: str) -> list[dict[str, Any]]:
-    roots = [nb.output(0).element_handle(), nb.output(1).element_handle()]
+    roots = [nb.output(i).element_handle() for i in range(3)]
     measured = list(nb.page.evaluate(CONTRAST_JS, roots))
     nb.write_artifact(f"contrast-{theme}.json", json.dumps(measured, indent=1))
     # Every state's badge, the inline confirmation and the table's bar are among what was measured.
     seen = {m["where"] for m in measured}
-    for part in ("opw-confirm-text", "opt-confirm-text", "opw-error-message", "opw-note", "opt-search"):
+    for part in ("opw-confirm-text", "opt-confirm-text", "opw-error-message", "opw-note", "opt-search",
+                 "opl-summary", "opl-time"):
         assert any(part in w for w in seen), f"{part} was not measured in {theme}"
     for state in ("running", "cancelling", "succeeded", "failed", "cancelled", "filtered"):
         assert any(w.startswith("opw-badge") and f"[{state}]" in w for w in seen), (theme, state)
@@ -203,12 +206,18 @@ def test_every_state_reads_in_both_themes(lab_page: NotebookPage, emu: Emulator)
         table.locator(".opt-cancel").click()
         expect(table.locator(".opt-confirm-bar")).to_be_visible()
 
+        listed = nb.output(2).locator(".opl")
+        expect(listed).to_have_attribute("data-live", "true", timeout=30_000)
+        listed.locator(".opl-cancel-all").click()
+        expect(listed.locator(".opl-confirm")).to_be_visible()
+
         for theme, suffix in (("JupyterLab Light", "light"), ("JupyterLab Dark", "dark")):
             if suffix == "dark":
                 set_theme(nb, theme)
             check_contrast(nb, suffix)
             nb.screenshot(f"lab-states-{suffix}", cell_index=0, readme=f"states_{suffix}.png")
             nb.screenshot(f"lab-table-states-{suffix}", element=table, readme=f"table_{suffix}.png")
+            nb.screenshot(f"lab-list-states-{suffix}", cell_index=2, readme=f"list_{suffix}.png")
         set_theme(nb, "JupyterLab Light")
     finally:
         emu.clear_faults()
