@@ -47,7 +47,7 @@ def test_watch_all_one_row_each_and_cancel_all_running(lab_page: NotebookPage, e
         Array.from(b.querySelectorAll(s)).map(e => Math.round(e.getBoundingClientRect().left)))""")
     assert all(len(set(xs)) == 1 for xs in lefts), lefts
     expect(box.locator(".opl-row[data-state=failed] .opl-note")).to_have_text("The input file could not be read.")
-    nb.screenshot("lab-list-before", readme="watch_all.png")
+    nb.screenshot("lab-list-before")
 
     cancel_all = box.locator(".opl-cancel-all")
     expect(cancel_all).to_have_text("Cancel all running (2)")
