@@ -317,6 +317,33 @@ def test_after_the_client_closes_the_widget_says_stopped(lab_page: NotebookPage,
     check_stopped_after_close(lab_page, emu, "lab")
 
 
+def test_notebook7_cancel_asks_first_inline(notebook7_page: NotebookPage, emu: Emulator) -> None:
+    """A deliberate cancel in Notebook 7 too: the click asks inline; "Keep it running" sends nothing;
+    "Yes, cancel it" does, once, and the widget ends as a result with no Cancel button."""
+    name = emu.create("batch", duration=600)
+    nb = notebook7_page
+    nb.open(nb.server.write_notebook("nb7-cancel.ipynb", [watch_cell(name)]))
+    nb.run_all()
+    widget = nb.widget(0)
+    button = widget.locator(".opw-cancel")
+    expect(widget).to_have_attribute("data-live", "true", timeout=30_000)
+    expect(button).to_be_enabled()
+    button.click()
+    confirm = widget.locator(".opw-confirm")
+    expect(confirm).to_contain_text("Cancel this batch on the server? It cannot be resumed.")
+    expect(confirm.locator(".opw-confirm-no")).to_be_focused()  # the safe choice has the focus
+    nb.screenshot("notebook7-cancel-confirm")
+    nb.page.keyboard.press("Enter")  # "Keep it running", from the keyboard
+    expect(confirm).to_be_hidden()
+    assert not (emu.get_operation(name) or {}).get("done"), "keeping it running sent a cancel"
+    button.click()
+    confirm.locator(".opw-confirm-yes").click()
+    expect(widget).to_have_attribute("data-state", "cancelled", timeout=30_000)
+    expect(button).to_be_hidden()
+    op = emu.get_operation(name)
+    assert op is not None and op["error"]["code"] == 1, op
+
+
 def test_notebook7_after_the_client_closes_the_widget_says_stopped(notebook7_page: NotebookPage,
                                                                    emu: Emulator) -> None:
     check_stopped_after_close(notebook7_page, emu, "notebook7")
