@@ -225,12 +225,13 @@ function clockText(model, phase, dt) {
   return parts.join(" · ");
 }
 
-// The inline confirmation of a cancel, and the copy-name control. `setAsking` tells the view
-// whether the confirmation is open (its Cancel button is disabled meanwhile).
-function wireOperationControls(v, model, update, setAsking) {
+// The inline confirmation of a cancel, and the copy-name control. `ui.asking`: the confirmation
+// is open (its Cancel button is disabled meanwhile); `ui.sent`: a confirmed cancel went to the
+// kernel, which has not answered yet (the view reads "cancelling" already, with no ETA).
+function wireOperationControls(v, model, update, ui) {
   v.cancel.addEventListener("click", () => {
     if (v.cancel.disabled || v.cancel.hidden) return;
-    setAsking(true);
+    ui.asking = true;
     v.confirmText.textContent = `Cancel this ${model.get("kind_label") || "operation"} on the server? It cannot be resumed.`;
     v.confirm.hidden = false;
     update();
@@ -238,17 +239,14 @@ function wireOperationControls(v, model, update, setAsking) {
   });
   v.confirmYes.addEventListener("click", () => {
     v.confirm.hidden = true;
-    setAsking(false);
+    ui.asking = false;
+    ui.sent = true;
     model.send({ type: "cancel" });
-    // Until the kernel answers with "cancelling": one request, and the button says so.
-    v.cancel.disabled = true;
-    v.cancel.textContent = "Cancelling…";
-    v.root.dataset.state = "cancelling";
-    v.badge.textContent = "cancelling";
+    update();
   });
   v.confirmNo.addEventListener("click", () => {
     v.confirm.hidden = true;
-    setAsking(false);
+    ui.asking = false;
     update();
     v.cancel.focus();
   });
@@ -264,11 +262,16 @@ function wireOperationControls(v, model, update, setAsking) {
 function renderOperation({ model, el: host }) {
   const v = operationDom(host);
   let base = performance.now(); // when elapsed/eta were last received
-  let asking = false; // the inline confirmation is open
+  const ui = { asking: false, sent: false };
   const link = liveness(model, () => update(), { kernelTraits: OPERATION_TRAITS });
+  const phaseNow = () => {
+    const phase = operationPhase(model, link);
+    if (ui.sent && phase.state === "running" && !phase.stopped) phase.state = "cancelling";
+    return phase;
+  };
 
   function updateClock() {
-    const phase = operationPhase(model, link);
+    const phase = phaseNow();
     // Count on from the last update only while live and running (not while cancelling: no ETA
     // then); freeze at the last update once stopped.
     const until = phase.stopped ? base : link.get() === "true" ? performance.now() : Math.max(base, link.seen());
@@ -276,7 +279,7 @@ function renderOperation({ model, el: host }) {
   }
 
   function update() {
-    const phase = operationPhase(model, link);
+    const phase = phaseNow();
     const { state } = phase;
     const progress = model.get("progress");
     const d = v.root.dataset;
@@ -316,8 +319,8 @@ function renderOperation({ model, el: host }) {
     if (model.get("cancel_error")) notes.push(model.get("cancel_error"));
     v.note.textContent = notes.join(" ");
     v.note.hidden = !notes.length;
-    renderCancel(v, model, phase, link, asking && !v.confirm.hidden);
-    if (v.confirm.hidden) asking = false;
+    if (v.confirm.hidden) ui.asking = false;
+    renderCancel(v, model, phase, link, ui.asking);
     updateClock();
   }
 
@@ -326,7 +329,10 @@ function renderOperation({ model, el: host }) {
   };
   model.on("change:elapsed", onElapsed);
   const stopListening = onTraits(model, OPERATION_TRAITS, update);
-  wireOperationControls(v, model, update, (value) => (asking = value));
+  wireOperationControls(v, model, update, ui);
+  const answered = () => (ui.sent = false); // the kernel's own state (or error) takes over
+  model.on("change:state", answered);
+  model.on("change:cancel_error", answered);
   const ticker = setInterval(updateClock, 1000);
   update();
 
@@ -334,6 +340,8 @@ function renderOperation({ model, el: host }) {
     clearInterval(ticker);
     link.stop();
     model.off("change:elapsed", onElapsed);
+    model.off("change:state", answered);
+    model.off("change:cancel_error", answered);
     stopListening();
   };
 }

@@ -185,6 +185,14 @@ def test_every_state_reads_in_both_themes(lab_page: NotebookPage, emu: Emulator)
     expect(widget("stopped").locator(".opw-cancel")).to_be_disabled()
     expect(widget("no progress").locator(".opw-cancel")).to_be_hidden()  # the service cannot cancel Veo
 
+    # Copy name: the full name lands on the clipboard.
+    nb.page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    copy = widget("succeeded").locator(".opw-copy")
+    copy.click()
+    expect(copy).to_have_text("Copied")
+    assert nb.page.evaluate("() => navigator.clipboard.readText()") == names["succeeded"]
+    expect(copy).to_have_text("Copy name", timeout=5_000)
+
     # The cancel held up on the server: the widget says "Cancelling…" and counts no ETA down.
     emu.fail_for(600, status=503, path=":cancel")
     try:
