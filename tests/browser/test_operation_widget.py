@@ -100,13 +100,14 @@ def record_history(nb: NotebookPage, cell: int = 0) -> None:
             new MutationObserver(note).observe(out, {subtree: true, attributes: true, childList: true,
                                                      characterData: true});
             setInterval(note, 200);  // prompts change outside the widget: look at them too
+            window.__opwNote = note;  // and once more when the history is read
         }""",
         cell,
     )
 
 
 def history(nb: NotebookPage) -> list[dict[str, Any]]:
-    return list(nb.page.evaluate("() => window.__opwHistory || []"))
+    return list(nb.page.evaluate("() => { if (window.__opwNote) window.__opwNote(); return window.__opwHistory || []; }"))
 
 
 def save_history(nb: NotebookPage, name: str) -> None:
