@@ -107,7 +107,7 @@ def record_history(nb: NotebookPage, cell: int = 0) -> None:
 
 
 def history(nb: NotebookPage) -> list[dict[str, Any]]:
-    return list(nb.page.evaluate("() => { if (window.__opwNote) window.__opwNote(); return window.__opwHistory || []; }"))
+    return list(nb.page.evaluate("() => { window.__opwNote?.(); return window.__opwHistory || []; }"))
 
 
 def save_history(nb: NotebookPage, name: str) -> None:
