@@ -30,9 +30,8 @@ from ._types import ListOperationsResponse, Operation, State
 if TYPE_CHECKING:
     import httpx
     import pandas as pd
-    from ipywidgets import VBox
 
-    from .widgets import OperationWidget
+    from .widgets import OperationsList, OperationWidget
 
 __all__ = ["DEFAULT_BASE_URL", "AsyncOperations", "NameOrOperation", "ProgressCallback"]
 
@@ -244,8 +243,10 @@ class AsyncOperations:
 
         return OperationWidget(await self.track(name, poll_interval=poll_interval))
 
-    async def watch_all(self, names: Iterable[NameOrOperation], *, poll_interval: float | None = None) -> VBox:
-        """A compact stacked list of OperationWidgets, tracked concurrently."""
+    async def watch_all(
+        self, names: Iterable[NameOrOperation], *, poll_interval: float | None = None
+    ) -> OperationsList:
+        """One live list widget (OperationsList), a row per operation, tracked concurrently."""
         from .widgets import watch_all
 
         return watch_all(await self.track_all(names, poll_interval=poll_interval))

@@ -695,6 +695,7 @@ class Poller:
                 continue
             except _PERMANENT as exc:
                 self._failures = _REPORT_AFTER - 1
+                self.stopped = True  # before _failed tells subscribers: they read `polling` then
                 self._failed(exc)
                 self._finish()
                 return

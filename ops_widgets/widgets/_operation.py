@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import atexit
 import threading
-from collections.abc import Iterable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import anywidget
-import ipywidgets
 import traitlets as t
 
 from .._client import AsyncOperations
@@ -24,9 +22,9 @@ from .._engine import AsyncTracked
 from .._sync import Operations
 from .._text import summary_line
 from .._types import Operation
-from ._view import Throttle, view_state
+from ._view import Throttle, poll_status, view_state
 
-__all__ = ["OperationWidget", "default_client", "watch_all"]
+__all__ = ["OperationWidget", "Target", "default_client", "handle_for"]
 
 # In a wheel the front-end ships in ops_widgets/static; in a clone (editable install) it is js/.
 # Paths, not text, so that ANYWIDGET_HMR=1 can hot-reload them while developing.
@@ -79,6 +77,8 @@ class OperationWidget(anywidget.AnyWidget):
     error_message = t.Unicode("", help="The server's error message (shown as text)").tag(sync=True)
     result = t.List(t.Dict(), help="Short result items: {label, text, href?}").tag(sync=True)
     poll_error = t.Unicode("", help="Why polling is failing, while it retries").tag(sync=True)
+    stopped = t.Unicode("", help="Why nothing polls it any more although it is not done; empty while polled").tag(
+        sync=True)
     cancel_error = t.Unicode("", help="Why the last cancel failed").tag(sync=True)
     compact = t.Bool(False, help="One row, for lists of operations").tag(sync=True)
     polling = t.Bool(True, help="False when nothing polls it any more while it runs (its client was closed)").tag(
@@ -87,7 +87,7 @@ class OperationWidget(anywidget.AnyWidget):
         sync=True)
 
     def __init__(self, target: Target, client: Operations | None = None, **kwargs: Any) -> None:
-        handle = _handle_for(target, client)
+        handle = handle_for(target, client)
         super().__init__(**kwargs)
         self._handle = handle
         self._throttle = Throttle(0.1, clock=handle.clock.monotonic)
@@ -141,13 +141,7 @@ class OperationWidget(anywidget.AnyWidget):
             return
         h = self._handle
         op = h.operation
-        error = h.last_error
-        if error is None or op.done:
-            poll_error = ""
-        elif h.polling:
-            poll_error = f"Polling keeps failing, still trying: {error}"
-        else:
-            poll_error = f"Polling stopped: {error}"
+        poll_error, stopped = poll_status(op.done, h.polling, h.last_error)
         state = view_state(
             op,
             elapsed=h.elapsed,
@@ -157,6 +151,7 @@ class OperationWidget(anywidget.AnyWidget):
             can_cancel=h.can_cancel,
             polling=h.polling,
             poll_error=poll_error,
+            stopped=stopped,
             cancel_error=self._cancel_error,
         )
         with self.hold_sync():  # everything one poll changed goes out in one message
@@ -165,7 +160,8 @@ class OperationWidget(anywidget.AnyWidget):
                     setattr(self, key, value)
 
     def _start_cancel(self) -> None:
-        if self._handle.operation.done or self._cancelling or not self._handle.can_cancel:
+        h = self._handle
+        if h.operation.done or self._cancelling or not h.can_cancel or not h.polling:
             return
         self._cancelling = True
         self._cancel_error = ""
@@ -202,7 +198,7 @@ class OperationWidget(anywidget.AnyWidget):
         super().close()
 
 
-def _handle_for(target: Target, client: Operations | None) -> AsyncTracked:
+def handle_for(target: Target, client: Operations | None) -> AsyncTracked:
     if isinstance(target, AsyncTracked):
         return target
     if not isinstance(target, (str, Operation)):
@@ -211,16 +207,3 @@ def _handle_for(target: Target, client: Operations | None) -> AsyncTracked:
         raise TypeError("with AsyncOperations, use `await client.watch(name)`")
     return (client or default_client()).track(target)
 
-
-def watch_all(
-    targets: Iterable[Target], client: Operations | None = None, *, poll_interval: float | None = None
-) -> ipywidgets.VBox:
-    """A compact stacked list of OperationWidgets, one row per operation; names and Operations
-    are tracked concurrently (with ``client``, else the shared default client)."""
-    targets = list(targets)
-    todo = [t for t in targets if not isinstance(t, AsyncTracked)]
-    if isinstance(client, AsyncOperations):
-        raise TypeError("with AsyncOperations, use `await client.watch_all(names)`")
-    tracked = iter((client or default_client()).track_all(todo, poll_interval=poll_interval) if todo else [])
-    handles = [t if isinstance(t, AsyncTracked) else next(tracked) for t in targets]
-    return ipywidgets.VBox([OperationWidget(h, compact=True) for h in handles])

@@ -92,11 +92,12 @@ class OperationsTable(anywidget.AnyWidget):
         self._live: dict[str, tuple[AsyncTracked, Callable[[], None]]] = {}
         self._wanted: set[str] = set()
         self._throttle = Throttle(0.1)
+        self._stale_order = False  # a live row changed state since the filters were last applied
         self.outcomes: pd.DataFrame | None = None  # of the last bulk action: name, ok, error
         with self._lock, self.hold_sync():
             self.total = len(frame)
             self.kinds = sorted({str(k) for k in frame["kind"].dropna().unique()})
-        self.observe(self._refilter, names=["state_filter", "kind_filter", "search", "sort_by", "sort_desc"])
+        self.observe(self._on_filter, names=["state_filter", "kind_filter", "search", "sort_by", "sort_desc"])
         self.observe(self._repage, names=["page", "page_size"])
         self.on_msg(self._on_front_message)
         self._refilter()
@@ -136,18 +137,31 @@ class OperationsTable(anywidget.AnyWidget):
             raise t.TraitError(f"cannot sort by {proposal['value']!r}; choose one of {', '.join(SORTABLE)}")
         return str(proposal["value"])
 
-    def _refilter(self, _change: Any = None) -> None:
+    def _on_filter(self, _change: Any) -> None:
+        """A filter or the sort changed (a person did it): the last action's message is about
+        rows that may not be shown any more, so it goes."""
+        with self._lock, self.hold_sync():
+            self.message = ""
+            self._refilter()
+
+    def _refilter(self) -> None:
+        """Filters applied anew, from the first page."""
+        with self._lock, self.hold_sync():
+            self._reorder()
+            if self.page != 0:
+                self.page = 0  # which calls _repage
+            else:
+                self._repage()
+
+    def _reorder(self) -> None:
+        """Filters applied anew on the rows as they are now (states change: live rows, bulk
+        actions), staying on the page shown; the caller repages."""
         with self._lock:
             self._order = matching(
                 self._frame, states=self.state_filter, kinds=self.kind_filter, search=self.search,
-                sort_by=self.sort_by, descending=self.sort_desc,
+                sort_by=self.sort_by, descending=self.sort_desc, cancelling=self._cancelling,
             )
-            with self.hold_sync():
-                self.matching = len(self._order)
-                if self.page != 0:
-                    self.page = 0  # which calls _repage
-                else:
-                    self._repage()
+            self.matching = len(self._order)
 
     def _repage(self, _change: Any = None) -> None:
         with self._lock:
@@ -213,6 +227,7 @@ class OperationsTable(anywidget.AnyWidget):
             if op.name not in self._frame.index:
                 return
             f, name = self._frame, op.name
+            moved = f.at[name, "state"] != op.state.value or (op.done and name in self._cancelling)
             f.at[name, "state"] = op.state.value
             f.at[name, "done"] = op.done
             f.at[name, "progress"] = pd.NA if op.progress is None else op.progress
@@ -227,7 +242,19 @@ class OperationsTable(anywidget.AnyWidget):
             f.at[name, "duration"] = pd.NaT if elapsed is None else pd.Timedelta(seconds=elapsed)
             if op.done:
                 self._cancelling.discard(name)
-        self._throttle.run(self._repage, handle.call_later)
+            elif handle.cancel_requested and name not in self._cancelling:
+                self._cancelling.add(name)  # sent from elsewhere (a widget on the same client)
+                moved = True
+            self._stale_order = self._stale_order or bool(moved)
+        self._throttle.run(self._relive, handle.call_later)
+
+    def _relive(self) -> None:
+        """Live changes out to the browser; a row whose state changed may leave the filter."""
+        with self._lock, self.hold_sync():
+            if self._stale_order:
+                self._stale_order = False
+                self._reorder()
+            self._repage()
 
     # -- selection and actions (messages from the browser) ---------------------------------
 
@@ -330,12 +357,11 @@ class OperationsTable(anywidget.AnyWidget):
                         self._live[name][0].expect_cancel()
             else:
                 self._frame = self._frame.drop(index=ok)
-                self._order = self._order[~self._order.isin(ok)]
             with self.hold_sync():
                 self.busy = False
                 self.message = text
                 self.total = len(self._frame)
-                self.matching = len(self._order)
+                self._reorder()  # the filters again: cancelled rows leave "running" at once
                 self._repage()
 
     def _able(self, action: str, names: Iterable[str]) -> list[str]:
