@@ -109,11 +109,13 @@ class VertexState:
 
     speed: float
     rng: random.Random
-    ops: dict[str, Op] = field(default_factory=dict)
-    tokens: dict[str, tuple[str, float]] = field(default_factory=dict)  # token -> (account, expiry)
-    accounts: dict[str, _Account] = field(default_factory=dict)
+    ops: dict[str, Op] = field(default_factory=dict, repr=False)
+    # Credentials stay out of the repr: token -> (account, expiry); the accounts' RSA private key,
+    # made when first asked for.
+    tokens: dict[str, tuple[str, float]] = field(default_factory=dict, repr=False)
+    accounts: dict[str, _Account] = field(default_factory=dict, repr=False)
     _seq: int = 0
-    _key: Any = None  # the service accounts' RSA private key, made when first asked for
+    _key: Any = field(default=None, repr=False)
 
     # --- records -------------------------------------------------------------------------------
     def new_op(self, kind: str, now: float, *, project: str, location: str, duration: float | None = None,
