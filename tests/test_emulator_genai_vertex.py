@@ -55,6 +55,7 @@ def test_generate_videos_to_a_gcs_uri(emu: Emulator, client: genai.Client) -> No
     routes = emu.stats()["by_route"]
     assert routes["POST /v1beta1/{model}:fetchPredictOperation"] >= 2 and "GET /v1beta1/{name}" not in routes
     assert routes["POST /token"] - tokens >= 3
+    assert emu.stats()["by_name"][op.name] >= 2  # fetchPredictOperation counts as a poll of the operation
 
 
 def test_generate_videos_inline(emu: Emulator, client: genai.Client) -> None:

@@ -196,7 +196,10 @@ def test_only_veo_runs_long(emu: Emulator, creds: Any) -> None:
         answer = client.post(f"/v1/{LOC}/publishers/google/models/gemini-2.5-flash:predictLongRunning",
                              headers=headers(creds), json={"instances": [{"prompt": "x"}]})
         bad = client.post(f"/v1/{VEO}:predictLongRunning", headers=headers(creds), json={"instances": []})
+        endpoint = client.post(f"/v1/{LOC}/endpoints/123:predictLongRunning", headers=headers(creds),
+                               json={"instances": [{"prompt": "x"}]})
     assert answer.status_code == 404 and "Publisher Model" in error_of(answer)["message"]
+    assert endpoint.status_code == 404 and "Endpoint" in error_of(endpoint)["message"]
     assert bad.status_code == 400
 
 

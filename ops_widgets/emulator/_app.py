@@ -477,6 +477,8 @@ class EmulatorApp:
             self._by_route[template] += 1
             if route and route[1] == "_get":
                 self._by_name[rest] += 1
+            elif vertex_route is not None and (polled := self.vertex.polled_name(vertex_route, body)):
+                self._by_name[polled] += 1
             fault = self._take_fault(path)
             if fault is not None:
                 self._by_fault["scripted"] += 1

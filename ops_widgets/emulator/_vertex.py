@@ -411,8 +411,11 @@ class VertexSurface:
             account = self.state.accounts.get(str(claims.get("iss")))
             if account is None:
                 return 400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
+            now = self._clock()
+            if len(self.state.tokens) > 1000:  # a client refreshing per request: forget the dead ones
+                self.state.tokens = {t: v for t, v in self.state.tokens.items() if v[1] > now}
             token = "ya29.emulator-" + secrets.token_urlsafe(24)
-            self.state.tokens[token] = (account.email, self._clock() + account.lifetime)
+            self.state.tokens[token] = (account.email, now + account.lifetime)
         return 200, {"access_token": token, "expires_in": int(account.lifetime), "token_type": "Bearer"}
 
     # --- API handlers ------------------------------------------------------------------------------
@@ -549,6 +552,8 @@ class VertexSurface:
         if not isinstance(instances, list) or not instances or not isinstance(instances[0], dict):
             raise VertexError(400, "Invalid request: 'instances' must be a non-empty list of objects.")
         short = model.rsplit("/", 1)[-1]
+        if "/endpoints/" in f"/{model}":  # the emulator deploys no models to endpoints
+            raise VertexError(404, f"Endpoint `{model}` not found.")
         if not model.rpartition("/models/")[0].endswith("publishers/google") or not short.startswith("veo-"):
             raise VertexError(404, f"Publisher Model `{model}` was not found or your project does not have "
                                    "access to it.")
@@ -579,6 +584,20 @@ class VertexSurface:
             return render(self._find(name), self._clock())
 
     # --- reading for the app ---------------------------------------------------------------------
+    @staticmethod
+    def polled_name(found: Route, body: bytes) -> str | None:
+        """The operation or job a read polls (for stats by name): GET's and :wait's name, the
+        operationName of a fetchPredictOperation; None for other methods."""
+        if found.handler in ("get", "wait"):
+            return found.target
+        if found.handler == "fetch":
+            try:
+                name = json.loads(body or b"{}").get("operationName")
+            except (ValueError, AttributeError):
+                return None
+            return name if isinstance(name, str) else None
+        return None
+
     def get(self, name: str) -> dict[str, Any] | None:
         with self._lock:
             op = self.state.ops.get(name)
