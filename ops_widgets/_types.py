@@ -83,6 +83,8 @@ class Operation:
     error: OperationError | None
     raw: dict[str, Any] = field(compare=False)
     vertex: bool = field(default=False, compare=False)
+    # A Vertex AI job resource (tuningJobs, batchPredictionJobs: a JOB_STATE_*), not an Operation.
+    job: bool = field(default=False, compare=False)
 
     @classmethod
     def from_api_response(cls, data: Any, *, vertex: bool = False) -> Operation:
@@ -145,13 +147,13 @@ class Operation:
             parsed = OperationError(code, message, [] if parsed is None else parsed.details)
         job = dict(data)
         return cls(name=name, done=done, metadata=job, response=job if outcome is State.SUCCEEDED else None,
-                   error=parsed, raw=dict(data), vertex=True)
+                   error=parsed, raw=dict(data), vertex=True, job=True)
 
     @property
     def job_state(self) -> str | None:
         """A Vertex AI job's own state, as sent ("JOB_STATE_RUNNING"); None for an Operation, and
         for a job whose state is absent or not a string."""
-        if not _is_job(self.name, self.raw):
+        if not self.job:
             return None
         value = self.raw.get("state")
         return value if isinstance(value, str) else None
@@ -205,9 +207,9 @@ class Operation:
         A Gemini API batch that is not done yet reports its own state in metadata.state
         (BATCH_STATE_*), which can be final before the operation is: that state is used then.
         """
-        job = self.job_state
-        if job is not None or _is_job(self.name, self.raw):
-            return JOB_STATES.get(job or "", State.RUNNING)
+        if self.job:
+            state = self.raw.get("state")
+            return JOB_STATES.get(state, State.RUNNING) if isinstance(state, str) else State.RUNNING
         if not self.done:
             return _batch_state(self.batch_state)
         if self.error is not None:
