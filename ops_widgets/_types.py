@@ -339,9 +339,11 @@ class ListOperationsResponse:
     def from_api_response(cls, data: Any, *, vertex: bool = False) -> ListOperationsResponse:
         if not isinstance(data, Mapping):
             raise MalformedOperationError(f"a list answer must be a JSON object, got {_kind(data)}")
-        ops = _or_default(data, "operations", [])
+        # A Vertex AI job listing names its list after the collection: each job reads as one operation.
+        key = next((k for k in _JOB_LISTS if data.get(k) is not None and data.get("operations") is None), "operations")
+        ops = _or_default(data, key, [])
         if not isinstance(ops, list):
-            raise MalformedOperationError(f"'operations' must be a list, got {_kind(ops)}")
+            raise MalformedOperationError(f"{key!r} must be a list, got {_kind(ops)}")
         token = data.get("nextPageToken")
         if token is not None and not isinstance(token, str):
             raise MalformedOperationError(f"'nextPageToken' must be a string, got {_kind(token)}")
@@ -407,6 +409,7 @@ JOB_STATES: dict[str, State] = {
     "JOB_STATE_EXPIRED": State.FAILED,
     "JOB_STATE_CANCELLED": State.CANCELLED,
 }
+_JOB_LISTS = ("tuningJobs", "batchPredictionJobs")  # ListTuningJobsResponse, ListBatchPredictionJobsResponse
 _JOB_NAME = re.compile(r"projects/[^/]+/locations/[^/]+/(?:tuningJobs|batchPredictionJobs)/[^/]+")
 
 

@@ -124,6 +124,7 @@ job_shaped = st.fixed_dictionaries({"name": job_names}, optional={
 })
 list_shaped = st.fixed_dictionaries({}, optional={
     "operations": st.lists(operation_shaped | operation_hostile | job_shaped, max_size=3) | anything,
+    "tuningJobs": st.lists(job_shaped, max_size=3) | anything,
     "nextPageToken": st.text(max_size=10) | anything,
     "unreachable": st.lists(st.text(max_size=10)) | anything,
 }) | anything

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from test_vertex_bindings import discovery
 
-from ops_widgets import Operation, State
+from ops_widgets import ListOperationsResponse, MalformedOperationError, Operation, State
 from ops_widgets._types import JOB_STATES
 
 LOC = "projects/my-project/locations/us-central1"
@@ -133,3 +133,13 @@ def test_vertex_video_results() -> None:
     op = Operation.from_api_response(filtered, vertex=True)
     assert op.state is State.FILTERED and op.filter_reasons == ["withheld"] and op.video_data == []
     assert Operation.from_api_response({"name": veo}, vertex=True).state is State.RUNNING
+
+
+@pytest.mark.parametrize("collection", ["tuningJobs", "batchPredictionJobs"])
+def test_a_job_listing_reads_as_a_page_of_operations(collection: str) -> None:
+    jobs = [{"name": f"{LOC}/{collection}/{i}", "state": "JOB_STATE_RUNNING"} for i in range(3)]
+    page = ListOperationsResponse.from_api_response({collection: jobs, "nextPageToken": "t"}, vertex=True)
+    assert [op.name for op in page.operations] == [j["name"] for j in jobs] and page.has_more_pages
+    assert all(op.job and op.state is State.RUNNING for op in page.operations)
+    with pytest.raises(MalformedOperationError, match=collection):
+        ListOperationsResponse.from_api_response({collection: {"not": "a list"}}, vertex=True)
