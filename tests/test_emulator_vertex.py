@@ -19,7 +19,7 @@ from google.auth.transport.requests import Request
 from google.oauth2 import service_account
 from test_vertex_bindings import flat, google, methods
 
-from ops_widgets import Operation, State, VirtualClock
+from ops_widgets import ListOperationsResponse, Operation, State, VirtualClock
 from ops_widgets import _capabilities as caps
 from ops_widgets.emulator import Emulator
 from ops_widgets.emulator import _vertex as vx
@@ -475,3 +475,37 @@ def test_create_checks_its_arguments() -> None:
     name = emu.create("video", service="vertex", project="p", location="europe-west4", model="veo-2.0-generate-001")
     assert name.startswith("projects/p/locations/europe-west4/publishers/google/models/veo-2.0-generate-001/")
     assert emu.get_operation(name) == {"name": name}
+
+
+def test_seed_makes_every_kind_and_state() -> None:
+    with Emulator.start(random_seed=1) as emu:  # its own: the mix depends on the seed, not on other tests
+        seed_and_read(emu, emu.vertex_credentials(lifetime=3600))
+
+
+def seed_and_read(emu: Emulator, creds: Any) -> None:
+    names = emu.seed(1000, service="vertex", project="seeded", location="asia-northeast1")
+    loc = "projects/seeded/locations/asia-northeast1"
+    assert len(names) == 1000 and all(n.startswith(loc + "/") for n in names)
+    ops = []
+    with httpx.Client(base_url=emu.base_url) as client:
+        for collection in ("tuningJobs", "batchPredictionJobs"):
+            token = None
+            while True:
+                page = client.get(f"/v1/{loc}/{collection}", headers=headers(creds),
+                                  params={"pageSize": 50, **({"pageToken": token} if token else {})}).json()
+                ops += ListOperationsResponse.from_api_response(page, vertex=True).operations
+                token = page.get("nextPageToken")
+                if not token:
+                    break
+        generic = client.get(f"/v1/{loc}/operations", headers=headers(creds), params={"pageSize": 1000}).json()
+        ops += ListOperationsResponse.from_api_response(generic, vertex=True).operations
+        videos = [n for n in names if "/publishers/" in n]
+        for name in videos:
+            fetched = client.post(f"/v1/{name.rsplit('/operations/', 1)[0]}:fetchPredictOperation",
+                                  headers=headers(creds), json={"operationName": name})
+            ops.append(Operation.from_api_response(fetched.json(), vertex=True))
+    assert {op.kind for op in ops} == {"tuning", "batch", "other", "video"}
+    assert {op.state for op in ops} == set(State)
+    assert any(op.partial for op in ops) and any(op.job and op.cancelled for op in ops)
+    with pytest.raises(ValueError, match="kinds"):
+        emu.seed(1, kinds=("upload",), service="vertex")

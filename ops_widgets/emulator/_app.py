@@ -234,9 +234,18 @@ class EmulatorApp:
         return f"<EmulatorApp {len(self._store.ops)} operations, speed={self._store.speed}>"
 
     # --- Python admin API (each also reachable under /_emulator/) ---------------------------
-    def seed(self, count: int, kinds: Sequence[str] = KINDS, *, running_fraction: float = 0.3,
-             failed_fraction: float = 0.1) -> list[str]:
-        """Create `count` operations of mixed kinds and states (some done, failed, cancelled, running)."""
+    def seed(self, count: int, kinds: Sequence[str] | None = None, *, running_fraction: float = 0.3,
+             failed_fraction: float = 0.1, service: str = "gemini", project: str | None = None,
+             location: str | None = None) -> list[str]:
+        """Create `count` operations of mixed kinds and states (some done, failed, cancelled, running);
+        ``service="vertex"``: Vertex AI operations and jobs in ``project``/``location``."""
+        if service == "vertex":
+            return self.vertex.seed(count, tuple(kinds or _vertex.KINDS), project=project, location=location,
+                                    running_fraction=running_fraction, failed_fraction=failed_fraction)
+        if service != "gemini" or project is not None or location is not None:
+            raise ValueError("project= and location= are for service='vertex'" if service == "gemini"
+                             else f"unknown service {service!r}; choose 'gemini' or 'vertex'")
+        kinds = KINDS if kinds is None else kinds
         with self._lock:
             return self._store.seed(count, tuple(kinds), self._clock(), running_fraction=running_fraction,
                                     failed_fraction=failed_fraction)

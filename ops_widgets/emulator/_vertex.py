@@ -352,6 +352,35 @@ class VertexSurface:
             self.state.add(op)
             return op.name
 
+    def seed(self, count: int, kinds: tuple[str, ...], *, project: str | None, location: str | None,
+             running_fraction: float, failed_fraction: float) -> list[str]:
+        """Operations and jobs of mixed kinds and states, added oldest first: some running, some
+        done, failed, cancelled (jobs) or filtered (videos)."""
+        if count < 0 or not kinds or any(k not in KINDS for k in kinds):
+            raise ValueError(f"count must be >= 0 and kinds a non-empty selection of {KINDS}")
+        with self._lock:
+            state, now, made = self.state, self._clock(), []
+            rng = state.rng
+            for _ in range(count):
+                kind = rng.choice(kinds)
+                failing = rng.random() < failed_fraction
+                outcome = ("failure" if failing else "filtered" if kind == "video" and rng.random() < 0.04
+                           else "partial" if kind == "batch" and rng.random() < 0.1 else "success")
+                op = state.new_op(kind, now, project=project or DEFAULT_PROJECT,
+                                  location=location or DEFAULT_LOCATION, outcome=outcome)
+                r = rng.random()
+                if r < running_fraction:  # started a fraction of its duration ago
+                    op.created = now - rng.uniform(0.0, 0.95) * op.duration
+                else:  # ended some time in the last three days
+                    op.created = now - op.duration - rng.uniform(1.0, 3 * 86400.0)
+                    if kind != "video" and r < running_fraction + 0.05 * (1 - running_fraction):
+                        op.cancelled, op.ended = True, op.created + rng.uniform(0.05, 0.9) * op.duration
+                made.append(op)
+            made.sort(key=lambda o: o.created)
+            for op in made:
+                state.add(op)
+            return [op.name for op in made]
+
     def service_account(self, project: str, lifetime: float, token_uri: str) -> dict[str, Any]:
         with self._lock:
             return self.state.service_account(project, lifetime, token_uri)
