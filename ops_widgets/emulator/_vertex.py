@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import json
 import random
+import re
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
@@ -68,6 +70,7 @@ BAD_CREDENTIALS = "Request had invalid authentication credentials. " + _SEE
 NO_API_KEYS = ("API keys are not supported by this API. Expected OAuth2 access token or other authentication "
                "credentials that assert a principal. See https://cloud.google.com/docs/authentication")
 NOT_FOUND = "Requested entity was not found."
+_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
 
 
 class VertexError(Exception):
@@ -110,6 +113,10 @@ class VertexState:
     speed: float
     rng: random.Random
     ops: dict[str, Op] = field(default_factory=dict, repr=False)
+    # Each list's members (a parent's operations, a location's jobs of one collection), as sequence
+    # numbers in creation order, so that a page is a bisect and not a scan.
+    index: dict[str, list[int]] = field(default_factory=dict, repr=False)
+    by_seq: dict[int, Op] = field(default_factory=dict, repr=False)
     # Credentials stay out of the repr: token -> (account, expiry); the accounts' RSA private key,
     # made when first asked for.
     tokens: dict[str, tuple[str, float]] = field(default_factory=dict, repr=False)
@@ -127,8 +134,8 @@ class VertexState:
         if outcome not in allowed.get(kind, ("success", "failure")):
             raise ValueError(f"bad outcome {outcome!r} for Vertex kind {kind!r}")
         for what, value in (("project", project), ("location", location)):
-            if not value or "/" in value:
-                raise ValueError(f"{what} must be one path segment, got {value!r}")
+            if not isinstance(value, str) or not _SEGMENT.fullmatch(value):
+                raise ValueError(f"{what} must be one path segment of [A-Za-z0-9._~-], got {value!r}")
         rng, extra = self.rng, dict(extra or {})
         loc = f"projects/{project}/locations/{location}"
         number = str(rng.randrange(10**18, 10**19))
@@ -159,10 +166,23 @@ class VertexState:
         self._seq += 1
         op.seq = self._seq
         self.ops[op.name] = op
+        self.by_seq[op.seq] = op
+        self.index.setdefault(list_of(op.name), []).append(op.seq)  # seqs only grow: stays sorted
 
-    def page(self, items: list[Op], size: int, after: int) -> tuple[list[Op], int | None]:
-        rest = [op for op in items if op.seq > after]
-        return rest[:size], (rest[size - 1].seq if len(rest) > size else None)
+    def remove(self, name: str) -> None:
+        op = self.ops.pop(name)
+        del self.by_seq[op.seq]
+        seqs = self.index.get(list_of(name), [])
+        i = bisect.bisect_left(seqs, op.seq)
+        if i < len(seqs) and seqs[i] == op.seq:
+            del seqs[i]
+
+    def page(self, parent: str, size: int, after: int) -> tuple[list[Op], int | None]:
+        """Up to ``size`` of ``parent``'s list after sequence ``after``; the seq to resume after, or None."""
+        seqs = self.index.get(parent, [])
+        start = bisect.bisect_right(seqs, after)
+        found = [self.by_seq[seq] for seq in seqs[start:start + size + 1]]
+        return found[:size], (found[size - 1].seq if len(found) > size else None)
 
     # --- credentials -----------------------------------------------------------------------------
     def key(self) -> Any:
@@ -187,6 +207,13 @@ class VertexState:
         return {"type": "service_account", "project_id": project, "private_key_id": f"emulator-key-{number}",
                 "private_key": pem, "client_email": email, "client_id": str(10**20 + number),
                 "token_uri": token_uri, "auth_uri": "https://accounts.google.com/o/oauth2/auth"}
+
+
+def list_of(name: str) -> str:
+    """The list ``name`` is listed in: a job's collection ("projects/p/locations/l/tuningJobs"), an
+    operation's parent ("projects/p/locations/l" for projects/p/locations/l/operations/o)."""
+    head, sep, _ = name.rpartition("/operations/")
+    return head if sep else name.rpartition("/")[0]
 
 
 # --- wire JSON -----------------------------------------------------------------------------------
@@ -471,17 +498,10 @@ class VertexSurface:
         if size < 0:
             raise VertexError(400, "pageSize must not be negative.")
         collection = parent.rsplit("/", 1)[-1]
-        jobs = collection in caps.VERTEX_JOBS
-        kind = {"tuningJobs": "tuning", "batchPredictionJobs": "batch"}.get(collection)
+        jobs = collection in caps.VERTEX_JOBS  # listed at the collection; operations under their parent
         with self._lock:
             now = self._clock()
-            if jobs:
-                items = [op for op in self.state.ops.values()
-                         if op.kind == kind and op.name.rpartition("/")[0] == parent]
-            else:
-                items = [op for op in self.state.ops.values()
-                         if not is_job(op) and op.name.rpartition("/operations/")[0] == parent]
-            page, last = self.state.page(items, min(size or 50, 1000), after)
+            page, last = self.state.page(parent, min(size or 50, 1000), after)
             key = collection if jobs else "operations"
             out: dict[str, Any] = {key: [render(op, now) for op in page]} if page else {}
         if last is not None:
@@ -504,13 +524,13 @@ class VertexSurface:
         with self._lock:
             op, now = self._find(name), self._clock()
             if not is_job(op):
-                del self.state.ops[name]
+                self.state.remove(name)
                 return {}
             state = job_state(op, now)
             if state in ("JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_CANCELLING"):
                 raise VertexError(400, f"The job is in state {state} and cannot be deleted; cancel it first.",
                                   "FAILED_PRECONDITION")
-            del self.state.ops[name]
+            self.state.remove(name)
             # DeleteBatchPredictionJob answers a (here already done) delete operation of the location.
             loc = name.split("/batchPredictionJobs/")[0]
             record = Op(name=f"{loc}/operations/{self.state.rng.randrange(10**18, 10**19)}", kind="delete",
