@@ -1,5 +1,5 @@
-"""The text form of an operation: one line, the same in every repr and (as durations) on screen.
-Pure functions."""
+"""The text form of an operation: one line, the same in str(op), str(tracked), repr(widget), the
+terminal and the widgets' snapshots, and (as durations) on screen. Pure functions."""
 
 from __future__ import annotations
 

@@ -9,8 +9,11 @@ idle and while another cell blocks. A click on Cancel is a message, handed over 
 from __future__ import annotations
 
 import atexit
+import contextvars
+import logging
 import threading
-from collections.abc import Iterable
+import uuid
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -24,9 +27,12 @@ from .._engine import AsyncTracked
 from .._sync import Operations
 from .._text import summary_line
 from .._types import Operation
+from ._snapshot import list_html, operation_html
 from ._view import Throttle, view_state
 
-__all__ = ["OperationWidget", "default_client", "watch_all"]
+__all__ = ["OperationWidget", "OperationsList", "default_client", "watch_all"]
+
+logger = logging.getLogger("ops_widgets")
 
 # In a wheel the front-end ships in ops_widgets/static; in a clone (editable install) it is js/.
 # Paths, not text, so that ANYWIDGET_HMR=1 can hot-reload them while developing.
@@ -94,6 +100,12 @@ class OperationWidget(anywidget.AnyWidget):
         self._cancelling = False  # these two: engine thread only
         self._cancel_error = ""
         self._closed = False
+        # Saved outputs: every display of this widget shares one display id, so that the static
+        # snapshot in them is rewritten once it has ended (see _ipython_display_).
+        self._display_id = uuid.uuid4().hex
+        self._displayed = False
+        self._ended_key: tuple[str, bool] | None = None  # what the last refresh showed
+        self._on_end: list[Callable[[], None]] = []  # engine thread: called when it ends
         self.on_msg(self._on_front_message)
         # The first call pushes the whole state (on the engine thread) before this returns.
         self._unsubscribe = handle.subscribe(self._on_change)
@@ -108,21 +120,30 @@ class OperationWidget(anywidget.AnyWidget):
     def operation(self) -> Operation:
         return self._handle.operation
 
-    def __repr__(self) -> str:
-        return f"<OperationWidget {summary_line(self._handle.operation, self._handle.elapsed)}>"
+    def __str__(self) -> str:
+        """The one text form: "name  state  42%  1m 12s", as str(op) and the terminal write it."""
+        return summary_line(self._handle.operation, self._handle.elapsed)
+
+    __repr__ = __str__  # what a notebook shows as text/plain, and a terminal or script prints
+
+    def snapshot_html(self) -> str:
+        """The widget as static HTML (escaped, inline colours, no script): what a saved notebook
+        shows where the live widget cannot run (GitHub, nbviewer, nbconvert without widget state)."""
+        return operation_html(self._view_state(), str(self))
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        bundle = super()._repr_mimebundle_(**kwargs)
-        if isinstance(bundle, tuple):
-            bundle[0]["text/plain"] = repr(self)
-        elif isinstance(bundle, dict):
-            bundle["text/plain"] = repr(self)
-        return bundle
+        return _with_snapshot(super()._repr_mimebundle_(**kwargs), str(self), self.snapshot_html())
+
+    def _ipython_display_(self) -> None:
+        """Shown with a display id (the last expression of a cell too), so that the saved output's
+        snapshot can be refreshed when the operation ends while the kernel lives."""
+        self._displayed = _publish(self._repr_mimebundle_(), self._display_id) or self._displayed
 
     # -- on the engine thread -----------------------------------------------------------------
 
     def _on_change(self, op: Operation) -> None:
         self._push()
+        self._refresh_if_ended()
 
     def _beat(self) -> None:
         """While running: refresh elapsed/ETA every HEARTBEAT seconds. The front-end counts
@@ -139,6 +160,14 @@ class OperationWidget(anywidget.AnyWidget):
     def _send_state(self) -> None:
         if self._closed:
             return
+        state = self._view_state()
+        with self.hold_sync():  # everything one poll changed goes out in one message
+            for key, value in state.items():
+                if getattr(self, key) != value:
+                    setattr(self, key, value)
+
+    def _view_state(self) -> dict[str, Any]:
+        """Every synced trait, from the handle's latest snapshot and figures."""
         h = self._handle
         op = h.operation
         error = h.last_error
@@ -148,7 +177,7 @@ class OperationWidget(anywidget.AnyWidget):
             poll_error = f"Polling keeps failing, still trying: {error}"
         else:
             poll_error = f"Polling stopped: {error}"
-        state = view_state(
+        return view_state(
             op,
             elapsed=h.elapsed,
             eta=h.eta,
@@ -159,10 +188,22 @@ class OperationWidget(anywidget.AnyWidget):
             poll_error=poll_error,
             cancel_error=self._cancel_error,
         )
-        with self.hold_sync():  # everything one poll changed goes out in one message
-            for key, value in state.items():
-                if getattr(self, key) != value:
-                    setattr(self, key, value)
+
+    def _refresh_if_ended(self) -> None:
+        """Once it has ended (done, or nothing polls it any more), rewrite the saved outputs'
+        snapshot. At once, not after the throttle: the update then reaches the kernel's output
+        before a wait() on the same poll returns, so the cell running now carries it (nbclient
+        keeps only the messages of the cell it runs)."""
+        op = self._handle.operation
+        ended = op.done or not self._handle.polling
+        shown = (op.state.value, ended)
+        if self._closed or not ended or shown == self._ended_key:
+            return
+        self._ended_key = shown
+        if self._displayed:
+            _publish(self._repr_mimebundle_(), self._display_id, update=True)
+        for call in list(self._on_end):
+            call()
 
     def _start_cancel(self) -> None:
         if self._handle.operation.done or self._cancelling or not self._handle.can_cancel:
@@ -202,6 +243,39 @@ class OperationWidget(anywidget.AnyWidget):
         super().close()
 
 
+def _with_snapshot(bundle: Any, text: str, snapshot: str) -> Any:
+    """A widget's mime bundle with the one text form and a static HTML snapshot beside the view."""
+    data = bundle[0] if isinstance(bundle, tuple) else bundle
+    if isinstance(data, dict):
+        data["text/plain"] = text
+        data["text/html"] = snapshot
+    return bundle
+
+
+def _publish(bundle: Any, display_id: str, *, update: bool = False) -> bool:
+    """Display (or update) ``bundle`` under ``display_id`` in the running IPython kernel; False
+    when there is none (a script). Any thread: the kernel's output channel is thread-safe."""
+    try:
+        from IPython.core.getipython import get_ipython
+        from IPython.display import publish_display_data
+    except ImportError:
+        return False
+    if get_ipython() is None:
+        return False
+    data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+    # An update comes from the engine thread, whose callbacks carry the context of the cell that
+    # scheduled them, and with it that cell's parent header: a front-end (nbclient, for one)
+    # listening to the cell running now would drop it. An empty context makes ipykernel use the
+    # latest parent instead.
+    context = contextvars.Context() if update else contextvars.copy_context()
+    try:
+        context.run(publish_display_data, data, metadata or {}, transient={"display_id": display_id}, update=update)
+    except Exception:  # a kernel shutting down: the live view has said everything already
+        logger.debug("could not refresh the saved output of a widget", exc_info=True)
+        return False
+    return True
+
+
 def _handle_for(target: Target, client: Operations | None) -> AsyncTracked:
     if isinstance(target, AsyncTracked):
         return target
@@ -212,15 +286,51 @@ def _handle_for(target: Target, client: Operations | None) -> AsyncTracked:
     return (client or default_client()).track(target)
 
 
+class OperationsList(ipywidgets.VBox):  # type: ignore[misc]  # ipywidgets has no type hints
+    """What watch_all returns: a VBox of compact OperationWidgets, one row each, whose text form
+    is their lines (str, repr) and whose saved output is a static snapshot of every row, refreshed
+    as each one ends while the kernel lives."""
+
+    def __init__(self, widgets: Iterable[OperationWidget], **kwargs: Any) -> None:
+        super().__init__(list(widgets), **kwargs)
+        self._display_id = uuid.uuid4().hex
+        self._displayed = False
+        for w in self.children:
+            w._on_end.append(self._refresh)
+
+    @property
+    def widgets(self) -> list[OperationWidget]:
+        return list(self.children)
+
+    def __str__(self) -> str:
+        return "\n".join(str(w) for w in self.children)
+
+    __repr__ = __str__
+
+    def snapshot_html(self) -> str:
+        return list_html([(w.state, str(w)) for w in self.children])
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return _with_snapshot(super()._repr_mimebundle_(**kwargs), str(self), self.snapshot_html())
+
+    def _ipython_display_(self) -> None:
+        self._displayed = _publish(self._repr_mimebundle_(), self._display_id) or self._displayed
+
+    def _refresh(self) -> None:
+        if self._displayed:
+            _publish(self._repr_mimebundle_(), self._display_id, update=True)
+
+
 def watch_all(
     targets: Iterable[Target], client: Operations | None = None, *, poll_interval: float | None = None
-) -> ipywidgets.VBox:
-    """A compact stacked list of OperationWidgets, one row per operation; names and Operations
-    are tracked concurrently (with ``client``, else the shared default client)."""
+) -> OperationsList:
+    """A compact stacked list of OperationWidgets (an OperationsList, a VBox), one row per
+    operation; names and Operations are tracked concurrently (with ``client``, else the shared
+    default client)."""
     targets = list(targets)
     todo = [t for t in targets if not isinstance(t, AsyncTracked)]
     if isinstance(client, AsyncOperations):
         raise TypeError("with AsyncOperations, use `await client.watch_all(names)`")
     tracked = iter((client or default_client()).track_all(todo, poll_interval=poll_interval) if todo else [])
     handles = [t if isinstance(t, AsyncTracked) else next(tracked) for t in targets]
-    return ipywidgets.VBox([OperationWidget(h, compact=True) for h in handles])
+    return OperationsList(OperationWidget(h, compact=True) for h in handles)
