@@ -134,7 +134,8 @@ def test_snapshots_are_escaped_and_carry_no_script() -> None:
 
 def test_display_in_a_kernel_refreshes_the_saved_snapshot_when_it_ends() -> None:
     """In IPython the widget is displayed with a display id; when its operation ends, that
-    output's bundle (snapshot and text) is rewritten with an update_display message."""
+    output's bundle (snapshot and text) is rewritten with an update_display message, at once and
+    at the end of the cell then running."""
     from IPython.core.interactiveshell import InteractiveShell
 
     clock = ow.VirtualClock(auto=False)
@@ -162,6 +163,11 @@ def test_display_in_a_kernel_refreshes_the_saved_snapshot_when_it_ends() -> None
         assert [(d["transient"], u) for d, u in published[1:]] == [(display_id, True)]  # once
         assert str(published[-1][0]["text/plain"]).startswith(f"{name}  succeeded  100%")
         assert 'data-state="succeeded"' in str(published[-1][0]["text/html"])
+        # Once more when the cell running now ends (what nbclient keeps if the first came between
+        # two cells), then never again.
+        shell.events.trigger("post_run_cell", None)
+        shell.events.trigger("post_run_cell", None)
+        assert [(d["transient"], u) for d, u in published[1:]] == [(display_id, True)] * 2
         w.close()
     finally:
         pub.publish = original  # type: ignore[method-assign]

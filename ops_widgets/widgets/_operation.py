@@ -201,7 +201,7 @@ class OperationWidget(anywidget.AnyWidget):
             return
         self._ended_key = shown
         if self._displayed:
-            _publish(self._repr_mimebundle_(), self._display_id, update=True)
+            _refresh(self._display_id, self._repr_mimebundle_)
         for call in list(self._on_end):
             call()
 
@@ -260,8 +260,10 @@ def _publish(bundle: Any, display_id: str, *, update: bool = False) -> bool:
         from IPython.display import publish_display_data
     except ImportError:
         return False
-    if get_ipython() is None:
+    shell = get_ipython()
+    if shell is None:
         return False
+    _hook(shell)
     data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
     # An update comes from the engine thread, whose callbacks carry the context of the cell that
     # scheduled them, and with it that cell's parent header: a front-end (nbclient, for one)
@@ -274,6 +276,36 @@ def _publish(bundle: Any, display_id: str, *, update: bool = False) -> bool:
         logger.debug("could not refresh the saved output of a widget", exc_info=True)
         return False
     return True
+
+
+# Saved outputs to rewrite once more at the end of the cell that runs now (display id: bundle).
+_pending: dict[str, Callable[[], Any]] = {}
+_pending_lock = threading.Lock()
+_hooked: list[object] = []  # the shell our post_run_cell hook is registered with
+
+
+def _refresh(display_id: str, bundle: Callable[[], Any]) -> None:
+    """Rewrite a displayed widget's saved output: now (from the engine thread: JupyterLab
+    applies it whatever cell it comes with), and again when the cell running now ends, on the
+    kernel's thread. The second one is what nbclient (nbconvert --execute) keeps when the first
+    came while no cell ran, and nothing is lost otherwise: the rewrite is idempotent."""
+    _publish(bundle(), display_id, update=True)
+    with _pending_lock:
+        _pending[display_id] = bundle
+
+
+def _after_cell(*_args: Any) -> None:
+    with _pending_lock:
+        todo = list(_pending.items())
+        _pending.clear()
+    for display_id, bundle in todo:
+        _publish(bundle(), display_id, update=True)
+
+
+def _hook(shell: Any) -> None:
+    if shell is not None and not any(s is shell for s in _hooked):
+        shell.events.register("post_run_cell", _after_cell)
+        _hooked.append(shell)
 
 
 def _handle_for(target: Target, client: Operations | None) -> AsyncTracked:
@@ -318,7 +350,7 @@ class OperationsList(ipywidgets.VBox):  # type: ignore[misc]  # ipywidgets has n
 
     def _refresh(self) -> None:
         if self._displayed:
-            _publish(self._repr_mimebundle_(), self._display_id, update=True)
+            _refresh(self._display_id, self._repr_mimebundle_)
 
 
 def watch_all(
