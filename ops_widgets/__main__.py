@@ -138,17 +138,17 @@ def execute_notebook(path: Path, timeout: int = 600) -> int:
     """Run every cell in a fresh kernel; print the text each cell shows; 0 if none failed."""
     try:
         import nbformat
-        from jupyter_client.manager import KernelManager
         from nbclient import NotebookClient
         from nbclient.exceptions import CellExecutionError
+        from traitlets.config import Config
     except ImportError:
         print("ops-widgets demo --execute needs nbclient: pip install 'ops-widgets[demo]'", file=sys.stderr)
         return 2
     nb = nbformat.read(path, as_version=4)
-    km = KernelManager(kernel_name="python3", **kernel_security())
     # Widget state is never stored: it would write live state into the file.
-    client = NotebookClient(nb, km=km, timeout=timeout, kernel_name="python3", store_widget_state=False,
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=False,
+                            resources={"metadata": {"path": str(path.parent)}},
+                            config=Config({"KernelManager": kernel_security()}))
     try:
         client.execute()
         failed = None

@@ -28,7 +28,8 @@ STATE_COLOURS = {
 _BOX = ("font-family:system-ui,-apple-system,'Segoe UI',sans-serif;font-size:13px;color:#1f1f1f;"
         "background:#fff;border:1px solid #e0e0e0;border-radius:4px;padding:6px 10px;margin:2px 0;max-width:760px")
 _DIM = "color:#616161"
-_MONO = "font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12px"
+# pre-wrap: the text line's double spaces are part of it.
+_MONO = "font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12px;white-space:pre-wrap"
 
 
 def _e(value: Any) -> str:
@@ -66,7 +67,8 @@ def times_text(state: Mapping[str, Any]) -> str:
 def _items(state: Mapping[str, Any]) -> str:
     out = []
     if state.get("error_code") or state.get("error_message"):
-        out.append(f'<div style="color:#d32f2f">{_e(state.get("error_code", ""))} '
+        colour = "#616161" if state.get("state") == "cancelled" else "#d32f2f"  # as the widget does
+        out.append(f'<div style="color:{colour}">{_e(state.get("error_code", ""))} '
                    f'{_e(state.get("error_message", ""))}</div>')
     for item in state.get("result") or ():
         text = _e(item.get("text", ""))
