@@ -9,6 +9,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -84,6 +85,11 @@ def serve_lab(notebook: Path, scratch: Path, startup_timeout: float = 120.0) -> 
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
     log_path = scratch / "jupyterlab.log"
+    # `kill` (TERM) or a closed terminal (HUP) stop it as Ctrl-C does: the server goes too. (A
+    # script's `cmd &` starts it with SIGINT ignored; TERM still reaches it.)
+    for signum in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)):
+        if signum is not None:
+            signal.signal(signum, _interrupt)
     with open(log_path, "wb") as log:
         # A session of its own: Ctrl-C reaches this process only, which stops the server cleanly
         # (JupyterLab would otherwise ask "Shutdown this Jupyter server?" into its log file).
@@ -111,6 +117,10 @@ def serve_lab(notebook: Path, scratch: Path, startup_timeout: float = 120.0) -> 
                 proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _server_info(proc: subprocess.Popen[bytes], path: Path, timeout: float) -> dict[str, Any] | None:

@@ -59,10 +59,11 @@ def test_explore_notebook_runs() -> None:
 
 
 @pytest.mark.timeout(150)
-def test_demo_prints_one_line_that_opens_a_scratch_copy_of_the_notebook() -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_demo_prints_one_line_that_opens_a_scratch_copy_of_the_notebook(stop: signal.Signals) -> None:
     """`ops-widgets demo` as a user on a machine with no browser sees it: one line, with the URL
     of the notebook itself (not the Launcher), served from a scratch copy (the clone's file is
-    never opened), JupyterLab's news toast turned off; Ctrl-C stops it cleanly."""
+    never opened), JupyterLab's news toast turned off; Ctrl-C or kill stop it and its server."""
     clone_file = Path(__file__).parent.parent / "notebooks" / "quickstart.ipynb"
     before = hashlib.sha256(clone_file.read_bytes()).hexdigest()
     env = {**os.environ, "BROWSER": "true"}  # a browser that opens nothing
@@ -80,7 +81,8 @@ def test_demo_prints_one_line_that_opens_a_scratch_copy_of_the_notebook() -> Non
         assert page.status_code == 200 and "@jupyterlab/apputils-extension:announcements" in page.text
         config = re.search(r'"disabledExtensions": (\[[^]]*\])', page.text)
         assert config and "@jupyterlab/apputils-extension:announcements" in json.loads(config.group(1))
-        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C at the terminal
+        server = json.loads(next(Path(scratch, "runtime").glob("jpserver-*.json")).read_text())["pid"]
+        os.killpg(proc.pid, stop)  # Ctrl-C at the terminal, or kill
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -88,5 +90,7 @@ def test_demo_prints_one_line_that_opens_a_scratch_copy_of_the_notebook() -> Non
             proc.communicate()
     assert proc.returncode == 0, err
     assert out == "" and err == ""  # nothing but that one line
+    with pytest.raises(ProcessLookupError):
+        os.kill(server, 0)  # the server is gone too
     assert "without encryption" not in Path(scratch, "jupyterlab.log").read_text()
     assert hashlib.sha256(clone_file.read_bytes()).hexdigest() == before
