@@ -289,9 +289,18 @@ def _refresh(display_id: str, bundle: Callable[[], Any]) -> None:
     applies it whatever cell it comes with), and again when the cell running now ends, on the
     kernel's thread. The second one is what nbclient (nbconvert --execute) keeps when the first
     came while no cell ran, and nothing is lost otherwise: the rewrite is idempotent."""
-    _publish(bundle(), display_id, update=True)
+    _republish(display_id, bundle)
     with _pending_lock:
         _pending[display_id] = bundle
+
+
+def _republish(display_id: str, bundle: Callable[[], Any]) -> None:
+    try:
+        data = bundle()
+    except Exception:  # closed since (it has no model any more): its output stays as it was
+        logger.debug("no bundle to refresh a saved output with", exc_info=True)
+        return
+    _publish(data, display_id, update=True)
 
 
 def _after_cell(*_args: Any) -> None:
@@ -299,7 +308,7 @@ def _after_cell(*_args: Any) -> None:
         todo = list(_pending.items())
         _pending.clear()
     for display_id, bundle in todo:
-        _publish(bundle(), display_id, update=True)
+        _republish(display_id, bundle)
 
 
 def _hook(shell: Any) -> None:
