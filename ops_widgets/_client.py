@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import _batch, _schedule
@@ -15,15 +15,17 @@ from ._capabilities import BINDINGS, describe
 from ._clock import SYSTEM_CLOCK, Clock
 from ._engine import AsyncTracked, Engine
 from ._exceptions import (
+    ApiError,
     AuthenticationError,
     InvalidNameError,
     MalformedOperationError,
     OpsError,
     UnsupportedError,
+    WaitTimeout,
 )
 from ._frame import FrameBuilder, ListingProgress
 from ._transport import Secret, Transport
-from ._types import ListOperationsResponse, Operation
+from ._types import ListOperationsResponse, Operation, State
 
 if TYPE_CHECKING:
     import httpx
@@ -57,6 +59,10 @@ def _name(op: NameOrOperation) -> str:
     return op.name if isinstance(op, Operation) else op
 
 
+def _cancelled_or_cancelling(op: Operation) -> bool:
+    return op.state is State.CANCELLED or (op.batch_state or "").endswith("_CANCELLING")
+
+
 def _positive(what: str, value: float | None, *, allow_zero: bool = False) -> None:
     """Bad arguments fail here, before anything is sent."""
     if value is None:
@@ -76,7 +82,8 @@ class AsyncOperations:
     polling engine (track, wait, widgets) sends; direct calls are not throttled. ``clock`` is the
     time everything reads and waits on (a VirtualClock simulates hours in milliseconds);
     ``time_scale`` says how many times faster than real life the service runs (an emulator's
-    ``speed``), so that typical durations shrink with it.
+    ``speed``): typical durations, the schedule's gaps and the rate cap scale with it, so polling
+    a sped-up emulator looks like polling the real service, sped up.
     """
 
     def __init__(
@@ -108,6 +115,7 @@ class AsyncOperations:
                                     transport=transport)
         self._poll_concurrency, self._poll_rate = poll_concurrency, poll_rate
         self._durations = _schedule.Durations(scale=1.0 / time_scale)
+        self._time_scale = time_scale
         self._engine: Engine | None = None
 
     def __repr__(self) -> str:
@@ -123,8 +131,12 @@ class AsyncOperations:
         self._transport.bind()
         if self._engine is None:
             self._engine = Engine(
-                get=self.get, poll=self._poll, cancel=self.cancel, can_cancel=self.can_cancel, clock=self._clock,
-                max_concurrency=self._poll_concurrency, max_rate=self._poll_rate, durations=self._durations,
+                poll=self._poll, cancel=self.cancel, can_cancel=self.can_cancel, clock=self._clock,
+                max_concurrency=self._poll_concurrency, durations=self._durations,
+                # The service's time runs time_scale times faster: so do the schedule's gaps (in
+                # Durations) and the rate cap, so a sped-up emulator looks like real life sped up.
+                max_rate=None if self._poll_rate is None else self._poll_rate * self._time_scale,
+                pause=self._transport.pause,
             )
         return self._engine
 
@@ -156,6 +168,9 @@ class AsyncOperations:
     async def track(self, name: NameOrOperation, *, poll_interval: float | None = None) -> AsyncTracked:
         """A live handle on the operation, polled by the shared engine (one poller per name).
 
+        Its first GET goes through the engine's rate limit and is retried as polls are: it
+        raises at once for what retrying cannot fix (NotFoundError, a bad key), and for transient
+        failures (5xx, dropped or broken answers, 429) only after five minutes of them.
         ``poll_interval`` asks for a poll at least that often while the handle lives, instead of
         the adaptive schedule (the shortest interval asked for by any handle of the name wins).
         """
@@ -163,13 +178,45 @@ class AsyncOperations:
         if not isinstance(name, Operation):
             self._backend.operation_url(name)  # a bad name fails here, before anything is sent
         poller = await self._polling().poller(name)
-        return AsyncTracked(poller, poll_interval=poll_interval)
+        return AsyncTracked(poller, poll_interval=poll_interval)  # (poller() yields even for an Operation)
 
     async def track_all(
         self, names: Iterable[NameOrOperation], *, poll_interval: float | None = None
     ) -> _List[AsyncTracked]:
-        """track() each of ``names``, their first GETs concurrently; in the order given."""
+        """track() each of ``names``, in the order given; their first GETs go out concurrently,
+        as many at once and as fast as the client's poll_concurrency and poll_rate allow."""
         return _List(await asyncio.gather(*(self.track(n, poll_interval=poll_interval) for n in names)))
+
+    async def as_completed(
+        self, names: Iterable[NameOrOperation], *, poll_interval: float | None = None, timeout: float | None = None
+    ) -> AsyncGenerator[Operation, None]:
+        """Each operation once it is done (succeeded, failed or cancelled), in the order they
+        finish: ``async for op in ops.as_completed(names)``.
+
+        They are tracked by the shared engine, as track() does (``poll_interval`` as there), so
+        this sends no request that tracking them would not; the order is the order in which
+        polling sees them done. An operation that cannot be followed any more (deleted: a
+        NotFoundError) raises from the loop; WaitTimeout once ``timeout`` seconds have passed
+        (the operations go on). Leaving the loop early stops following the rest.
+        """
+        _positive("timeout", timeout, allow_zero=True)
+        deadline = None if timeout is None else self._clock.monotonic() + timeout
+        handles = await self.track_all(names, poll_interval=poll_interval)
+        waits = [asyncio.ensure_future(h.wait()) for h in handles]
+        try:
+            left = None if deadline is None else max(0.0, deadline - self._clock.monotonic())
+            try:
+                for next_done in asyncio.as_completed(waits, timeout=left):
+                    yield await next_done
+            except asyncio.TimeoutError:
+                done = sum(1 for w in waits if w.done())
+                raise WaitTimeout(f"{len(waits) - done} of {len(waits)} operations were still running "
+                                  f"after {timeout:g}s (they go on)") from None
+        finally:
+            for w in waits:
+                w.cancel()
+            for h in handles:
+                h.close()
 
     async def watch(self, name: NameOrOperation, *, poll_interval: float | None = None) -> OperationWidget:
         """An OperationWidget showing the operation live (it shows a track() handle; it never polls)."""
@@ -431,7 +478,7 @@ class AsyncOperations:
             async with gate:
                 try:
                     await action(name)
-                except OpsError as exc:
+                except Exception as exc:  # one row's failure, whatever it is, never loses the others
                     return f"{type(exc).__name__}: {exc}"
                 return None
 
@@ -455,10 +502,17 @@ class AsyncOperations:
     async def cancel(self, name: NameOrOperation) -> None:
         """Ask the server to cancel; it finishes as cancelled (error code 1) when it can.
 
+        Idempotent: when the server refuses because the operation is already cancelled or being
+        cancelled (a retry whose first attempt's answer was lost, or anyone's earlier cancel),
+        that is the outcome asked for and nothing is raised.
         UnsupportedError, with nothing sent, where the service cannot cancel (see can_cancel)."""
         url = self._backend.cancel_url(_name(name))
         self._supported("cancel", _name(name))
-        await self._transport.request("POST", url)
+        try:
+            await self._transport.request("POST", url)
+        except ApiError as exc:
+            if exc.status_code not in (400, 409) or not _cancelled_or_cancelling(await self.get(name)):
+                raise
 
     async def delete(self, name: NameOrOperation) -> None:
         """Forget the operation on the server (it does not cancel it).
@@ -525,5 +579,6 @@ class AsyncOperations:
         self._backend.operation_url(name)  # reject a bad name before anything is sent
         engine = self._polling()
         start = self._clock.monotonic()
-        poller = await engine.poller(name)
+        # One deadline for all of it: the first snapshot's tries, then the polls.
+        poller = await engine.poller(name, deadline=None if timeout is None else start + timeout)
         return await engine.wait(poller, delays, timeout, on_progress, start=start)
