@@ -1,11 +1,12 @@
-"""Jupyter widgets: OperationWidget (one operation, live), watch_all (a compact list) and
-OperationsTable (many operations: filter, select, cancel; it loads pandas, so only when asked)."""
+"""Jupyter widgets: OperationWidget (one operation, live), watch_all (a compact list, an
+OperationsList) and OperationsTable (many operations: filter, select, cancel; it loads pandas, so
+only when asked)."""
 
 from typing import Any
 
-from ._operation import OperationWidget, watch_all
+from ._operation import OperationsList, OperationWidget, watch_all
 
-__all__ = ["OperationWidget", "OperationsTable", "watch_all"]
+__all__ = ["OperationWidget", "OperationsList", "OperationsTable", "watch_all"]
 
 
 def __getattr__(name: str) -> Any:
