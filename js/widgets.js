@@ -17,8 +17,8 @@ function el(tag, className, text) {
   return node;
 }
 
-// The same text as Python's format_duration (widgets/_view.py), so repr() and the screen agree:
-// "1h05m", "1m12s", "7s". tests/test_frontend.py compares the two on the same inputs.
+// The same text as Python's format_duration (ops_widgets/_text.py), so repr() and the screen agree:
+// "1h 05m", "1m 12s", "7s". tests/test_frontend.py compares the two on the same inputs.
 const MAX_SECONDS = 2 ** 53; // past this a number is no exact integer: digits would drift from Python's
 
 function formatDuration(seconds) {
@@ -27,8 +27,8 @@ function formatDuration(seconds) {
   const r = s % 60;
   const m = ((s % 3600) - r) / 60; // exact divisions: no float floor to round the wrong way
   const h = (s - (s % 3600)) / 3600;
-  if (h) return `${h}h${String(m).padStart(2, "0")}m`;
-  if (m) return `${m}m${String(r).padStart(2, "0")}s`;
+  if (h) return `${h}h ${String(m).padStart(2, "0")}m`;
+  if (m) return `${m}m ${String(r).padStart(2, "0")}s`;
   return `${r}s`;
 }
 

@@ -969,8 +969,12 @@ class AsyncTracked:
         """Send a cancel (once, however often asked) and return; polling confirms it soon."""
         await self._poller.cancel()
 
+    def __str__(self) -> str:
+        """The one text form: "name  state  42%  1m 12s", with the engine's elapsed time."""
+        return summary_line(self.operation, self.elapsed)
+
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {summary_line(self.operation, self.elapsed)}>"
+        return f"<{type(self).__name__} {self}>"
 
 
 class Tracked(AsyncTracked):

@@ -6,6 +6,7 @@ import base64
 import binascii
 import enum
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -319,8 +320,15 @@ class Operation:
         p = self.progress
         return f"{self.name}  {self.state.value}" + ("" if p is None else f"  {p:.0f}%")
 
+    def __str__(self) -> str:
+        """The one text form every view writes: "name  state  42%  1m 12s" (how long it ran, by
+        its own times; one still running, until now by the wall clock, as the terminal says)."""
+        from ._text import summary_line  # _text builds on this module
+
+        return summary_line(self, self.run_seconds(time.time()))
+
     def __repr__(self) -> str:
-        return f"<Operation {self.summary()}>"
+        return f"<Operation {self}>"
 
 
 @dataclass(frozen=True)

@@ -69,12 +69,12 @@ def test_js_duration_text_is_pythons() -> None:
 
 def test_duration_text() -> None:
     assert [format_duration(s) for s in (None, math.nan, -5, 0.4, 2.5, 59.5, 72, 3599.5, 3725)] == [
-        "", "", "0s", "0s", "3s", "1m00s", "1m12s", "1h00m", "1h02m"]
+        "", "", "0s", "0s", "3s", "1m 00s", "1m 12s", "1h 00m", "1h 02m"]
 
 
 def test_repr_line_is_the_readmes() -> None:
     op = Operation.from_api_response({"name": "tunedModels/t/operations/o", "metadata": {"completedPercent": 42}})
-    assert summary_line(op, 72.3) == "tunedModels/t/operations/o  running  42%  1m12s"
+    assert summary_line(op, 72.3) == "tunedModels/t/operations/o  running  42%  1m 12s"
 
 
 def test_js_keeps_no_list_of_kinds() -> None:

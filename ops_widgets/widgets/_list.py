@@ -10,6 +10,7 @@ of the first handle (the others are handed over to it).
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -21,7 +22,9 @@ from .._client import AsyncOperations
 from .._engine import AsyncTracked
 from .._sync import Operations
 from .._types import Operation
+from ._display import publish, refresh, with_snapshot
 from ._operation import HEARTBEAT, STATIC, Target, default_client
+from ._snapshot import list_html
 from ._view import LIST_ROW_KEYS, Throttle, list_summary, poll_status, view_state
 
 __all__ = ["OperationsList", "watch_all"]
@@ -45,6 +48,9 @@ class OperationsList(anywidget.AnyWidget):
         self._cancelling: set[int] = set()  # these two: on the first handle's engine thread only
         self._cancel_errors: dict[int, str] = {}
         self._closed = False
+        self._display_id = uuid.uuid4().hex
+        self._displayed = False
+        self._ended = 0  # operations seen ended when the saved output was last rewritten
         self._unsubscribes: list[Any] = []
         self.on_msg(self._on_front_message)
         if not self._handles:
@@ -61,13 +67,36 @@ class OperationsList(anywidget.AnyWidget):
         """The engine handles shown, one per row."""
         return list(self._handles)
 
+    def __str__(self) -> str:
+        """One line per operation, in the one text form ("name  state  42%  1m 12s")."""
+        return "\n".join(str(h) for h in self._handles)
+
     def __repr__(self) -> str:
         return f"<OperationsList {len(self._handles)} operations: {self.summary}>"
+
+    def snapshot_html(self) -> str:
+        """The rows as static HTML (escaped, no script): what a saved notebook shows."""
+        return list_html([(h.operation.state.value, str(h)) for h in self._handles])
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return with_snapshot(super()._repr_mimebundle_(**kwargs), str(self), self.snapshot_html())
+
+    def _ipython_display_(self) -> None:
+        """Shown with a display id, so that the saved output's snapshot can be rewritten as the
+        operations end while the kernel lives."""
+        self._displayed = publish(self._repr_mimebundle_(), self._display_id) or self._displayed
+
+    def _refresh_if_ended(self) -> None:
+        ended = sum(1 for h in self._handles if h.operation.done or not h.polling)
+        if self._displayed and not self._closed and ended != self._ended:
+            self._ended = ended
+            refresh(self._display_id, self._repr_mimebundle_)
 
     # -- on the engine thread -----------------------------------------------------------------
 
     def _on_change(self, _op: Any) -> None:
         self._push()
+        self._refresh_if_ended()
 
     def _push(self) -> None:
         first = self._handles[0]  # one thread sends: the first handle's; a call from another hops over

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import atexit
 import threading
+import uuid
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,8 @@ from .._engine import AsyncTracked
 from .._sync import Operations
 from .._text import summary_line
 from .._types import Operation
+from ._display import publish, refresh, with_snapshot
+from ._snapshot import operation_html
 from ._view import Throttle, poll_status, view_state
 
 __all__ = ["OperationWidget", "Target", "default_client", "handle_for"]
@@ -94,6 +98,12 @@ class OperationWidget(anywidget.AnyWidget):
         self._cancelling = False  # these two: engine thread only
         self._cancel_error = ""
         self._closed = False
+        # Saved outputs: every display of this widget shares one display id, so that the static
+        # snapshot in them is rewritten once it has ended (see _ipython_display_).
+        self._display_id = uuid.uuid4().hex
+        self._displayed = False
+        self._ended_key: tuple[str, bool] | None = None  # what the last refresh showed
+        self._on_end: list[Callable[[], None]] = []  # engine thread: called when it ends
         self.on_msg(self._on_front_message)
         # The first call pushes the whole state (on the engine thread) before this returns.
         self._unsubscribe = handle.subscribe(self._on_change)
@@ -108,21 +118,30 @@ class OperationWidget(anywidget.AnyWidget):
     def operation(self) -> Operation:
         return self._handle.operation
 
-    def __repr__(self) -> str:
-        return f"<OperationWidget {summary_line(self._handle.operation, self._handle.elapsed)}>"
+    def __str__(self) -> str:
+        """The one text form: "name  state  42%  1m 12s", as str(op) and the terminal write it."""
+        return summary_line(self._handle.operation, self._handle.elapsed)
+
+    __repr__ = __str__  # what a notebook shows as text/plain, and a terminal or script prints
+
+    def snapshot_html(self) -> str:
+        """The widget as static HTML (escaped, inline colours, no script): what a saved notebook
+        shows where the live widget cannot run (GitHub, nbviewer, nbconvert without widget state)."""
+        return operation_html(self._view_state(), str(self))
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        bundle = super()._repr_mimebundle_(**kwargs)
-        if isinstance(bundle, tuple):
-            bundle[0]["text/plain"] = repr(self)
-        elif isinstance(bundle, dict):
-            bundle["text/plain"] = repr(self)
-        return bundle
+        return with_snapshot(super()._repr_mimebundle_(**kwargs), str(self), self.snapshot_html())
+
+    def _ipython_display_(self) -> None:
+        """Shown with a display id (the last expression of a cell too), so that the saved output's
+        snapshot can be refreshed when the operation ends while the kernel lives."""
+        self._displayed = publish(self._repr_mimebundle_(), self._display_id) or self._displayed
 
     # -- on the engine thread -----------------------------------------------------------------
 
     def _on_change(self, op: Operation) -> None:
         self._push()
+        self._refresh_if_ended()
 
     def _beat(self) -> None:
         """While running: refresh elapsed/ETA every HEARTBEAT seconds. The front-end counts
@@ -139,10 +158,18 @@ class OperationWidget(anywidget.AnyWidget):
     def _send_state(self) -> None:
         if self._closed:
             return
+        state = self._view_state()
+        with self.hold_sync():  # everything one poll changed goes out in one message
+            for key, value in state.items():
+                if getattr(self, key) != value:
+                    setattr(self, key, value)
+
+    def _view_state(self) -> dict[str, Any]:
+        """Every synced trait, from the handle's latest snapshot and figures."""
         h = self._handle
         op = h.operation
         poll_error, stopped = poll_status(op.done, h.polling, h.last_error)
-        state = view_state(
+        return view_state(
             op,
             elapsed=h.elapsed,
             eta=h.eta,
@@ -154,10 +181,22 @@ class OperationWidget(anywidget.AnyWidget):
             stopped=stopped,
             cancel_error=self._cancel_error,
         )
-        with self.hold_sync():  # everything one poll changed goes out in one message
-            for key, value in state.items():
-                if getattr(self, key) != value:
-                    setattr(self, key, value)
+
+    def _refresh_if_ended(self) -> None:
+        """Once it has ended (done, or nothing polls it any more), rewrite the saved outputs'
+        snapshot. At once, not after the throttle: the update then reaches the kernel's output
+        before a wait() on the same poll returns, so the cell running now carries it (nbclient
+        keeps only the messages of the cell it runs)."""
+        op = self._handle.operation
+        ended = op.done or not self._handle.polling
+        shown = (op.state.value, ended)
+        if self._closed or not ended or shown == self._ended_key:
+            return
+        self._ended_key = shown
+        if self._displayed:
+            refresh(self._display_id, self._repr_mimebundle_)
+        for call in list(self._on_end):
+            call()
 
     def _start_cancel(self) -> None:
         h = self._handle

@@ -25,8 +25,10 @@ import traitlets as t
 from .._engine import AsyncTracked
 from .._exceptions import AuthenticationError
 from .._frame import to_dataframe
+from .._text import format_duration
 from .._types import Operation
 from ._operation import STATIC, default_client
+from ._snapshot import table_html
 from ._table_view import SORTABLE, matching, page_rows
 from ._view import Throttle
 
@@ -103,8 +105,34 @@ class OperationsTable(anywidget.AnyWidget):
         self._refilter()
 
     def __repr__(self) -> str:
-        return (f"<OperationsTable {self.total:,} operations, {self.matching:,} matching, "
-                f"{self.selected_count:,} selected>")
+        return f"<{self._counts()}>"
+
+    def _counts(self) -> str:
+        return (f"OperationsTable {self.total:,} operations, {self.matching:,} matching, "
+                f"{self.selected_count:,} selected")
+
+    def __str__(self) -> str:
+        """Its counts, then the visible page in the one text form ("name  state  42%  1m 12s")."""
+        lines = [self._counts()]
+        for r in self.rows:
+            progress = r.get("progress")
+            parts = [r["name"], r["state"]]
+            if progress is not None:
+                parts.append(f"{progress:.0f}%")
+            if r.get("duration") is not None:
+                parts.append(format_duration(r["duration"]))
+            lines.append("  ".join(parts))
+        return "\n".join(lines)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """Beside the live view: the text form, and the visible page as static HTML for saved
+        notebooks (GitHub, nbviewer, nbconvert without widget state)."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        if isinstance(data, dict):
+            data["text/plain"] = str(self)
+            data["text/html"] = table_html(self._counts(), self.rows)
+        return bundle
 
     # -- what Python users read -------------------------------------------------------------
 
