@@ -41,7 +41,7 @@ def test_watch_all_one_row_each_and_cancel_all_running(lab_page: NotebookPage, e
     expect(rows).to_have_count(len(names))
     assert [r.rsplit("/", 1)[1] for r in names] == rows.evaluate_all("rs => rs.map(r => r.dataset.opId)")
     expect(box.locator(".opl-summary")).to_have_text(
-        re.compile(r"^2/5 done · 1 failed · ETA ~?\S+$"), timeout=30_000)
+        re.compile(r"^2/5 done · 1 failed · ETA ~?\d+[hms]( \d+[ms])?$"), timeout=30_000)
     # One grid: every row's bar starts at the same x, and so does every badge.
     lefts = box.evaluate("""(b) => ['.opl-bar', '.opl-badge'].map(s =>
         Array.from(b.querySelectorAll(s)).map(e => Math.round(e.getBoundingClientRect().left)))""")
