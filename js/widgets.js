@@ -87,6 +87,47 @@ function liveness(model, onChange, { kernelTraits = [] } = {}) {
   };
 }
 
+// Tells the kernel whether this view is in front of a person: in the viewport of a visible page.
+// (It observes the view's own box: anywidget's host element may have none.)
+// While one is, the operation is polled at a watched cadence; the kernel counts views by id.
+function reportOnScreen(model, host) {
+  const view = Math.random().toString(36).slice(2);
+  let inViewport = false;
+  let sent = null;
+  const send = (value) => {
+    if (value === sent) return;
+    try {
+      model.send({ type: "on_screen", view, value });
+      sent = value;
+    } catch (err) {
+      // no comm yet (or any more): the next look tries again
+    }
+  };
+  const judge = () => send(inViewport && document.visibilityState === "visible");
+  const observer = typeof IntersectionObserver === "function"
+    ? new IntersectionObserver((entries) => {
+      inViewport = entries[entries.length - 1].isIntersecting;
+      judge();
+    })
+    : null;
+  if (observer) observer.observe(host);
+  document.addEventListener("visibilitychange", judge);
+  const again = setInterval(judge, 5000); // a message lost while the comm opened is sent again
+  return () => {
+    clearInterval(again);
+    if (observer) observer.disconnect();
+    document.removeEventListener("visibilitychange", judge);
+    send(false);
+  };
+}
+
+// The bar between polls: the last reading moved on at the rate the kernel measured, short of 100
+// (only the service says done). The rule of ops_widgets/_progress.py's extrapolate().
+function shownProgress(progress, rate, ageSeconds) {
+  if (!(rate > 0) || !(ageSeconds > 0)) return progress;
+  return Math.max(progress, Math.min(99, progress + rate * ageSeconds));
+}
+
 // -- OperationWidget ---------------------------------------------------------------------------
 
 const RUNNING = new Set(["running", "cancelling"]);
@@ -98,6 +139,7 @@ const ENDED_AFTER = { succeeded: "took", filtered: "took", failed: "failed after
 const OPERATION_TRAITS = [
   "name", "op_id", "kind", "kind_label", "state", "progress", "elapsed", "eta", "eta_is_estimate", "error_code",
   "error_message", "result", "poll_error", "cancel_error", "compact", "polling", "can_cancel", "stopped",
+  "progress_rate",
 ];
 
 function safeHref(href) {
@@ -259,9 +301,30 @@ function wireOperationControls(v, model, update, ui) {
   });
 }
 
+// The bar, moved on between polls while live and running at the measured rate (marked as an
+// estimate: a lighter fill and "~" before the percentage). ``progressAt``: when the reading came.
+function drawOperationBar(v, model, phase, link, progressAt) {
+  const { state } = phase;
+  const progress = model.get("progress");
+  const determinate = progress !== null && progress !== undefined;
+  const moving = determinate && state === "running" && !phase.stopped && link.get() === "true";
+  const age = (performance.now() - progressAt) / 1000;
+  const shown = moving ? shownProgress(progress, model.get("progress_rate"), age) : progress;
+  const estimated = moving && shown > progress;
+  v.bar.classList.toggle("opw-indeterminate", phase.running && !determinate && !phase.stopped);
+  v.bar.classList.toggle("opw-extrapolated", estimated);
+  v.fill.style.width = phase.running && !determinate ? "" : `${FULL.has(state) ? 100 : determinate ? shown : 0}%`;
+  if (determinate) v.bar.setAttribute("aria-valuenow", String(Math.round(shown * 10) / 10));
+  else v.bar.removeAttribute("aria-valuenow");
+  v.pct.textContent = determinate
+    ? `${estimated ? "~" : ""}${shown.toFixed(shown < 10 ? 1 : 0)}%`
+    : phase.running ? "no progress reported" : "";
+}
+
 function renderOperation({ model, el: host }) {
   const v = operationDom(host);
   let base = performance.now(); // when elapsed/eta were last received
+  let progressAt = performance.now(); // when the progress reading was received
   const ui = { asking: false, sent: false };
   const link = liveness(model, () => update(), { kernelTraits: OPERATION_TRAITS });
   const phaseNow = () => {
@@ -272,6 +335,7 @@ function renderOperation({ model, el: host }) {
 
   function updateClock() {
     const phase = phaseNow();
+    drawOperationBar(v, model, phase, link, progressAt);
     // Count on from the last update only while live and running (not while cancelling: no ETA
     // then); freeze at the last update once stopped.
     const until = phase.stopped ? base : link.get() === "true" ? performance.now() : Math.max(base, link.seen());
@@ -298,13 +362,8 @@ function renderOperation({ model, el: host }) {
     v.badge.textContent = phase.stopped ? "stopped" : state;
     v.badge.classList.toggle("opw-stale", Boolean(phase.stopped));
 
-    const determinate = progress !== null && progress !== undefined;
-    v.bar.classList.toggle("opw-indeterminate", phase.running && !determinate && !phase.stopped);
-    v.fill.style.width = phase.running && !determinate ? "" : `${FULL.has(state) ? 100 : determinate ? progress : 0}%`;
-    if (determinate) v.bar.setAttribute("aria-valuenow", String(progress));
-    else v.bar.removeAttribute("aria-valuenow");
     v.bar.setAttribute("aria-label", `${model.get("kind_label") || "operation"} progress`);
-    v.pct.textContent = determinate ? `${progress.toFixed(progress < 10 ? 1 : 0)}%` : phase.running ? "no progress reported" : "";
+    drawOperationBar(v, model, phase, link, progressAt);
 
     // The message in plain words; the code name (INTERNAL (13)) on hover.
     const message = model.get("error_message");
@@ -327,7 +386,12 @@ function renderOperation({ model, el: host }) {
   const onElapsed = () => {
     base = performance.now();
   };
+  const onProgress = () => {
+    progressAt = performance.now();
+  };
   model.on("change:elapsed", onElapsed);
+  model.on("change:progress", onProgress);
+  const stopReporting = reportOnScreen(model, v.root);
   const stopListening = onTraits(model, OPERATION_TRAITS, update);
   wireOperationControls(v, model, update, ui);
   const answered = () => (ui.sent = false); // the kernel's own state (or error) takes over
@@ -339,7 +403,9 @@ function renderOperation({ model, el: host }) {
   return () => {
     clearInterval(ticker);
     link.stop();
+    stopReporting();
     model.off("change:elapsed", onElapsed);
+    model.off("change:progress", onProgress);
     model.off("change:state", answered);
     model.off("change:cancel_error", answered);
     stopListening();
@@ -745,6 +811,7 @@ function renderList({ model, el: host }) {
   let base = performance.now();
   let ticks = [];
   const link = liveness(model, () => update(), { kernelTraits: LIST_TRAITS });
+  const stopReporting = reportOnScreen(model, v.root);
 
   function tick() {
     const until = link.get() === "true" ? performance.now() : Math.max(base, link.seen());
@@ -797,6 +864,7 @@ function renderList({ model, el: host }) {
   return () => {
     clearInterval(ticker);
     link.stop();
+    stopReporting();
     model.off("change:rows", onRows);
     stopListening();
   };
@@ -810,4 +878,4 @@ function render(context) {
 }
 
 export default { render };
-export { formatDuration }; // for tests/test_frontend.py; anywidget only uses the default export
+export { formatDuration, shownProgress }; // for tests/test_frontend.py; anywidget only uses the default export

@@ -236,7 +236,7 @@ ALLOWED = {
     "_model_name", "_view_count", "_view_module", "_view_module_version", "_view_name", "layout",
     "tabbable", "tooltip", "name", "op_id", "kind", "kind_label", "state", "progress", "elapsed", "eta",
     "eta_is_estimate", "error_code", "error_message", "result", "poll_error", "cancel_error", "compact",
-    "can_cancel", "polling", "stopped",
+    "can_cancel", "polling", "stopped", "progress_rate",
     "_view",
 }
 
@@ -562,3 +562,30 @@ def test_two_widgets_with_no_client_on_one_name_make_one_request_stream(
     a.close()
     b.close()
     c.close()
+
+
+def test_a_widget_on_screen_is_polled_at_the_watched_cadence(sim: Sim) -> None:
+    """The front-end says when a view is in sight (per view): while any is, a 10-minute tuning
+    job is polled about every 5 % of its length and the bar's rate is synced; when none is, the
+    sparse schedule resumes."""
+    name = sim.emu.create("tuning", duration=600)
+    w = sim.ops.watch(name)
+    sim.advance(60)
+    w.comm.from_front({"type": "on_screen", "view": "a", "value": True})
+    w.comm.from_front({"type": "on_screen", "view": "b", "value": True})
+    sim.advance(1)
+    start = len(sim.rec.gets(name))
+    sim.advance(120)
+    watched = len(sim.rec.gets(name)) - start
+    assert watched >= 4 and w.progress_rate > 0  # every ~30 s (5 % of 600 s), not minutes apart
+    w.comm.from_front({"type": "on_screen", "view": "a", "value": False})  # one view left: still in sight
+    sim.advance(1)
+    start = len(sim.rec.gets(name))
+    sim.advance(120)
+    assert len(sim.rec.gets(name)) - start >= 4
+    w.comm.from_front({"type": "on_screen", "view": "b", "value": False})
+    sim.advance(1)
+    start = len(sim.rec.gets(name))
+    sim.advance(120)
+    assert len(sim.rec.gets(name)) - start <= 2  # none in sight: the background schedule
+    w.close()

@@ -10,6 +10,7 @@ of the first handle (the others are handed over to it).
 from __future__ import annotations
 
 import functools
+import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
@@ -48,6 +49,8 @@ class OperationsList(anywidget.AnyWidget):
         self._cancelling: set[int] = set()  # these two: on the first handle's engine thread only
         self._cancel_errors: dict[int, str] = {}
         self._closed = False
+        self._views_on_screen: set[str] = set()  # front-end views in sight now (their ids)
+        self._views_lock = threading.Lock()
         self._display_id = uuid.uuid4().hex
         self._displayed = False
         self._ended = 0  # operations seen ended when the saved output was last rewritten
@@ -158,6 +161,18 @@ class OperationsList(anywidget.AnyWidget):
             self.cancel_running()
         elif kind == "ping":
             self.send({"type": "pong"})
+        elif kind == "on_screen":
+            self._on_screen(str(content.get("view")), content.get("value") is True)
+
+    def _on_screen(self, view: str, visible: bool) -> None:
+        """A view of the list came into sight or left it: while any is in sight, its operations
+        are polled at the watched cadence."""
+        with self._views_lock:
+            (self._views_on_screen.add if visible else self._views_on_screen.discard)(view)
+            on = bool(self._views_on_screen)
+        if not self._closed:
+            for h in self._handles:
+                h.set_on_screen(on)
 
     def cancel_running(self) -> None:
         """Ask the server to cancel every running operation it can cancel (once each); what the

@@ -77,6 +77,8 @@ class OperationWidget(anywidget.AnyWidget):
     elapsed = t.Float(None, allow_none=True, help="Seconds since it started").tag(sync=True)
     eta = t.Float(None, allow_none=True, help="Seconds left, or None").tag(sync=True)
     eta_is_estimate = t.Bool(False, help="ETA from typical durations, not progress").tag(sync=True)
+    progress_rate = t.Float(0.0, help="Percent per second now (0: unknown); the bar moves on between polls").tag(
+        sync=True)
     error_code = t.Unicode("", help="gRPC code name and number of a failure").tag(sync=True)
     error_message = t.Unicode("", help="The server's error message (shown as text)").tag(sync=True)
     result = t.List(t.Dict(), help="Short result items: {label, text, href?}").tag(sync=True)
@@ -98,6 +100,8 @@ class OperationWidget(anywidget.AnyWidget):
         self._cancelling = False  # these two: engine thread only
         self._cancel_error = ""
         self._closed = False
+        self._views_on_screen: set[str] = set()  # front-end views in sight now (their ids)
+        self._views_lock = threading.Lock()
         # Saved outputs: every display of this widget shares one display id, so that the static
         # snapshot in them is rewritten once it has ended (see _ipython_display_).
         self._display_id = uuid.uuid4().hex
@@ -180,6 +184,7 @@ class OperationWidget(anywidget.AnyWidget):
             poll_error=poll_error,
             stopped=stopped,
             cancel_error=self._cancel_error,
+            progress_rate=h.progress_rate,
         )
 
     def _refresh_if_ended(self) -> None:
@@ -223,6 +228,17 @@ class OperationWidget(anywidget.AnyWidget):
             self.cancel()
         elif kind == "ping":
             self.send({"type": "pong"})  # the front-end shows "not live" when nobody answers
+        elif kind == "on_screen":
+            self._on_screen(content.get("view"), content.get("value") is True)
+
+    def _on_screen(self, view: Any, visible: bool) -> None:
+        """A view (of possibly several of this widget) came into sight or left it: while any is
+        in sight, the operation is polled at the watched cadence."""
+        with self._views_lock:
+            (self._views_on_screen.add if visible else self._views_on_screen.discard)(str(view))
+            on = bool(self._views_on_screen)
+        if not self._closed:
+            self._handle.set_on_screen(on)
 
     def cancel(self) -> None:
         """Ask the server to cancel (once); the badge shows "cancelling" until it confirms."""

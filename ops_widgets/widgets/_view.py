@@ -118,6 +118,7 @@ def view_state(
     poll_error: str = "",
     stopped: str = "",
     cancel_error: str = "",
+    progress_rate: float | None = None,
 ) -> dict[str, Any]:
     """Every synced trait of an OperationWidget, from one snapshot and its handle's figures.
 
@@ -149,6 +150,8 @@ def view_state(
         "poll_error": "" if stopped or ended else poll_error,
         "stopped": stopped,
         "cancel_error": cancel_error,
+        # Percent per second, for the front-end to move the bar between polls (0: it does not).
+        "progress_rate": 0.0 if no_eta or not progress_rate or progress_rate < 0 else round(progress_rate, 6),
     }
 
 
