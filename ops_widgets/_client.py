@@ -8,16 +8,17 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from . import _batch, _schedule
+from . import _batch, _history, _schedule
 from . import _capabilities as caps
 from ._backends import GeminiBackend
 from ._capabilities import BINDINGS, describe
 from ._clock import SYSTEM_CLOCK, Clock
-from ._engine import AsyncTracked, Engine
+from ._engine import AsyncTracked, Engine, Poller
 from ._exceptions import (
     AuthenticationError,
     InvalidNameError,
     MalformedOperationError,
+    NotFoundError,
     OpsError,
     UnsupportedError,
 )
@@ -76,7 +77,9 @@ class AsyncOperations:
     polling engine (track, wait, widgets) sends; direct calls are not throttled. ``clock`` is the
     time everything reads and waits on (a VirtualClock simulates hours in milliseconds);
     ``time_scale`` says how many times faster than real life the service runs (an emulator's
-    ``speed``), so that typical durations shrink with it.
+    ``speed``), so that typical durations shrink with it. ``history`` keeps every tracked
+    operation in the local history (see history() and resume()); OPS_WIDGETS_HISTORY=0 turns
+    it off everywhere.
     """
 
     def __init__(
@@ -92,6 +95,7 @@ class AsyncOperations:
         poll_rate: float | None = 10.0,
         clock: Clock | None = None,
         time_scale: float = 1.0,
+        history: bool = True,
     ) -> None:
         key = api_key or os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY")
         if not key:
@@ -107,7 +111,13 @@ class AsyncOperations:
         self._transport = Transport(headers, clock=self._clock, timeout=timeout, max_retries=max_retries,
                                     transport=transport)
         self._poll_concurrency, self._poll_rate = poll_concurrency, poll_rate
-        self._durations = _schedule.Durations(scale=1.0 / time_scale)
+        self._history: _history.Recorder | _history.NoHistory = _history.NoHistory()
+        if _history.wanted(history):
+            service = _history.service_key("gemini", base_url, api_version)
+            self._history = _history.Recorder(_history.store_for(), service, secrets=list(headers.values()),
+                                              clock=self._clock)
+        # Typical durations of this service's finished runs, from earlier kernels too.
+        self._durations = _schedule.Durations(scale=1.0 / time_scale, learnt=self._history.typical())
         self._engine: Engine | None = None
 
     def __repr__(self) -> str:
@@ -150,8 +160,24 @@ class AsyncOperations:
 
     async def _poll(self, name: str) -> Operation:
         # The engine's poll: no request retries, the poller owns retry and rate-limit policy.
-        data = await self._transport.request("GET", self._backend.operation_url(name), retries=0)
-        return Operation.from_api_response(data)
+        try:
+            data = await self._transport.request("GET", self._backend.operation_url(name), retries=0)
+        except NotFoundError:
+            self._history.vanished(name)
+            raise
+        op = Operation.from_api_response(data)
+        self._history.seen(op)
+        return op
+
+    async def _poller(self, name: NameOrOperation) -> Poller:
+        """The engine's poller of the name; what it shows first goes into the history."""
+        try:
+            poller = await self._polling().poller(name)
+        except NotFoundError:
+            self._history.vanished(_name(name))
+            raise
+        self._history.seen(poller.latest)
+        return poller
 
     async def track(self, name: NameOrOperation, *, poll_interval: float | None = None) -> AsyncTracked:
         """A live handle on the operation, polled by the shared engine (one poller per name).
@@ -162,7 +188,7 @@ class AsyncOperations:
         _positive("poll_interval", poll_interval)
         if not isinstance(name, Operation):
             self._backend.operation_url(name)  # a bad name fails here, before anything is sent
-        poller = await self._polling().poller(name)
+        poller = await self._poller(name)
         return AsyncTracked(poller, poll_interval=poll_interval)
 
     async def track_all(
@@ -182,6 +208,41 @@ class AsyncOperations:
         from .widgets import watch_all
 
         return watch_all(await self.track_all(names, poll_interval=poll_interval))
+
+    async def history(self, *, all_services: bool = False, flatten_metadata: bool = False) -> pd.DataFrame:
+        """Every operation tracked on this service (``all_services``: on any), in this kernel or
+        an earlier one, from the local history: to_dataframe()'s columns with each one's last
+        snapshot, plus service, first_seen and last_seen (UTC) and vanished (gone from the
+        service); the most recently seen first. UnsupportedError when the history is off."""
+        recorder = self._recorder()
+        return await asyncio.to_thread(recorder.frame, all_services=all_services, flatten_metadata=flatten_metadata)
+
+    async def track_unfinished(self, *, poll_interval: float | None = None) -> _List[AsyncTracked]:
+        """track() again every operation of this service that the history saw not done (in any
+        kernel, before a restart too). One the service no longer has (404) is marked vanished
+        in the history, and left out now and from then on."""
+        recorder = self._recorder()
+        names = await asyncio.to_thread(recorder.unfinished)
+
+        async def one(name: str) -> AsyncTracked | None:
+            try:
+                return await self.track(name, poll_interval=poll_interval)
+            except NotFoundError:
+                return None  # track() marked it vanished
+
+        return [h for h in await asyncio.gather(*(one(n) for n in names)) if h is not None]
+
+    async def resume(self, *, poll_interval: float | None = None) -> VBox:
+        """Pick up where an earlier kernel left off: track_unfinished(), shown as watch_all()."""
+        from .widgets import watch_all
+
+        return watch_all(await self.track_unfinished(poll_interval=poll_interval))
+
+    def _recorder(self) -> _history.Recorder:
+        if not isinstance(self._history, _history.Recorder):
+            raise UnsupportedError(
+                f"this client keeps no history (history=False, or {_history.ENV_SWITCH}=0 in the environment)")
+        return self._history
 
     async def list(
         self,
@@ -525,5 +586,5 @@ class AsyncOperations:
         self._backend.operation_url(name)  # reject a bad name before anything is sent
         engine = self._polling()
         start = self._clock.monotonic()
-        poller = await engine.poller(name)
+        poller = await self._poller(name)
         return await engine.wait(poller, delays, timeout, on_progress, start=start)
