@@ -421,15 +421,22 @@ class Recorder:
                 continue
             kept.append(row)
         frame = to_dataframe(ops, flatten_metadata=flatten_metadata)
-        # A run with no times of its own: how long it was seen to run, where it was.
-        seen = pd.to_timedelta(pd.Series([r[5] for r in kept], dtype="float64"), unit="s")
-        frame["duration"] = frame["duration"].fillna(pd.Series(seen.array, index=frame.index).where(frame["done"]))
+
+        def utc(values: list[float]) -> pd.Series:
+            seconds = pd.Series(values, dtype="float64", index=frame.index)
+            out: pd.Series = pd.to_datetime(seconds, unit="s", utc=True).astype("datetime64[ns, UTC]")
+            return out
+
+        first_seen, last_seen = utc([r[2] for r in kept]), utc([r[3] for r in kept])
+        # Not done: how long it had run when last seen (not until now: nothing may watch it now).
+        # Done with no times of its own: how long it was seen to run, where it was.
+        seen = pd.to_timedelta(pd.Series([r[5] for r in kept], dtype="float64", index=frame.index), unit="s")
+        done = frame["done"].astype(bool)
+        frame["duration"] = frame["duration"].where(done, last_seen - frame["create_time"]).fillna(seen.where(done))
         extra = {
             "service": pd.array([r[0] for r in kept], dtype="string"),
-            "first_seen": pd.to_datetime(pd.Series([r[2] for r in kept], dtype="float64"), unit="s", utc=True)
-            .astype("datetime64[ns, UTC]").array,
-            "last_seen": pd.to_datetime(pd.Series([r[3] for r in kept], dtype="float64"), unit="s", utc=True)
-            .astype("datetime64[ns, UTC]").array,
+            "first_seen": first_seen.array,
+            "last_seen": last_seen.array,
             "vanished": pd.array([bool(r[4]) for r in kept], dtype=bool),
         }
         at = list(frame.columns).index("model") + 1  # after to_dataframe's own columns

@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +86,8 @@ def test_every_tracked_operation_is_recorded_with_its_last_snapshot_and_no_key()
     states = frame["state"].value_counts()
     assert states["succeeded"] == 3 and states["failed"] == 1 and states["filtered"] == 1
     assert states["running"] == 1
-    done = frame[frame["done"]]
-    assert (done["duration"] > pd.Timedelta(0)).all()
+    assert frame["duration"].dtype == "timedelta64[ns]"
+    assert (frame["duration"] > pd.Timedelta(0)).all()  # the import has no times: as seen to run
     # The stored snapshot is the service's JSON; the key appears nowhere in the file.
     row = rows(state="failed")[0]
     assert json.loads(row["snapshot"])["error"]["code"] == 13
@@ -166,7 +167,7 @@ RESUME_CODE = """
 import json, sys, time
 from ops_widgets import Operations
 ops = Operations(base_url=sys.argv[1])
-box = ops.resume()
+box = ops.resume(poll_interval=0.2)  # the emulator runs its videos in seconds, not minutes
 deadline = time.monotonic() + 60
 while not all(w.state not in ("running", "cancelling") for w in box.children) and time.monotonic() < deadline:
     time.sleep(0.05)
@@ -174,34 +175,27 @@ print(json.dumps({w.name: w.state for w in box.children}))
 """
 
 
-def _kill_kernel_while_tracking(emu: Emulator, names: list[str], env: dict[str, str]) -> None:
-    """A Jupyter kernel (started by nbclient, in a subprocess) tracks ``names`` and is killed
-    with SIGKILL as soon as the history holds all of them."""
+def _kill_kernel_while_tracking(make: Callable[[], list[str]], base_url: str, env: dict[str, str]) -> list[str]:
+    """A Jupyter kernel (started by nbclient, in a subprocess) tracks the operations ``make()``
+    creates once it is up, and is killed with SIGKILL as soon as the history holds all of them."""
     import nbformat
     from nbclient import NotebookClient
 
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        KERNEL_CODE.format(base_url=emu.base_url, names=json.dumps(names)))])
+    nb = nbformat.v4.new_notebook()
     client = NotebookClient(nb, kernel_name="python3", timeout=60)
-    km = client.create_kernel_manager()
-    km.start_kernel(env=env)
-    try:
-        client.km = km
-        client.start_new_kernel_client()
+    with client.setup_kernel(env=env):  # leaving it cleans up after the dead kernel
+        names = make()
+        nb.cells.append(nbformat.v4.new_code_cell(KERNEL_CODE.format(base_url=base_url, names=json.dumps(names))))
         client.execute_cell(nb.cells[0], 0)
-        assert "tracking 20" in nb.cells[0].outputs[0]["text"]
+        assert f"tracking {len(names)}" in nb.cells[0].outputs[0]["text"]
         deadline = time.monotonic() + 30
         while len(_names_in_history(names)) < len(names):  # written within milliseconds
             assert time.monotonic() < deadline
             time.sleep(0.02)
-        pid = km.provisioner.pid  # type: ignore[union-attr]
-        os.kill(pid, signal.SIGKILL)
-        while km.is_alive():
-            time.sleep(0.02)
-    finally:
-        if client.kc is not None:
-            client.kc.stop_channels()
-        km.cleanup_resources()
+        kernel = client.km.provisioner.process  # type: ignore[union-attr]
+        kernel.send_signal(signal.SIGKILL)
+        kernel.wait(timeout=30)
+    return names
 
 
 def _names_in_history(names: list[str]) -> set[str]:
@@ -220,11 +214,14 @@ def test_a_new_kernel_resumes_what_a_killed_one_was_tracking() -> None:
     with Emulator.start(api_key=KEY, random_seed=3) as emu:
         plan = ([("video", "success")] * 5 + [("video", "filtered")] * 3 + [("tuning", "failure")] * 3
                 + [("batch", "success")] * 4 + [("batch", "cancel")] * 3 + [("tuning", "success")] * 2)
-        names = [emu.create(kind, duration=8.0 if outcome == "cancel" else 4.0 + i * 0.1,
-                            outcome="success" if outcome == "cancel" else outcome)
-                 for i, (kind, outcome) in enumerate(plan)]
-        env = {**os.environ, "GEMINI_API_KEY": emu.api_key, "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
-        _kill_kernel_while_tracking(emu, names, env)
+
+        def make() -> list[str]:  # once the kernel is up: they run for some seconds from now
+            return [emu.create(kind, duration=3600 if outcome == "cancel" else 6.0 + i * 0.2,
+                               outcome="success" if outcome == "cancel" else outcome)
+                    for i, (kind, outcome) in enumerate(plan)]
+
+        env = {**os.environ, "GEMINI_API_KEY": emu.api_key}
+        names = _kill_kernel_while_tracking(make, emu.base_url, env)
         assert all(not r["done"] for r in rows())  # killed mid-tracking
         with plain_client(emu) as ops:  # the service goes on: some batches are cancelled meanwhile
             for name, (_, outcome) in zip(names, plan, strict=True):
@@ -369,7 +366,7 @@ def test_history_and_resume_in_the_terminal(emu: Emulator) -> None:
     assert "succeeded" in lines[done] and "running" in lines[running]
     as_json = json.loads(cli(emu, "history", "--json").stdout)
     assert {o["name"]: o["state"] for o in as_json} == {done: "succeeded", running: "running"}
-    assert all({"first_seen", "last_seen", "snapshot"} <= o.keys() for o in as_json)
+    assert all({"first_seen", "last_seen", "duration", "vanished"} <= o.keys() for o in as_json)
     resumed = cli(emu, "resume")
     assert resumed.returncode == 0, resumed.stderr
     assert running in resumed.stdout and "succeeded" in resumed.stdout.splitlines()[-1]
