@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,15 @@ def _no_ambient_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     # A developer's real key must never leak into (or change) a test.
     monkeypatch.delenv("GEMINI_API_KEY", raising=False)
     monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_history_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The same before any test's own: servers and kernels that session fixtures start (the
+    browser tests' JupyterLab) never write into the user's data folder either."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OPS_WIDGETS_HOME", str(tmp_path_factory.mktemp("ops-widgets-session-home")))
+        yield
 
 
 @pytest.fixture(autouse=True)

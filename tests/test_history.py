@@ -23,7 +23,7 @@ import pytest
 import ops_widgets as ow
 from ops_widgets import Operation, State
 from ops_widgets._frame import COLUMNS
-from ops_widgets._history import FILENAME, service_key
+from ops_widgets._history import FILENAME, default_path, service_key
 from ops_widgets._schedule import Adaptive, Durations
 from ops_widgets.emulator import Emulator
 
@@ -373,3 +373,7 @@ def test_history_and_resume_in_the_terminal(emu: Emulator) -> None:
     assert done not in resumed.stdout
     again = cli(emu, "resume")
     assert again.returncode == 0 and "nothing to resume" in again.stderr
+
+
+def test_the_suite_never_writes_into_the_user_folder(tmp_path_factory: pytest.TempPathFactory) -> None:
+    assert default_path().is_relative_to(tmp_path_factory.getbasetemp())
