@@ -54,6 +54,7 @@ _READ_BUSY_MS = 500  # a read on behalf of a caller waits less
 _IDLE = 2.0  # seconds the writer thread lingers with nothing to write before it ends
 _RETRY = 1.0  # seconds between two tries to write what a locked file refused
 _OFF = {"0", "false", "no", "off"}
+_MAX_SECONDS = 9e9  # what a timedelta64[ns] holds (292 years), with room: server times can be anything
 _LEARN_STATES = (State.SUCCEEDED.value, State.FILTERED.value)  # runs that went the whole way
 
 _SCHEMA = """
@@ -430,9 +431,11 @@ class Recorder:
         first_seen, last_seen = utc([r[2] for r in kept]), utc([r[3] for r in kept])
         # Not done: how long it had run when last seen (not until now: nothing may watch it now).
         # Done with no times of its own: how long it was seen to run, where it was.
-        seen = pd.to_timedelta(pd.Series([r[5] for r in kept], dtype="float64", index=frame.index), unit="s")
+        ran = [r[5] if op.done else op.run_seconds(r[3]) for op, r in zip(ops, kept, strict=True)]
+        ran = [None if x is None or not abs(x) < _MAX_SECONDS else x for x in ran]
+        seen = pd.to_timedelta(pd.Series(ran, dtype="float64", index=frame.index), unit="s")
         done = frame["done"].astype(bool)
-        frame["duration"] = frame["duration"].where(done, last_seen - frame["create_time"]).fillna(seen.where(done))
+        frame["duration"] = frame["duration"].where(done, seen).fillna(seen)
         extra = {
             "service": pd.array([r[0] for r in kept], dtype="string"),
             "first_seen": first_seen.array,

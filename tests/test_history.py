@@ -72,6 +72,7 @@ def test_every_tracked_operation_is_recorded_with_its_last_snapshot_and_no_key()
             await ops.wait(waited, poll_interval=1)  # a wait() is tracking too
             untracked = emu.create("video", duration=5)
             await ops.get(untracked)  # a plain get is not
+            handles[-1].close()  # nothing polls now: virtual time stands still while history() reads
             frame = await ops.history()
         assert set(frame.index) == {*names, running, waited}
         return frame
