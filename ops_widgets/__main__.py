@@ -16,10 +16,85 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
 def _emulator(args: argparse.Namespace) -> int:
-    from .emulator import serve_forever
+    from .emulator import Faults, serve_forever
 
-    serve_forever(args.port, speed=args.speed, random_seed=args.random_seed, api_key=args.api_key, seed=args.seed)
+    # --fault-rate shares a rate out; a mode's own flag, when given, sets that mode's rate.
+    chosen = {f"{mode}_rate": getattr(args, f"{mode}_rate") for mode in FAULT_MODES}
+    settings = {k: v for k, v in chosen.items() if v is not None}
+    settings.update(slow_body_seconds=args.slow_body_seconds, storm_requests=args.storm_requests,
+                    storm_seconds=args.storm_seconds, storm_retry_delay=args.storm_retry_delay,
+                    seed=args.fault_seed)
+    try:
+        faults = Faults.mix(args.fault_rate, **settings)
+    except ValueError as exc:
+        print(f"ops-widgets emulator: {exc}", file=sys.stderr)
+        return 2
+    serve_forever(args.port, speed=args.speed, random_seed=args.random_seed, api_key=args.api_key, seed=args.seed,
+                  faults=faults)
     return 0
+
+
+FAULT_MODES = {
+    "error": "answer 500/503 with Google's JSON error body",
+    "html_error": "answer a proxy's HTML 502 page",
+    "drop_before": "close the connection before the server acts (no byte answered)",
+    "drop_after": "let the server act (a cancel happens), then close the connection mid-answer",
+    "truncated": "cut a 200's body short (its Content-Length agrees: only the JSON breaks)",
+    "slow_body": "trickle the answer in pieces over the slow-body seconds",
+}
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a probability from 0 to 1, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text!r}")
+    return value
+
+
+def _requests(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
+    return value
+
+
+def _add_fault_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "faults (API routes only, never /_emulator/; each request gets at most one; the rates add up to 1 at most)")
+    group.add_argument("--fault-rate", metavar="P", type=_rate, default=0.0,
+                       help="fault this share of requests, shared equally by 5xx, HTML 502, drops before and "
+                            "after the server acted, and truncated bodies (default: 0)")
+    for mode, what in FAULT_MODES.items():
+        group.add_argument(f"--{mode.replace('_', '-')}-rate", metavar="P", type=_rate, default=None,
+                           help=f"{what}, for this share of requests " + (
+                               "(not part of the fault rate)" if mode == "slow_body" else
+                               "(instead of its share of the fault rate)"))
+    group.add_argument("--slow-body-seconds", metavar="S", type=_seconds, default=2.0,
+                       help="how long a slow body takes to arrive (default: 2)")
+    group.add_argument("--storm-requests", metavar="N", type=_requests, default=0,
+                       help="a 429 storm at start: the next N requests answer 429 RESOURCE_EXHAUSTED (default: 0)")
+    group.add_argument("--storm-seconds", metavar="S", type=_seconds, default=0.0,
+                       help="a 429 storm at start lasting S seconds (with a request count too: whichever ends first)")
+    group.add_argument("--storm-retry-delay", metavar="S", type=_seconds, default=1.0,
+                       help="the retryDelay of the storm's google.rpc.RetryInfo (default: 1)")
+    group.add_argument("--fault-seed", metavar="N", type=int, default=None,
+                       help="seed which requests are faulted, for the same faults every run")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -99,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     emu.add_argument("--api-key", default="emulator-key",
                      help="the made-up key it accepts (default: emulator-key)")
     emu.add_argument("--seed", type=int, default=0, help="create this many operations at start (default: 0)")
+    _add_fault_options(emu)
     emu.set_defaults(func=_emulator)
     demo = sub.add_parser("demo", help="open the quickstart notebook in JupyterLab (emulator inside)",
                           description="Open the quickstart notebook in JupyterLab, against the embedded emulator.")

@@ -15,6 +15,7 @@ from ._capabilities import BINDINGS, describe
 from ._clock import SYSTEM_CLOCK, Clock
 from ._engine import AsyncTracked, Engine, Poller
 from ._exceptions import (
+    ApiError,
     AuthenticationError,
     InvalidNameError,
     MalformedOperationError,
@@ -24,7 +25,7 @@ from ._exceptions import (
 )
 from ._frame import FrameBuilder, ListingProgress
 from ._transport import Secret, Transport
-from ._types import ListOperationsResponse, Operation
+from ._types import ListOperationsResponse, Operation, State
 
 if TYPE_CHECKING:
     import httpx
@@ -56,6 +57,10 @@ _MAX_CATALOG_PAGES = 100  # pages of GET models / tunedModels followed (a server
 
 def _name(op: NameOrOperation) -> str:
     return op.name if isinstance(op, Operation) else op
+
+
+def _cancelled_or_cancelling(op: Operation) -> bool:
+    return op.state is State.CANCELLED or (op.batch_state or "").endswith("_CANCELLING")
 
 
 def _positive(what: str, value: float | None, *, allow_zero: bool = False) -> None:
@@ -133,8 +138,9 @@ class AsyncOperations:
         self._transport.bind()
         if self._engine is None:
             self._engine = Engine(
-                get=self.get, poll=self._poll, cancel=self.cancel, can_cancel=self.can_cancel, clock=self._clock,
+                poll=self._poll, cancel=self.cancel, can_cancel=self.can_cancel, clock=self._clock,
                 max_concurrency=self._poll_concurrency, max_rate=self._poll_rate, durations=self._durations,
+                pause=self._transport.pause,
             )
         return self._engine
 
@@ -169,32 +175,34 @@ class AsyncOperations:
         self._history.seen(op)
         return op
 
-    async def _poller(self, name: NameOrOperation) -> Poller:
-        """The engine's poller of the name; what it shows first goes into the history."""
-        try:
-            poller = await self._polling().poller(name)
-        except NotFoundError:
-            self._history.vanished(_name(name))
-            raise
-        self._history.seen(poller.latest)
+    async def _poller_of(self, name: NameOrOperation, deadline: float | None = None) -> Poller:
+        """The engine's poller of the name. Its GETs, the first one too, are _poll's and go into the
+        history there; an Operation in hand is its first snapshot, and goes in here."""
+        poller = await self._polling().poller(name, deadline=deadline)
+        if isinstance(name, Operation):
+            self._history.seen(poller.latest)
         return poller
 
     async def track(self, name: NameOrOperation, *, poll_interval: float | None = None) -> AsyncTracked:
         """A live handle on the operation, polled by the shared engine (one poller per name).
 
+        Its first GET goes through the engine's rate limit and is retried as polls are: it
+        raises at once for what retrying cannot fix (NotFoundError, a bad key), and for transient
+        failures (5xx, dropped or broken answers, 429) only after five minutes of them.
         ``poll_interval`` asks for a poll at least that often while the handle lives, instead of
         the adaptive schedule (the shortest interval asked for by any handle of the name wins).
         """
         _positive("poll_interval", poll_interval)
         if not isinstance(name, Operation):
             self._backend.operation_url(name)  # a bad name fails here, before anything is sent
-        poller = await self._poller(name)
-        return AsyncTracked(poller, poll_interval=poll_interval)
+        poller = await self._poller_of(name)
+        return AsyncTracked(poller, poll_interval=poll_interval)  # (poller() yields even for an Operation)
 
     async def track_all(
         self, names: Iterable[NameOrOperation], *, poll_interval: float | None = None
     ) -> _List[AsyncTracked]:
-        """track() each of ``names``, their first GETs concurrently; in the order given."""
+        """track() each of ``names``, in the order given; their first GETs go out concurrently,
+        as many at once and as fast as the client's poll_concurrency and poll_rate allow."""
         return _List(await asyncio.gather(*(self.track(n, poll_interval=poll_interval) for n in names)))
 
     async def watch(self, name: NameOrOperation, *, poll_interval: float | None = None) -> OperationWidget:
@@ -492,7 +500,7 @@ class AsyncOperations:
             async with gate:
                 try:
                     await action(name)
-                except OpsError as exc:
+                except Exception as exc:  # one row's failure, whatever it is, never loses the others
                     return f"{type(exc).__name__}: {exc}"
                 return None
 
@@ -516,10 +524,17 @@ class AsyncOperations:
     async def cancel(self, name: NameOrOperation) -> None:
         """Ask the server to cancel; it finishes as cancelled (error code 1) when it can.
 
+        Idempotent: when the server refuses because the operation is already cancelled or being
+        cancelled (a retry whose first attempt's answer was lost, or anyone's earlier cancel),
+        that is the outcome asked for and nothing is raised.
         UnsupportedError, with nothing sent, where the service cannot cancel (see can_cancel)."""
         url = self._backend.cancel_url(_name(name))
         self._supported("cancel", _name(name))
-        await self._transport.request("POST", url)
+        try:
+            await self._transport.request("POST", url)
+        except ApiError as exc:
+            if exc.status_code not in (400, 409) or not _cancelled_or_cancelling(await self.get(name)):
+                raise
 
     async def delete(self, name: NameOrOperation) -> None:
         """Forget the operation on the server (it does not cancel it).
@@ -586,5 +601,6 @@ class AsyncOperations:
         self._backend.operation_url(name)  # reject a bad name before anything is sent
         engine = self._polling()
         start = self._clock.monotonic()
-        poller = await self._poller(name)
+        # One deadline for all of it: the first snapshot's tries, then the polls.
+        poller = await self._poller_of(name, deadline=None if timeout is None else start + timeout)
         return await engine.wait(poller, delays, timeout, on_progress, start=start)

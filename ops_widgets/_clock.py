@@ -21,7 +21,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["SYSTEM_CLOCK", "Clock", "VirtualClock"]
+__all__ = ["SYSTEM_CLOCK", "Clock", "Pause", "VirtualClock"]
 
 T = TypeVar("T")
 
@@ -48,6 +48,23 @@ class Clock:
 
 
 SYSTEM_CLOCK = Clock()
+
+
+class Pause:
+    """Until when a client sends nothing: a 429 said to hold off. One per client, shared by its
+    direct calls (Transport) and its pollers (the engine's Limiter), so the whole client holds."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.until = 0.0
+
+    def extend(self, seconds: float) -> None:
+        self.until = max(self.until, self.clock.monotonic() + seconds)
+
+    async def wait(self) -> None:
+        """Return once no pause is on (a pause extended meanwhile is waited out too)."""
+        while (left := self.until - self.clock.monotonic()) > 0:  # noqa: ASYNC110 (a deadline, not an event)
+            await asyncio.sleep(left)
 
 
 class VirtualClock(Clock):

@@ -27,7 +27,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
-from ._clock import Clock
+from ._clock import Clock, Pause
 from ._exceptions import (
     AuthenticationError,
     BadRequestError,
@@ -43,7 +43,7 @@ from ._schedule import Adaptive, Durations, backoff, clip_to_deadline
 from ._text import summary_line
 from ._types import Operation
 
-__all__ = ["AsyncTracked", "Engine", "Limiter", "Poller", "Tracked"]
+__all__ = ["DEADLINE_GRACE", "FIRST_SNAPSHOT_PATIENCE", "AsyncTracked", "Engine", "Limiter", "Poller", "Tracked"]
 
 logger = logging.getLogger("ops_widgets")
 
@@ -58,17 +58,21 @@ _STAGGER = 1.0  # seconds over which pollers resume after a pause when the rate 
 _EPS = 1e-6  # a poll sent this close before a due time counts as at it (float rounding)
 # How long past its deadline a wait lets its last poll finish before it gives up on it.
 DEADLINE_GRACE = 1.0
+# How long track() keeps trying to get a first snapshot through transient failures (5xx, dropped
+# or broken answers, 429s) before it raises the last one; a wait() tries until its deadline.
+FIRST_SNAPSHOT_PATIENCE = 300.0
 
 
 class Limiter:
     """Politeness per client: ``max_concurrency`` requests in flight and ``max_rate`` per second.
 
-    Turns are handed out in order, ``1 / max_rate`` apart; ``pause()`` (a 429) moves every turn
-    past the pause, so all pollers stop together and then resume staggered, not in a burst.
+    Turns are handed out in order, ``1 / max_rate`` apart; a pause (a 429, met by a poll or by
+    any other request of the client) moves every turn past it, so all pollers stop together and
+    then resume staggered, not in a burst.
     """
 
     def __init__(self, clock: Clock, max_concurrency: int = 16, max_rate: float | None = 10.0,
-                 rand: Callable[[], float] = random.random) -> None:
+                 rand: Callable[[], float] = random.random, pause: Pause | None = None) -> None:
         if max_concurrency < 1:
             raise ValueError(f"poll_concurrency must be >= 1, got {max_concurrency!r}")
         if max_rate is not None and not max_rate > 0:
@@ -77,23 +81,20 @@ class Limiter:
         self._sem = asyncio.Semaphore(max_concurrency)
         self._interval = 1.0 / max_rate if max_rate else 0.0
         self._next = 0.0
-        self.paused_until = 0.0
+        self.pause = pause or Pause(clock)
         self._rand = rand
-
-    def pause(self, seconds: float) -> None:
-        self.paused_until = max(self.paused_until, self._clock.monotonic() + seconds)
 
     async def acquire(self) -> None:
         while True:
             now = self._clock.monotonic()
-            at = max(now, self._next, self.paused_until)
+            at = max(now, self._next, self.pause.until)
             if self._interval:
                 self._next = at + self._interval
             elif at > now:
                 at += self._rand() * _STAGGER
             if at > now:
                 await asyncio.sleep(at - now)
-            if self.paused_until <= self._clock.monotonic():
+            if self.pause.until <= self._clock.monotonic():
                 break  # else a pause began while we queued: queue again behind it
         await self._sem.acquire()
 
@@ -104,16 +105,15 @@ class Limiter:
 class Engine:
     """All pollers of one client, on that client's loop.
 
-    ``get`` fetches a first snapshot (with the client's request retries); ``poll`` fetches one
-    for a poller (no retries: the poller owns retry and rate-limit policy); ``cancel`` sends a
-    cancel, and ``can_cancel`` says whether the service has one for a name. The engine knows
-    nothing of HTTP.
+    ``poll`` fetches one snapshot (no request retries: the engine owns retry and rate-limit
+    policy, for first snapshots and pollers alike); ``cancel`` sends a cancel, and
+    ``can_cancel`` says whether the service has one for a name. ``pause`` is the client's 429
+    pause, shared with its direct calls. The engine knows nothing of HTTP.
     """
 
     def __init__(
         self,
         *,
-        get: Fetch,
         poll: Fetch,
         cancel: Callable[[str], Awaitable[None]],
         can_cancel: Callable[[str], bool] = lambda name: True,
@@ -122,37 +122,100 @@ class Engine:
         max_rate: float | None = 10.0,
         durations: Durations | None = None,
         rand: Callable[[], float] = random.random,
+        pause: Pause | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.clock = clock
         self.rand = rand
-        self._get, self._poll, self._cancel = get, poll, cancel
+        self._poll, self._cancel = poll, cancel
         self.can_cancel = can_cancel
-        self.limiter = Limiter(clock, max_concurrency, max_rate, rand)
+        self.limiter = Limiter(clock, max_concurrency, max_rate, rand, pause)
         self.durations = durations or Durations()
         self.pollers: dict[str, Poller] = {}
+        # First snapshots being fetched, shared by every track()/wait() of the name meanwhile,
+        # with how many callers wait on each.
+        self._firsts: dict[str, tuple[asyncio.Task[tuple[Operation, float]], list[int]]] = {}
         self.closed: OpsError | None = None
         self._pause_backoff: Iterator[float] | None = None
 
     def active(self, name: str) -> Poller | None:
         poller = self.pollers.get(name)
+        if poller is not None and not poller.stopped and poller.task_ended():
+            poller.died()  # its loop ended without stopping it: never hand it out again
         return poller if poller is not None and not poller.stopped else None
 
-    async def poller(self, target: str | Operation) -> Poller:
-        """The live poller of the name, made (and given a first snapshot) if there is none."""
+    async def poller(self, target: str | Operation, *, deadline: float | None = None) -> Poller:
+        """The live poller of the name, made (and given a first snapshot) if there is none.
+
+        An Operation in hand is the first snapshot for free. A name costs one GET, through the
+        limiter and the 429 pause, retried on the pollers' own policy: errors that more tries
+        cannot fix (404, bad key) raise at once; transient ones are retried until ``deadline``
+        (then WaitTimeout), or for FIRST_SNAPSHOT_PATIENCE seconds with none (then the last error).
+        """
         if self.closed is not None:
             raise self.closed
         name = target.name if isinstance(target, Operation) else target
         poller = self.active(name)
+        if poller is not None:
+            return poller
+        if isinstance(target, Operation):
+            await asyncio.sleep(0)  # a loop tracking thousands of Operations lets the others run
+            first, sent = target, self.clock.monotonic()
+        else:
+            first, sent = await self._first(name, deadline)
+        poller = self.active(name)  # another track() may have won the race during the await
         if poller is None:
-            # An Operation in hand is the first snapshot for free; a name costs one GET, whose
-            # errors (404, bad key) are the caller's to see at once.
-            sent = self.clock.monotonic()
-            first = target if isinstance(target, Operation) else await self._get(name)
-            poller = self.active(name)  # another track() may have won the race during the await
-            if poller is None:
-                poller = self.pollers[name] = Poller(self, first, sent)
+            poller = self.pollers[name] = Poller(self, first, sent)
         return poller
+
+    async def _first(self, name: str, deadline: float | None) -> tuple[Operation, float]:
+        """The first snapshot of ``name``, one fetch shared by every caller meanwhile."""
+        entry = self._firsts.get(name)
+        if entry is None:
+            task = self.loop.create_task(self._first_snapshot(name), name=f"ops-widgets first GET {name}")
+            entry = self._firsts[name] = (task, [0])
+            task.add_done_callback(lambda t: self._firsts.pop(name, None) if self._firsts.get(name) == entry else None)
+        task, waiting = entry
+        waiting[0] += 1
+        try:
+            if deadline is None:
+                return await asyncio.shield(task)
+            left = deadline + DEADLINE_GRACE - self.clock.monotonic()
+            try:
+                return await asyncio.wait_for(asyncio.shield(task), max(left, 0.0))
+            except asyncio.TimeoutError:
+                raise WaitTimeout(f"{name}: the server had not answered its first request by the deadline "
+                                  "(wait again)") from None
+        finally:
+            waiting[0] -= 1
+            if waiting[0] == 0 and not task.done():
+                task.cancel()  # nobody wants it any more
+
+    async def _first_snapshot(self, name: str) -> tuple[Operation, float]:
+        give_up = self.clock.monotonic() + FIRST_SNAPSHOT_PATIENCE
+        delays: Iterator[float] | None = None
+        while True:
+            delay = 0.0
+            try:
+                return await self.fetch(name)
+            except RateLimitError as exc:
+                self.rate_limited(exc)  # the limiter holds the next try past the pause
+                error: OpsError = exc
+            except _PERMANENT:
+                raise
+            except OpsError as exc:
+                error = exc
+            except Exception as exc:  # a bug reading the answer: a failed try, reported typed
+                logger.exception("the first GET of %s failed unexpectedly", name)
+                error = OpsError(f"{type(exc).__name__}: {exc}")
+            if not isinstance(error, RateLimitError):
+                if delays is None:
+                    delays = backoff(1.0, 60.0, 2.0, rand=self.rand)
+                delay = next(delays)
+            if max(self.clock.monotonic() + delay, self.limiter.pause.until) > give_up:
+                raise error
+            logger.info("the first GET of %s failed (%s); trying again in %.1fs", name, error, delay)
+            await asyncio.sleep(delay)
 
     async def fetch(self, name: str) -> tuple[Operation, float]:
         """One poll through the limiter: the snapshot, and when the request went out."""
@@ -176,7 +239,7 @@ class Engine:
             if self._pause_backoff is None:
                 self._pause_backoff = backoff(1.0, 60.0, 2.0, jitter=False)
             delay = next(self._pause_backoff)
-        self.limiter.pause(delay)
+        self.limiter.pause.extend(delay)
         logger.info("rate limited: all polling paused for %.1fs", delay)
         return delay
 
@@ -292,6 +355,25 @@ class Poller:
         self._refs += 1
         if self._task is None and not self.stopped:
             self._task = self.engine.loop.create_task(self._run(), name=f"ops-widgets poll {self.name}")
+            self._task.add_done_callback(self._task_done)
+
+    def task_ended(self) -> bool:
+        return self._task is not None and self._task.done()
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if not self.stopped and not task.cancelled():
+            self.died(task.exception())
+
+    def died(self, exc: BaseException | None = None) -> None:
+        """The polling loop ended without stopping (a bug): stop for good, tell everyone."""
+        if self.stopped:
+            return
+        logger.error("polling %s stopped unexpectedly", self.name, exc_info=exc)
+        detail = f": {type(exc).__name__}: {exc}" if exc is not None else ""
+        self.last_error = OpsError(f"polling {self.name} stopped unexpectedly{detail}; track it again")
+        self._stop()
+        self._finish()
+        self._deliver()
 
     def release(self) -> None:
         """One fewer; with none left, stop."""
@@ -466,14 +548,22 @@ class Poller:
             except Exception as exc:  # 5xx, transport, a broken body, even a bug: keep going
                 if not isinstance(exc, OpsError):
                     logger.exception("polling %s failed unexpectedly; retrying", self.name)
-                if self._retry_delays is None:
-                    self._retry_delays = backoff(1.0, 60.0, 2.0, rand=self.engine.rand)
-                self._retry_due = self._clock.monotonic() + next(self._retry_delays)
-                self._failed(exc if isinstance(exc, OpsError) else OpsError(f"{type(exc).__name__}: {exc}"))
+                self._retry_later(exc if isinstance(exc, OpsError) else OpsError(f"{type(exc).__name__}: {exc}"))
+                continue
+            try:
+                self._update(op, sent)
+            except Exception as exc:  # reading the snapshot failed: a failed poll, not a dead poller
+                logger.exception("polling %s: could not take in a snapshot; retrying", self.name)
+                self._retry_later(OpsError(f"{type(exc).__name__}: {exc}"))
                 continue
             self._failures = 0
             self._retry_due = self._retry_delays = None
-            self._update(op, sent)
+
+    def _retry_later(self, exc: OpsError) -> None:
+        if self._retry_delays is None:
+            self._retry_delays = backoff(1.0, 60.0, 2.0, rand=self.engine.rand)
+        self._retry_due = self._clock.monotonic() + next(self._retry_delays)
+        self._failed(exc)
 
     def _failed(self, exc: OpsError) -> None:
         self._failures += 1

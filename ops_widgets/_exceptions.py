@@ -14,6 +14,7 @@ Hierarchy::
     ├── InvalidNameError          also a ValueError: rejected before any request is sent
     ├── UnsupportedError          the service has no such method for this operation; nothing was sent
     ├── MalformedOperationError   also a ValueError: a body that is not an Operation
+    │   └── BrokenAnswerError     a success answer that is not JSON (cut short): retried first
     └── WaitTimeout               also a TimeoutError: ``.operation`` is the last one seen
 
 ``ApiError.from_response`` is the one place where an HTTP answer becomes an error.
@@ -36,6 +37,7 @@ __all__ = [
     "ApiError",
     "AuthenticationError",
     "BadRequestError",
+    "BrokenAnswerError",
     "InvalidNameError",
     "MalformedOperationError",
     "NotFoundError",
@@ -167,6 +169,11 @@ class UnsupportedError(OpsError):
 
 class MalformedOperationError(OpsError, ValueError):
     """A JSON body that does not have the shape of an Operation or a list of them."""
+
+
+class BrokenAnswerError(MalformedOperationError):
+    """A success answer whose body is not JSON at all (cut short, or a proxy's page): sent again
+    a few times before it is raised, since the next answer is usually whole."""
 
 
 class WaitTimeout(OpsError, TimeoutError):

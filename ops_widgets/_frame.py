@@ -42,6 +42,21 @@ def _utc_column(times: list[datetime | None]) -> pd.Series:
     return out
 
 
+def _span(end: pd.Series, start: pd.Series) -> pd.Series:
+    """end - start as timedelta64[ns]; NaT where either is NaT or the span does not fit in
+    nanoseconds (a createTime in 1678 is a valid time; 348 years is not a valid span)."""
+    import numpy as np
+    import pandas as pd
+
+    e = end.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    s = start.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    fits = end.notna().to_numpy() & start.notna().to_numpy()
+    fits &= np.abs(e.astype(np.float64) - s.astype(np.float64)) < 2.0**62
+    ns = e - np.where(fits, s, e)  # rows that do not fit subtract nothing: no int64 overflow
+    out: pd.Series = pd.Series(ns.astype("timedelta64[ns]"), index=end.index).where(fits)
+    return out
+
+
 def _parent(name: str) -> str:
     """The collection an operation lives in: "models/veo-3.0", "tunedModels/t", "operations"."""
     head, sep, _ = name.rpartition("/operations/")
@@ -102,7 +117,7 @@ class FrameBuilder:
         done = pd.Series(c["done"], dtype=bool)
         now_ts = pd.Timestamp(now or datetime.now(timezone.utc))
         # Done: how long it took; running: how long it has run so far.
-        duration = (update.where(done, now_ts) - create).astype("timedelta64[ns]")
+        duration = _span(update.where(done, now_ts), create)
         frame: pd.DataFrame = pd.DataFrame(
             {
                 "id": pd.array(c["id"], dtype="string"),

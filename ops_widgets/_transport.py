@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 
 from . import _schedule
-from ._clock import Clock
-from ._exceptions import ApiError, MalformedOperationError, RateLimitError, TransportError
+from ._clock import Clock, Pause
+from ._exceptions import ApiError, BrokenAnswerError, RateLimitError, TransportError
 
 __all__ = ["RETRYABLE_STATUS", "Secret", "Transport", "is_retryable", "redact_json"]
 
@@ -30,6 +30,9 @@ _RETRY_MAX = 30.0
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 _ERROR_BODY_MAX = 65536  # bytes of a streamed error answer read
 _RETRYABLE_TRANSPORT = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError)
+# Everything httpx raises, some of which are not httpx.HTTPError (a URL it cannot build, a stream
+# read twice): all become a TransportError.
+_HTTPX_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError)
 
 
 class Secret:
@@ -45,7 +48,9 @@ class Secret:
 
 
 def is_retryable(error: Exception) -> bool:
-    """Worth sending again: 429, 5xx, and requests that got no answer."""
+    """Worth sending again: 429, 5xx, requests that got no answer or a broken one."""
+    if isinstance(error, BrokenAnswerError):
+        return True
     if isinstance(error, ApiError):
         return error.status_code in RETRYABLE_STATUS
     return isinstance(error.__cause__, _RETRYABLE_TRANSPORT)
@@ -63,6 +68,7 @@ class Transport:
         max_retries: int = 5,
         transport: httpx.AsyncBaseTransport | None = None,
         rand: Callable[[], float] = random.random,
+        pause: Pause | None = None,
     ) -> None:
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries!r}")
@@ -72,6 +78,8 @@ class Transport:
         self._timeout = timeout
         self._transport = transport
         self._rand = rand
+        # A 429 holds every request of the client, not just the one that met it.
+        self.pause = pause or Pause(clock)
         self._http: httpx.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
@@ -110,11 +118,12 @@ class Transport:
         delays = _schedule.backoff(_RETRY_INITIAL, _RETRY_MAX, 2.0, rand=self._rand)
         retries = self.max_retries if retries is None else retries
         for attempt in range(retries + 1):
+            await self.pause.wait()
             started = self.clock.monotonic()
-            error: ApiError | TransportError
+            error: ApiError | TransportError | BrokenAnswerError
             try:
                 resp = await http.request(method, url, params=params, headers=headers)
-            except httpx.HTTPError as exc:
+            except _HTTPX_ERRORS as exc:
                 error = TransportError(f"{method} {url}: {type(exc).__name__}: {exc or 'no details'}")
                 error.__cause__ = exc  # as `raise ... from exc` would, once we raise it below
             else:
@@ -123,23 +132,32 @@ class Transport:
                     1000 * (self.clock.monotonic() - started),
                 )
                 if resp.is_success:
-                    return _decode(resp, method, url)
-                if method == "DELETE" and attempt > 0 and resp.status_code == 404:
+                    try:
+                        return _decode(resp, method, url)
+                    except BrokenAnswerError as exc:
+                        error = exc
+                elif method == "DELETE" and attempt > 0 and resp.status_code == 404:
                     # An earlier attempt deleted it and only its answer was lost: that is a delete.
                     logger.info("DELETE %s: gone on retry, so the earlier attempt deleted it", url)
                     return {}
-                error = self._scrubbed(ApiError.from_response(
-                    resp.status_code, resp.content, resp.headers.get("content-type", "")
-                ))
+                else:
+                    error = self._scrubbed(ApiError.from_response(
+                        resp.status_code, resp.content, resp.headers.get("content-type", "")
+                    ))
             if attempt >= retries or not is_retryable(error):
                 raise error
-            delay = next(delays)
-            if isinstance(error, RateLimitError) and error.retry_delay is not None:
-                delay = error.retry_delay  # the server said how long; jitter would only be early
-            logger.info("%s %s failed (%s); retry %d/%d in %.2fs", method, url, error,
-                        attempt + 1, retries, delay)
-            await asyncio.sleep(delay)
+            await self._before_retry(error, next(delays), f"{method} {url}", attempt, retries)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _before_retry(self, error: Exception, delay: float, what: str, attempt: int, retries: int) -> None:
+        """Wait before the next attempt. A 429 pauses the whole client, for the server's
+        retryDelay when it gave one (jitter would only be early), and this attempt waits it out."""
+        if isinstance(error, RateLimitError):
+            delay = error.retry_delay if error.retry_delay is not None else delay
+            self.pause.extend(delay)
+        logger.info("%s failed (%s); retry %d/%d in %.2fs", what, error, attempt + 1, retries, delay)
+        if not isinstance(error, RateLimitError):
+            await asyncio.sleep(delay)
 
     async def stream(
         self, method: str, url: str, params: dict[str, str] | None = None, *, chunk_size: int = 64 * 1024
@@ -153,6 +171,7 @@ class Transport:
         headers = {k: v.value for k, v in self._headers.items()}
         delays = _schedule.backoff(_RETRY_INITIAL, _RETRY_MAX, 2.0, rand=self._rand)
         for attempt in range(self.max_retries + 1):
+            await self.pause.wait()
             started = False
             error: ApiError | TransportError
             try:
@@ -170,7 +189,7 @@ class Transport:
                             break
                     error = self._scrubbed(ApiError.from_response(resp.status_code, bytes(body),
                                                                   resp.headers.get("content-type", "")))
-            except httpx.HTTPError as exc:
+            except _HTTPX_ERRORS as exc:
                 where = "while reading the answer" if started else "no answer"
                 error = TransportError(f"{method} {url}: {where}: {type(exc).__name__}: {exc or 'no details'}")
                 error.__cause__ = exc
@@ -178,12 +197,7 @@ class Transport:
                     raise error from exc
             if attempt >= self.max_retries or not is_retryable(error):
                 raise error
-            delay = next(delays)
-            if isinstance(error, RateLimitError) and error.retry_delay is not None:
-                delay = error.retry_delay
-            logger.info("%s %s failed (%s); retry %d/%d in %.2fs", method, url, error,
-                        attempt + 1, self.max_retries, delay)
-            await asyncio.sleep(delay)
+            await self._before_retry(error, next(delays), f"{method} {url}", attempt, self.max_retries)
 
     def _scrubbed(self, error: ApiError) -> ApiError:
         """The error with this client's own credentials cut out of the server's text: a server (or
@@ -209,7 +223,7 @@ def _decode(resp: httpx.Response, method: str, url: str) -> Any:
         return resp.json() if resp.content else {}
     except ValueError:
         excerpt = " ".join(resp.text[:120].split())
-        raise MalformedOperationError(
+        raise BrokenAnswerError(
             f"{method} {url}: the answer (HTTP {resp.status_code}) is not JSON: {excerpt!r}"
         ) from None
 

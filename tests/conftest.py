@@ -55,3 +55,12 @@ def fresh_emu():  # type: ignore[no-untyped-def]
 
     with Emulator.start(random_seed=11) as e:
         yield e
+
+
+@pytest.fixture(autouse=True)
+def _seeded_jitter() -> None:
+    # Backoff and limiter jitter draw from the random module: seeded, a test runs the same way
+    # every time (on a virtual clock, its whole request log is then reproducible).
+    import random
+
+    random.seed(1234)

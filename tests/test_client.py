@@ -270,11 +270,12 @@ async def test_html_error_body_is_still_typed(emu: Any) -> None:
     assert "502 Bad Gateway" in info.value.message and "<h1>" not in info.value.message
 
 
-async def test_broken_json_success_body_is_malformed_error(emu: Any) -> None:
-    emu.fail_next(1, status=200, body='{"name": "operations/x", "do')
-    async with emu.aclient() as ops:
-        with pytest.raises(ow.MalformedOperationError, match="not JSON"):
+async def test_broken_json_success_body_is_malformed_error_after_its_retries(emu: Any) -> None:
+    emu.fail_next(2, status=200, body='{"name": "operations/x", "do')
+    async with emu.aclient(max_retries=1) as ops:
+        with pytest.raises(ow.BrokenAnswerError, match="not JSON") as info:
             await ops.get("operations/x")
+    assert isinstance(info.value, ow.MalformedOperationError)
 
 
 def test_retries_until_success() -> None:

@@ -567,7 +567,8 @@ def test_admin_http_routes(emu: Emulator) -> None:
         assert admin.post("/faults", json={"seconds": 600, "status": 503}).json() == {}
         assert admin.delete("/faults").json() == {}
         assert admin.post("/stats:reset").json() == {}
-        assert admin.get("/stats").json() == {"total": 0, "by_route": {}, "by_name": {}, "by_status": {}}
+        assert admin.get("/stats").json() == {"total": 0, "by_route": {}, "by_name": {}, "by_status": {},
+                                            "faults": {}}
         assert admin.post("/operations", json={"kind": "nope"}).status_code == 400
         assert admin.post("/operations/batches/missing:complete").status_code == 404
         assert admin.get("/operations/batches/missing").status_code == 404

@@ -164,8 +164,22 @@ def test_raw_bytes_always_become_api_errors(status: int, body: bytes, content_ty
     check_error(ApiError.from_response(status, body, content_type), status)
 
 
+# Every property of Operation, found by introspection: one added later is fuzzed too.
+PROPERTIES = sorted(name for name, value in vars(Operation).items() if isinstance(value, property))
+
+
+def test_the_fuzz_reads_every_property() -> None:
+    assert {"progress", "create_time", "state", "filtered", "video_uris", "batch_state"} <= set(PROPERTIES)
+
+
 def exercise(op: Operation) -> None:
     """Every read of a parsed Operation, and its row in a frame: none may raise."""
+    for name in PROPERTIES:
+        getattr(op, name)
+    for now in (0.0, 1.7e9, 1e30, -1e30):
+        seconds = op.run_seconds(now)
+        assert seconds is None or (math.isfinite(seconds) and seconds >= 0)
+    str(op)
     p = op.progress
     assert p is None or 0.0 <= p <= 100.0
     created, updated = op.create_time, op.update_time
@@ -214,6 +228,8 @@ def parse_or_typed_error(parse: Any, data: Any, **kwargs: Any) -> Any:
 @example({"name": "x" * 5000, "done": "yes"}, False)
 @example({"name": "models/veo/operations/a", "metadata": {"model": {"not": "a string"}}}, False)
 @example({"name": "operations/a", "metadata": {"createTime": "2024-01-01T00:00:00+99:00"}}, True)
+# A 1678 createTime fits nanoseconds, but its age (now - then) does not: the duration overflowed.
+@example({"name": "models/veo-3.0/operations/a", "metadata": {"createTime": "1678-01-01T00:00:00Z"}}, False)
 def test_operation_skeletons_with_hostile_values(data: Any, vertex: bool) -> None:
     op = parse_or_typed_error(Operation.from_api_response, data, vertex=vertex)
     if op is not None:

@@ -93,8 +93,13 @@ class Sim:
         self.ops = self.client()
 
     def client(self, **kw: Any) -> ow.Operations:
-        """An Operations on the emulator and this clock, its requests recorded; closed at teardown."""
+        """An Operations on the emulator and this clock, its requests recorded; closed at teardown.
+
+        No rate cap unless asked for: time stands still between advance() calls, so a first GET
+        queued behind the cap's spacing would wait for a step the test thread, blocked in
+        watch(), never takes."""
         app: Any = self.rec
+        kw.setdefault("poll_rate", None)
         ops = ow.Operations(api_key=self.emu.api_key, base_url=self.emu.base_url, clock=self.clock,
                             transport=httpx.ASGITransport(app=app), **kw)
         self._clients.append(ops)

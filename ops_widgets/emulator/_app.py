@@ -20,9 +20,10 @@ everything else answers 404. Key in `x-goog-api-key` or `?key=`.
     POST   /upload/v1beta/fileSearchStores/{s}:uploadToFileSearchStore   resumable: the upload operation
                                       file (JSON lines, streamed as they are made) or a video's bytes
 
-Admin routes (no key): POST /_emulator/seed, POST /_emulator/operations,
-GET /_emulator/operations/{name}, POST /_emulator/operations/{name}:complete, POST /_emulator/faults,
-DELETE /_emulator/faults, GET /_emulator/stats, POST /_emulator/stats:reset.
+Admin routes (no key, never faulted): POST /_emulator/seed, POST /_emulator/operations,
+GET /_emulator/operations/{name}, POST /_emulator/operations/{name}:complete, POST /_emulator/faults
+(scripted: fail_next/fail_for), POST /_emulator/faults:set (random: a Faults as JSON),
+GET /_emulator/faults, DELETE /_emulator/faults, GET /_emulator/stats, POST /_emulator/stats:reset.
 """
 
 from __future__ import annotations
@@ -35,12 +36,15 @@ import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+import httpx
+
 from .. import _capabilities as caps
+from ._faults import AFTER, Faults
 from ._state import (
     KINDS,
     VIDEO_MODELS,
@@ -75,6 +79,14 @@ DEFAULT_MESSAGES = {
     503: "The service is currently unavailable.",
     504: "Deadline expired before operation could complete.",
 }
+# What a reverse proxy answers when its backend failed (our own words, in the usual shape).
+PROXY_502 = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Error 502 (Server Error)</title></head>
+<body><h1>502. That's an error.</h1>
+<p>The server encountered a temporary error and could not complete your request.
+Please try again in 30 seconds.</p></body></html>
+"""
+SLOW_PIECES = 8  # a slow body arrives in this many pieces, evenly spread over its time
 NO_KEY = ("Method doesn't allow unregistered callers (callers without established identity). "
           "Please use API Key or other form of API consumer identity to call this API.")
 BAD_KEY = "API key not valid. Please pass a valid API key."
@@ -171,11 +183,24 @@ class _Fault:
         return error_response(self.status, message, details)
 
 
+@dataclass
+class _Exchange:
+    """One request's random fault, picked once its route is counted (None: a healthy exchange)."""
+
+    fault: str | None = None
+    status: int = 0  # an "error" fault's status: 500 or 503
+
+
+class _Drop(Exception):
+    """The request is dropped before the server acts on it."""
+
+
 class EmulatorApp:
     """The ASGI callable. Thread-safe: admin methods may be called from any thread while it serves."""
 
     def __init__(self, *, speed: float = 1.0, random_seed: int | None = None, api_key: str = "emulator-key",
-                 latency: float | tuple[float, float] = 0.0, clock: Callable[[], float] = time.time) -> None:
+                 latency: float | tuple[float, float] = 0.0, clock: Callable[[], float] = time.time,
+                 faults: Faults | None = None) -> None:
         self.api_key = api_key
         self.latency: tuple[float, float] = latency if isinstance(latency, tuple) else (latency, latency)
         self.base_url = "http://127.0.0.1"  # for get_operation(); requests use their own Host header
@@ -188,6 +213,14 @@ class EmulatorApp:
         self._by_route: Counter[str] = Counter()
         self._by_name: Counter[str] = Counter()
         self._by_status: Counter[int] = Counter()
+        self._by_fault: Counter[str] = Counter()
+        self._random_faults = Faults()
+        self._fault_rng = random.Random()
+        self._storm_left: int | None = None  # requests left in the 429 storm (None: no count limit)
+        self._storm_until: float | None = None  # end of its window, emulator clock
+        self._storm_on = False
+        if faults is not None:
+            self.set_faults(faults)
 
     def __repr__(self) -> str:
         return f"<EmulatorApp {len(self._store.ops)} operations, speed={self._store.speed}>"
@@ -251,18 +284,44 @@ class EmulatorApp:
             self._faults.append(_Fault(status, body, content_type, retry_delay, path,
                                        until=self._clock() + seconds))
 
+    def set_faults(self, faults: Faults) -> None:
+        """Inject ``faults`` from now on (replacing earlier ones): their random stream restarts
+        from ``faults.seed`` and their 429 storm, if any, starts now. Scripted faults (fail_next,
+        fail_for) stay and come first."""
+        if not isinstance(faults, Faults):
+            raise TypeError(f"faults must be a Faults, got {type(faults).__name__}")
+        with self._lock:
+            self._random_faults = faults
+            self._fault_rng = random.Random(faults.seed)
+            self._storm_on = faults.storm
+            self._storm_left = faults.storm_requests or None
+            self._storm_until = self._clock() + faults.storm_seconds if faults.storm_seconds else None
+
+    @property
+    def faults(self) -> Faults:
+        """The random faults injected now (``Faults()`` when none)."""
+        with self._lock:
+            return self._random_faults
+
     def clear_faults(self) -> None:
+        """No more faults: neither scripted (fail_next, fail_for) nor random (set_faults)."""
         with self._lock:
             self._faults.clear()
+            self._random_faults = Faults()
+            self._storm_on = False
 
     def stats(self) -> dict[str, Any]:
-        """Request counts: total, per route template, GETs per operation name, and per status answered."""
+        """Request counts: total, per route template, GETs per operation name, per status answered
+        (a drop before the server acted has none), and per fault injected ("scripted" for fail_next/fail_for;
+        "error", "html_error", "rate_limit", "drop_before", "drop_after", "truncated", "slow_body")."""
         with self._lock:
             return {"total": sum(self._by_route.values()), "by_route": dict(self._by_route),
-                    "by_name": dict(self._by_name), "by_status": dict(self._by_status)}
+                    "by_name": dict(self._by_name), "by_status": dict(self._by_status),
+                    "faults": dict(self._by_fault)}
 
     def reset_stats(self) -> None:
         with self._lock:
+            self._by_fault.clear()
             self._by_route.clear()
             self._by_name.clear()
             self._by_status.clear()
@@ -285,41 +344,67 @@ class EmulatorApp:
         path: str = scope["path"]
         query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode(), keep_blank_values=True).items()}
         response: Response
+        exchange = _Exchange()
         try:
             if path.startswith("/_emulator/"):
                 response = self._admin(scope["method"], path[len("/_emulator/"):], body)
             else:
                 try:
-                    response = self._api(scope, path, query, body)
+                    response = self._api(scope, path, query, body, exchange)
                 except ApiError as exc:
                     response = exc.response()
+                except _Drop:
+                    await _drop(send)
+                    return
+                if exchange.fault in AFTER:
+                    response, applied = _after(exchange.fault, response)
+                    exchange.fault = exchange.fault if applied else None
                 with self._lock:
                     self._by_status[response[0]] += 1
+                    if exchange.fault is not None and exchange.fault in AFTER:
+                        self._by_fault[exchange.fault] += 1
                 if self.latency[1] > 0:
                     await asyncio.sleep(self._latency_rng.uniform(*self.latency))
         except ApiError as exc:
             response = exc.response()
+        await self._respond(send, response, exchange.fault)
+
+    async def _respond(self, send: Send, response: Response, fault: str | None) -> None:
         status, content_type, payload, extra = response
         headers = [(b"content-type", content_type.encode())]
         if isinstance(payload, bytes):
             headers.append((b"content-length", str(len(payload)).encode()))
         headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        if isinstance(payload, bytes):
+        # Streamed bodies are made as they are sent, a chunk at a time (never whole in memory).
+        if isinstance(payload, bytes) and fault is None:
             await send({"type": "http.response.body", "body": payload})
             return
-        # Streamed: made as it is sent, a chunk at a time (never the whole body in memory).
-        pending: list[bytes] = []
-        size = 0
-        for part in payload:
-            pending.append(part)
-            size += len(part)
-            if size >= _STREAM_CHUNK:
-                await send({"type": "http.response.body", "body": b"".join(pending), "more_body": True})
-                pending, size = [], 0
-        await send({"type": "http.response.body", "body": b"".join(pending)})
+        parts = iter((payload,)) if isinstance(payload, bytes) else _coalesce(payload)
+        if fault == "drop_after":  # the server acted; its answer stops half-way
+            first = next(parts, b"")
+            half = first[: len(first) // 2]
+            if half:
+                await send({"type": "http.response.body", "body": half, "more_body": True})
+            await _drop(send, sent=len(half), expected=len(payload) if isinstance(payload, bytes) else None)
+            return
+        if fault == "slow_body":
+            # Sleeps on the serving loop: virtual time in-process on a VirtualClock, else real time.
+            delay = self._random_faults.slow_body_seconds / SLOW_PIECES
+            if isinstance(payload, bytes):
+                size = max(1, -(-len(payload) // SLOW_PIECES))
+                parts = iter([payload[i:i + size] for i in range(0, len(payload), size)] or [b""])
+            for i, part in enumerate(parts):
+                if i < SLOW_PIECES:
+                    await asyncio.sleep(delay)
+                await send({"type": "http.response.body", "body": part, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        for part in parts:
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
 
-    def _api(self, scope: Scope, path: str, query: dict[str, str], body: bytes) -> Response:
+    def _api(self, scope: Scope, path: str, query: dict[str, str], body: bytes, exchange: _Exchange) -> Response:
         media = path.startswith("/download/")  # the upload/download paths sit beside the API's
         upload = path.startswith("/upload/")
         version, _, rest = path.removeprefix("/download").removeprefix("/upload").lstrip("/").partition("/")
@@ -344,8 +429,22 @@ class EmulatorApp:
             if route and route[1] == "_get":
                 self._by_name[rest] += 1
             fault = self._take_fault(path)
+            if fault is not None:
+                self._by_fault["scripted"] += 1
+            else:
+                self._pick_fault(exchange)
         if fault is not None:
             return fault.response()
+        if exchange.fault == "rate_limit":
+            retry = {"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                     "retryDelay": _duration(self._random_faults.storm_retry_delay)}
+            return error_response(429, DEFAULT_MESSAGES[429], [retry])
+        if exchange.fault == "error":
+            return error_response(exchange.status, DEFAULT_MESSAGES[exchange.status])
+        if exchange.fault == "html_error":
+            return 502, "text/html; charset=UTF-8", PROXY_502.encode(), {}
+        if exchange.fault == "drop_before":
+            raise _Drop
         if route is None:  # what Google does not bind (in this version) does not exist
             raise ApiError(404, f"The requested URL {path} was not found on this server.")
         if not (upload and query.get("upload_id")):  # a session URL is its own credential, as at Google
@@ -383,6 +482,27 @@ class EmulatorApp:
             self._store.add(op)
             payload = json.dumps(render(op, now, base_url)).encode()
         return 200, JSON_TYPE, payload, {"x-goog-upload-status": "final"}
+
+    def _pick_fault(self, exchange: _Exchange) -> None:
+        """The random fault of one API request, lock held: the 429 storm first, then one draw."""
+        faults = self._random_faults
+        if self._storm_on:
+            left, until = self._storm_left, self._storm_until
+            if (left is not None and left <= 0) or (until is not None and self._clock() >= until):
+                self._storm_on = False  # over: it does not come back until set_faults again
+            else:
+                if left is not None:
+                    self._storm_left = left - 1
+                self._by_fault["rate_limit"] += 1
+                exchange.fault = "rate_limit"
+                return
+        if not faults.random:
+            return
+        exchange.fault = faults.choose(self._fault_rng.random())
+        if exchange.fault == "error":
+            exchange.status = self._fault_rng.choice((500, 503))
+        if exchange.fault is not None and exchange.fault not in AFTER:
+            self._by_fault[exchange.fault] += 1  # the others count once they are applied
 
     def _take_fault(self, path: str) -> _Fault | None:
         now = self._clock()
@@ -601,6 +721,11 @@ class EmulatorApp:
                 else:
                     self.fail_next(**args)
                 return _json({})
+            if (method, rest) == ("POST", "faults:set"):
+                self.set_faults(Faults.from_dict(args))
+                return _json({})
+            if (method, rest) == ("GET", "faults"):
+                return _json(self.faults.to_dict())
             if (method, rest) in (("DELETE", "faults"), ("POST", "faults:clear")):
                 self.clear_faults()
                 return _json({})
@@ -624,3 +749,51 @@ def _body(body: bytes) -> dict[str, Any]:
     if not isinstance(parsed, dict):
         raise ApiError(400, "Invalid JSON payload received: expected an object.")
     return parsed
+
+
+def _coalesce(parts: Iterable[bytes]) -> Iterator[bytes]:
+    """A streamed body in pieces of about _STREAM_CHUNK bytes (one ASGI message each)."""
+    pending: list[bytes] = []
+    size = 0
+    for part in parts:
+        pending.append(part)
+        size += len(part)
+        if size >= _STREAM_CHUNK:
+            yield b"".join(pending)
+            pending, size = [], 0
+    if pending:
+        yield b"".join(pending)
+
+
+def _after(fault: str, response: Response) -> tuple[Response, bool]:
+    """A fault that strikes once the server has acted: (the answer to send, whether it applies).
+    Truncation cuts a 200's body in half (Content-Length follows: only the JSON parse fails)."""
+    if fault != "truncated":
+        return response, True
+    status, content_type, payload, extra = response
+    if status != 200:
+        return response, False
+    first = payload if isinstance(payload, bytes) else next(iter(payload), b"")
+    if len(first) < 2:
+        return response, False
+    return (status, content_type, first[: len(first) // 2], extra), True
+
+
+async def _drop(send: Send, sent: int | None = None, expected: int | None = None) -> None:
+    """Close the connection as a failing network does, ``sent`` body bytes into the answer (None:
+    before any byte). Under uvicorn that is its socket; in-process (httpx.ASGITransport, which
+    passes an app's exception to the client as it is) the error httpx raises when a server does it."""
+    cycle = getattr(send, "__self__", None)  # uvicorn's send is a bound method of its request cycle
+    transport = getattr(cycle, "transport", None)
+    if isinstance(transport, asyncio.Transport):
+        transport.close()  # what was sent is flushed first, then the socket closes
+        # Return once uvicorn has seen the close, so that it does not try to answer a 500 itself.
+        for i in range(400):
+            if getattr(cycle, "disconnected", True):
+                break
+            await asyncio.sleep(0 if i < 10 else 0.005)
+        return
+    if sent is None:
+        raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+    detail = f"received {sent} bytes, expected {expected}" if expected is not None else "incomplete chunked read"
+    raise httpx.RemoteProtocolError(f"peer closed connection without sending complete message body ({detail})")

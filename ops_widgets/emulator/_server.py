@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 
 from ._app import EmulatorApp
+from ._faults import Faults
 
 if TYPE_CHECKING:
     from .. import AsyncOperations, Operations
@@ -40,6 +41,7 @@ class Emulator:
         self.complete = app.complete
         self.fail_next = app.fail_next
         self.fail_for = app.fail_for
+        self.set_faults = app.set_faults
         self.clear_faults = app.clear_faults
         self.stats = app.stats
         self.reset_stats = app.reset_stats
@@ -48,14 +50,15 @@ class Emulator:
     @classmethod
     def start(cls, port: int = 0, *, speed: float = 1.0, random_seed: int | None = None,
               api_key: str = "emulator-key", latency: float | tuple[float, float] = 0.0,
-              clock: Callable[[], float] | None = None) -> Emulator:
+              clock: Callable[[], float] | None = None, faults: Faults | None = None) -> Emulator:
         """Serve a new EmulatorApp on 127.0.0.1:`port` (0 = any free port) and wait until it listens.
 
         ``clock`` (epoch seconds) replaces the wall clock, e.g. ``lambda: frozen`` so that nothing
-        finishes by itself during a test.
+        finishes by itself during a test. ``faults``: misbehave from the first request (see Faults;
+        ``set_faults``/``clear_faults`` change them live).
         """
         app = EmulatorApp(speed=speed, random_seed=random_seed, api_key=api_key, latency=latency,
-                          clock=clock or time.time)
+                          clock=clock or time.time, faults=faults)
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, name="ops-widgets-emulator", daemon=True)
@@ -71,11 +74,17 @@ class Emulator:
 
     @classmethod
     def in_process(cls, clock: Clock, *, speed: float = 1.0, random_seed: int | None = None,
-                   api_key: str = "emulator-key") -> Emulator:
+                   api_key: str = "emulator-key", faults: Faults | None = None) -> Emulator:
         """The same app with no server: its clients reach it through httpx.ASGITransport and share
-        ``clock`` with it, so a VirtualClock runs hours of operations in milliseconds."""
-        app = EmulatorApp(speed=speed, random_seed=random_seed, api_key=api_key, clock=clock.time)
+        ``clock`` with it, so a VirtualClock runs hours of operations in milliseconds. Dropped
+        connections (``faults``) raise the httpx.RemoteProtocolError a socket's close would."""
+        app = EmulatorApp(speed=speed, random_seed=random_seed, api_key=api_key, clock=clock.time, faults=faults)
         return cls(app, None, None, 0, speed, clock)
+
+    @property
+    def faults(self) -> Faults:
+        """The random faults injected now (``Faults()`` when none)."""
+        return self.app.faults
 
     def stop(self) -> None:
         if self._server is not None and self._thread is not None:
@@ -117,13 +126,18 @@ class Emulator:
 
 
 def serve_forever(port: int = 8000, *, speed: float = 1.0, random_seed: int | None = None,
-                  api_key: str = "emulator-key", seed: int = 0) -> None:
-    """Run an emulator in the foreground (Ctrl-C stops it), with `seed` operations made up front."""
-    emu = Emulator.start(port, speed=speed, random_seed=random_seed, api_key=api_key)
+                  api_key: str = "emulator-key", seed: int = 0, faults: Faults | None = None) -> None:
+    """Run an emulator in the foreground (Ctrl-C stops it), with `seed` operations made up front
+    and ``faults`` injected into its API routes."""
+    emu = Emulator.start(port, speed=speed, random_seed=random_seed, api_key=api_key, faults=faults)
     if seed:
         emu.seed(seed)
     # The emulator's key is a local, made-up credential: printing it is how users learn it.
     print(f"Operations API emulator at {emu.base_url}  (api key: {emu.api_key})", flush=True)
+    if faults is not None and faults != Faults():
+        shown = {k: v for k, v in faults.to_dict().items() if v != getattr(Faults(), k)}
+        print("faults: " + ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                                     for k, v in shown.items()), flush=True)
     thread = emu._thread
     assert thread is not None  # started above, with a server
     try:
