@@ -53,6 +53,10 @@ _WRITE_BUSY_MS = 2000  # the writer thread may wait this long for another proces
 _READ_BUSY_MS = 500  # a read on behalf of a caller waits less
 _IDLE = 2.0  # seconds the writer thread lingers with nothing to write before it ends
 _RETRY = 1.0  # seconds between two tries to write what a locked file refused
+# Seconds the writer lets sightings pile up after a write (a flush cuts it short): a name polled
+# ten times meanwhile costs one row written, and polling at full speed (a virtual clock) is not
+# slowed by a write per poll. A kernel killed meanwhile loses at most this much of what it saw.
+_GATHER = 0.2
 _OFF = {"0", "false", "no", "off"}
 _MAX_SECONDS = 9e9  # what a timedelta64[ns] holds (292 years), with room: server times can be anything
 _LEARN_STATES = (State.SUCCEEDED.value, State.FILTERED.value)  # runs that went the whole way
@@ -84,7 +88,8 @@ _UPSERT = """
 INSERT INTO operations (service, name, kind, model, first_seen, last_seen, last_running, done, state,
                         snapshot, duration, finished_at, vanished)
 VALUES (:service, :name, :kind, :model, :first_seen, :last_seen, :last_running, :done, :state,
-        :snapshot, :duration, :finished_at, 0)
+        :snapshot, coalesce(:duration, CASE WHEN :done = 1 THEN (:last_running + :finished_at) / 2 - :first_seen END),
+        :finished_at, 0)
 ON CONFLICT (service, name) DO UPDATE SET
     first_seen = min(first_seen, excluded.first_seen),
     last_seen = excluded.last_seen,
@@ -94,10 +99,10 @@ ON CONFLICT (service, name) DO UPDATE SET
     done = excluded.done,
     state = excluded.state,
     snapshot = excluded.snapshot,
-    duration = coalesce(excluded.duration,
-                        CASE WHEN done = 0 AND excluded.done = 1 THEN
-                            (coalesce(excluded.last_running, last_running, first_seen) + excluded.last_seen) / 2
-                            - min(first_seen, excluded.first_seen) END,
+    duration = coalesce(:duration,
+                        CASE WHEN done = 0 AND :done = 1 THEN
+                            (coalesce(:last_running, last_running, first_seen) + :finished_at) / 2
+                            - min(first_seen, :first_seen) END,
                         duration),
     finished_at = coalesce(finished_at, excluded.finished_at),
     vanished = 0
@@ -148,19 +153,20 @@ class _Row:
     first_seen: float
     last_seen: float
     last_running: float | None  # the last of these sightings that saw it running
+    first_done: float | None  # the first of them that saw it done
 
     def params(self) -> dict[str, Any]:
+        """The upsert's parameters. ``duration`` is the run's own (its times) or None: without
+        them the SQL works it out from the sightings, the earlier ones already written included."""
         op, done = self.op, self.op.done
         duration = op.run_seconds(self.last_seen) if done else None
-        if duration is None and done and self.last_running is not None:  # no times of its own
-            duration = (self.last_running + self.last_seen) / 2 - self.first_seen
         snapshot = redact_json(json.dumps(op.raw, separators=(",", ":")), self.recorder.secrets)
         return {
             "service": self.recorder.service, "name": op.name, "kind": op.kind, "model": op.model,
             "first_seen": self.first_seen, "last_seen": self.last_seen, "last_running": self.last_running,
             "done": int(done),
             "state": op.state.value, "snapshot": snapshot, "duration": duration,
-            "finished_at": self.last_seen if done else None,
+            "finished_at": self.first_done if done else None,
         }
 
 
@@ -174,6 +180,7 @@ class Store:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._wake = threading.Event()  # a flush is waiting: write now
         self._warned: set[str] = set()
 
     def __repr__(self) -> str:
@@ -201,6 +208,7 @@ class Store:
         done = threading.Event()
         self._queue.put(("flush", done))
         self._ensure_writer()
+        self._wake.set()
         return done.wait(timeout)
 
     def _ensure_writer(self) -> None:
@@ -246,6 +254,9 @@ class Store:
                     rows, gone = {}, {}
                 for event in flushes:
                     event.set()
+                if not flushes:
+                    self._wake.wait(_GATHER)
+                self._wake.clear()
         finally:
             if conn is not None:
                 conn.close()
@@ -347,13 +358,15 @@ class Store:
 def _merge(rows: dict[tuple[str, str], _Row], recorder: Recorder, op: Operation, when: float) -> None:
     key = (recorder.service, op.name)
     row = rows.get(key)
-    running = None if op.done else when
+    running, done = (when, None) if not op.done else (None, when)
     if row is None:
-        rows[key] = _Row(recorder, op, when, when, running)
+        rows[key] = _Row(recorder, op, when, when, running, done)
         return
     row.first_seen = min(row.first_seen, when)
     if running is not None:
         row.last_running = max(row.last_running or running, running)
+    if done is not None:
+        row.first_done = min(row.first_done or done, done)
     if when >= row.last_seen:
         row.op, row.last_seen = op, when
 
@@ -370,6 +383,17 @@ def store_for(path: Path | None = None) -> Store:
         if store is None:
             store = _stores[path] = Store(path)
         return store
+
+
+def _forget_after_fork() -> None:
+    # A forked child has none of its parent's threads: its stores start afresh.
+    global _stores_lock
+    _stores.clear()
+    _stores_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 @atexit.register

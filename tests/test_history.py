@@ -23,7 +23,7 @@ import pytest
 import ops_widgets as ow
 from ops_widgets import Operation, State
 from ops_widgets._frame import COLUMNS
-from ops_widgets._history import FILENAME, default_path, service_key
+from ops_widgets._history import FILENAME, Recorder, Store, default_path, service_key
 from ops_widgets._schedule import Adaptive, Durations
 from ops_widgets.emulator import Emulator
 
@@ -42,6 +42,7 @@ def db_bytes() -> bytes:
 
 
 def rows(**where: Any) -> list[sqlite3.Row]:
+    """The rows of this test's history file."""
     conn = sqlite3.connect(db_path())
     conn.row_factory = sqlite3.Row
     try:
@@ -129,6 +130,34 @@ def test_history_can_be_turned_off(emu: Emulator, how: str, monkeypatch: pytest.
         with pytest.raises(ow.UnsupportedError):
             ops.resume()
     assert not db_path().exists()
+
+
+@pytest.mark.parametrize("writes", ["one write", "a write each"])
+def test_a_run_with_no_times_of_its_own_is_timed_from_its_sightings(tmp_path: Path, writes: str) -> None:
+    """A Veo operation reports no times: it ran from its first sighting until halfway between
+    the last poll that saw it running and the first that saw it done, however the writes fell."""
+    store = Store(tmp_path / FILENAME)
+    recorder = Recorder(store, "svc", secrets=[], clock=ow.VirtualClock())
+    name = "models/veo-x/operations/a"
+    running = Operation.from_api_response({"name": name})
+    done = Operation.from_api_response({"name": name, "done": True, "response": {}})
+    for when, op in ((0, running), (80, running), (90, done), (95, done)):
+        store.put(recorder, op, 1000.0 + when)
+        if writes == "a write each":
+            assert store.flush()
+    assert store.flush()
+    (row,) = rows_of(tmp_path / FILENAME)
+    assert row["duration"] == 85 and row["first_seen"] == 1000 and row["last_seen"] == 1095
+    assert store.typical("svc") == {("video", "models/veo-x"): 85}
+
+
+def rows_of(path: Path) -> list[sqlite3.Row]:
+    conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute("SELECT * FROM operations").fetchall()
+    finally:
+        conn.close()
 
 
 # -- resume ---------------------------------------------------------------------------------
