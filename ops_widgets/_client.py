@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import _batch, _history, _schedule
@@ -22,6 +22,7 @@ from ._exceptions import (
     NotFoundError,
     OpsError,
     UnsupportedError,
+    WaitTimeout,
 )
 from ._frame import FrameBuilder, ListingProgress
 from ._transport import Secret, Transport
@@ -82,9 +83,10 @@ class AsyncOperations:
     polling engine (track, wait, widgets) sends; direct calls are not throttled. ``clock`` is the
     time everything reads and waits on (a VirtualClock simulates hours in milliseconds);
     ``time_scale`` says how many times faster than real life the service runs (an emulator's
-    ``speed``), so that typical durations shrink with it. ``history`` keeps every tracked
-    operation in the local history (see history() and resume()); OPS_WIDGETS_HISTORY=0 turns
-    it off everywhere.
+    ``speed``): typical durations, the schedule's gaps and the rate cap scale with it, so polling
+    a sped-up emulator looks like polling the real service, sped up. ``history`` keeps every
+    tracked operation in the local history (see history() and resume()); OPS_WIDGETS_HISTORY=0
+    turns it off everywhere.
     """
 
     def __init__(
@@ -123,6 +125,7 @@ class AsyncOperations:
                                               clock=self._clock)
         # Typical durations of this service's finished runs, from earlier kernels too.
         self._durations = _schedule.Durations(scale=1.0 / time_scale, learnt=self._history.typical())
+        self._time_scale = time_scale
         self._engine: Engine | None = None
 
     def __repr__(self) -> str:
@@ -139,7 +142,10 @@ class AsyncOperations:
         if self._engine is None:
             self._engine = Engine(
                 poll=self._poll, cancel=self.cancel, can_cancel=self.can_cancel, clock=self._clock,
-                max_concurrency=self._poll_concurrency, max_rate=self._poll_rate, durations=self._durations,
+                max_concurrency=self._poll_concurrency, durations=self._durations,
+                # The service's time runs time_scale times faster: so do the schedule's gaps (in
+                # Durations) and the rate cap, so a sped-up emulator looks like real life sped up.
+                max_rate=None if self._poll_rate is None else self._poll_rate * self._time_scale,
                 pause=self._transport.pause,
             )
         return self._engine
@@ -204,6 +210,37 @@ class AsyncOperations:
         """track() each of ``names``, in the order given; their first GETs go out concurrently,
         as many at once and as fast as the client's poll_concurrency and poll_rate allow."""
         return _List(await asyncio.gather(*(self.track(n, poll_interval=poll_interval) for n in names)))
+
+    async def as_completed(
+        self, names: Iterable[NameOrOperation], *, poll_interval: float | None = None, timeout: float | None = None
+    ) -> AsyncGenerator[Operation, None]:
+        """Each operation once it is done (succeeded, failed or cancelled), in the order they
+        finish: ``async for op in ops.as_completed(names)``.
+
+        They are tracked by the shared engine, as track() does (``poll_interval`` as there), so
+        this sends no request that tracking them would not; the order is the order in which
+        polling sees them done. An operation that cannot be followed any more (deleted: a
+        NotFoundError) raises from the loop; WaitTimeout once ``timeout`` seconds have passed
+        (the operations go on). Leaving the loop early stops following the rest.
+        """
+        _positive("timeout", timeout, allow_zero=True)
+        deadline = None if timeout is None else self._clock.monotonic() + timeout
+        handles = await self.track_all(names, poll_interval=poll_interval)
+        waits = [asyncio.ensure_future(h.wait()) for h in handles]
+        try:
+            left = None if deadline is None else max(0.0, deadline - self._clock.monotonic())
+            try:
+                for next_done in asyncio.as_completed(waits, timeout=left):
+                    yield await next_done
+            except asyncio.TimeoutError:
+                done = sum(1 for w in waits if w.done())
+                raise WaitTimeout(f"{len(waits) - done} of {len(waits)} operations were still running "
+                                  f"after {timeout:g}s (they go on)") from None
+        finally:
+            for w in waits:
+                w.cancel()
+            for h in handles:
+                h.close()
 
     async def watch(self, name: NameOrOperation, *, poll_interval: float | None = None) -> OperationWidget:
         """An OperationWidget showing the operation live (it shows a track() handle; it never polls)."""

@@ -39,6 +39,7 @@ from ._exceptions import (
     WaitTimeout,
 )
 from ._loop import block_on, call_soon
+from ._progress import extrapolate
 from ._schedule import Adaptive, Durations, backoff, clip_to_deadline
 from ._text import summary_line
 from ._types import Operation
@@ -330,6 +331,7 @@ class Poller:
         self._observed_at = self._started
         self._done_at: float | None = None
         self._refs = 0
+        self._watchers = 0  # views on screen now: while any, poll at the watched cadence
         self._subscribers: list[Callback] = []
         self._requests: list[tuple[float | None, asyncio.Future[Operation]]] = []  # (due, answer)
         self._intervals: list[float] = []  # fixed intervals asked for by handles
@@ -381,6 +383,12 @@ class Poller:
         if self._refs <= 0 and not self.stopped:
             self._stop()
 
+    def attend(self, delta: int) -> None:
+        """One more (+1) or one fewer (-1) view on screen; the cadence follows at once."""
+        self._watchers = max(0, self._watchers + delta)
+        self._plan()
+        self.wake()
+
     def want_interval(self, interval: float) -> Callable[[], None]:
         """Poll at least every ``interval`` seconds until the returned function is called."""
         self._intervals.append(interval)
@@ -406,6 +414,16 @@ class Poller:
             return None
         end = self._done_at if self._done_at is not None else self._clock.monotonic()
         return max(0.0, end - self._started)
+
+    def progress_now(self) -> tuple[float | None, float | None]:
+        """(the progress a bar shows now, extrapolated from the last reading at the measured
+        rate; that rate in percent per second, or None when there is none to extrapolate)."""
+        op = self.latest
+        progress = op.progress
+        if progress is None or op.done:
+            return progress, None
+        rate = self._schedule.rate()
+        return extrapolate(progress, rate, self._clock.monotonic() - self._observed_at), rate
 
     def eta(self) -> tuple[float | None, bool]:
         """(seconds left counting down between polls, whether it comes from typical durations)."""
@@ -502,7 +520,12 @@ class Poller:
     def _plan(self, now: float | None = None) -> None:
         """The next poll of the handles' fixed interval, else of the adaptive schedule."""
         now = self._clock.monotonic() if now is None else now
-        delay = min(self._intervals) if self._intervals else self._schedule.next_delay()
+        if self._watchers:
+            delay = self._schedule.watched_delay()
+        else:
+            delay = self._schedule.next_delay()
+        if self._intervals:
+            delay = min(self._intervals) if not self._watchers else min(delay, *self._intervals)
         self._base_due = now + delay
 
     def _next_due(self) -> float:
@@ -664,7 +687,8 @@ class AsyncTracked:
         self._poller = poller
         poller.retain()
         drop = poller.want_interval(poll_interval) if poll_interval is not None else None
-        self._finalizer = weakref.finalize(self, _release_on_loop, poller, drop)
+        self._on_screen = [False]  # shared with the blocking twin and the finalizer
+        self._finalizer = weakref.finalize(self, _release_on_loop, poller, drop, self._on_screen)
 
     # -- what a view reads ----------------------------------------------------------------
 
@@ -718,6 +742,28 @@ class AsyncTracked:
     def clock(self) -> Clock:
         """The clock the engine reads: views take their time from it too."""
         return self._poller.engine.clock
+
+    @property
+    def progress_now(self) -> float | None:
+        """The progress a bar shows now: the last reading moved on at the measured rate (short
+        of 100 until the service says done); None when no progress is reported."""
+        return self._poller.progress_now()[0]
+
+    @property
+    def progress_rate(self) -> float | None:
+        """Percent per second at which progress rises now (None: not known, or no progress)."""
+        return self._poller.progress_now()[1]
+
+    def set_on_screen(self, on_screen: bool) -> None:
+        """A view of this handle is (True) or is no longer (False) in front of a person: while
+        any is, the operation is polled at a watched cadence (about every 5 % of its expected
+        duration, 2 to 15 s apart, for operations that report progress); then the background
+        schedule resumes. Any thread."""
+        if self._on_screen[0] == bool(on_screen) or not self._finalizer.alive:
+            return
+        self._on_screen[0] = bool(on_screen)
+        poller = self._poller
+        self.call_soon(lambda: poller.attend(1 if on_screen else -1))
 
     # -- thread-safe ways in ----------------------------------------------------------------
 
@@ -788,6 +834,7 @@ class Tracked(AsyncTracked):
         """A blocking view of ``handle``: the same poller, the same interest (and interval)."""
         self._poller = handle._poller
         self._async = handle  # keeps its interest alive as long as this handle lives
+        self._on_screen = handle._on_screen
         self._finalizer = handle._finalizer
 
     def wait(self, timeout: float | None = None) -> Operation:  # type: ignore[override]
@@ -802,10 +849,13 @@ class Tracked(AsyncTracked):
         return block_on(self._poller.engine.loop, coro, "a blocking Tracked method")
 
 
-def _release_on_loop(poller: Poller, drop: Callable[[], None] | None) -> None:
+def _release_on_loop(poller: Poller, drop: Callable[[], None] | None, on_screen: list[bool]) -> None:
     def release() -> None:
         if drop is not None:
             drop()
+        if on_screen[0]:
+            on_screen[0] = False
+            poller.attend(-1)
         poller.release()
 
     call_soon(poller.engine.loop, release)

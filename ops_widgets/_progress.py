@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-__all__ = ["as_number", "parse_time", "progress_from_metadata", "time_from_metadata"]
+__all__ = ["as_number", "extrapolate", "parse_time", "progress_from_metadata", "time_from_metadata"]
 
 # Percent fields in the order they are tried: the names users' code already expects first,
 # then the real services' (tuning's completedPercent, Vertex imports' progressPercentage).
@@ -113,3 +113,12 @@ def time_from_metadata(metadata: Mapping[str, Any], key: str) -> datetime | None
         if isinstance(generic, Mapping):
             t = parse_time(generic.get(key))
     return t
+
+
+def extrapolate(progress: float, rate: float | None, age: float) -> float:
+    """What a bar shows ``age`` seconds after a reading of ``progress`` rising at ``rate``
+    percent per second: the reading moved on, short of 100 (only the service says done).
+    js/widgets.js draws the bar by the same rule."""
+    if rate is None or not rate > 0 or not age > 0:
+        return progress
+    return max(progress, min(99.0, progress + rate * age))

@@ -113,6 +113,11 @@ class Durations:
         self._cache: dict[Key, list[float]] = {}
         self.learn(learnt or {})
 
+    @property
+    def scale(self) -> float:
+        """How much shorter than real life everything runs (1.0: real life)."""
+        return self._scale
+
     def learn(self, typical: Mapping[Key, float]) -> None:
         """Take typical durations (seconds) per (kind, model) as those keys' priors."""
         for key, seconds in typical.items():
@@ -201,8 +206,8 @@ class Adaptive:
         durations: Durations,
         *,
         model: str | None = None,
-        floor: float = 1.0,
-        ceiling: float = 3600.0,
+        floor: float | None = None,
+        ceiling: float | None = None,
         step: float = 0.07,
         margin: float = -0.03,
         tail: float = 0.03,
@@ -210,7 +215,11 @@ class Adaptive:
         self.kind = kind
         self.model = model
         self.durations = durations
-        self.floor, self.ceiling, self.step, self.margin, self.tail = floor, ceiling, step, margin, tail
+        # Gaps shrink with the durations (an emulator at speed=300 is real life sped up): by
+        # default at least 1 s and at most an hour of the service's own time apart.
+        self.floor = 1.0 * durations.scale if floor is None else floor
+        self.ceiling = 3600.0 * durations.scale if ceiling is None else ceiling
+        self.step, self.margin, self.tail = step, margin, tail
         self._history: list[tuple[float, float]] = []  # (elapsed, progress), progress rising
         self._elapsed = 0.0
         self._running_elapsed: float | None = None  # the last time it was seen running
@@ -246,6 +255,29 @@ class Adaptive:
             last = self._running_elapsed
             duration = elapsed if last is None else (last + elapsed) / 2
         self.durations.observe(self.kind, duration, self.model)
+
+    def rate(self) -> float | None:
+        """Percent per second at which progress rises now, or None when not known yet."""
+        return self._rate() if self._progress is not None else None
+
+    def watched_delay(self, low: float = 2.0, high: float = 15.0, share: float = 0.05) -> float:
+        """The next delay while a person looks at it.
+
+        With reported progress: about every ``share`` of the expected duration, between ``low``
+        and ``high`` seconds, and not past the expected finish; with no rate yet (0 % early, or a
+        single reading) soon again, growing with the time it has run, rather than extrapolating
+        a slow start into hours. With no progress reported there is nothing to show between
+        polls: the background schedule (dense near the likely finish) stands.
+        """
+        if self._progress is None:
+            return self.next_delay()
+        est = self.estimate()
+        if est.from_priors or est.eta is None:
+            delay = 0.1 * self._elapsed
+        else:
+            delay = min(share * (self._elapsed + est.eta), est.eta + self.floor / 2)
+        scale = self.durations.scale
+        return min(high * scale, max(low * scale, delay))
 
     def _rate(self) -> float | None:
         """Percent per second between the last two rising samples (or since the start).

@@ -6,7 +6,7 @@ each method's docstring is the async method's (help() shows it).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._client import DEFAULT_BASE_URL, AsyncOperations, NameOrOperation, ProgressCallback
@@ -98,6 +98,21 @@ class Operations:
     @_doc
     def track_all(self, names: Iterable[NameOrOperation], *, poll_interval: float | None = None) -> _List[Tracked]:
         return [Tracked(h) for h in self._run(self._async.track_all(names, poll_interval=poll_interval))]
+
+    @_doc
+    def as_completed(
+        self, names: Iterable[NameOrOperation], *, poll_interval: float | None = None, timeout: float | None = None
+    ) -> Iterator[Operation]:
+        steps = self._async.as_completed(names, poll_interval=poll_interval, timeout=timeout)  # on the engine thread
+
+        async def step() -> Operation | None:
+            return await anext(steps, None)
+
+        try:
+            while (op := self._run(step())) is not None:
+                yield op
+        finally:
+            self._run(steps.aclose())
 
     @_doc
     def watch(self, name: NameOrOperation, *, poll_interval: float | None = None) -> OperationWidget:

@@ -8,6 +8,7 @@ after which the Transport refuses to send, as httpx does.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import random
@@ -28,6 +29,9 @@ logger = logging.getLogger("ops_widgets")
 _RETRY_INITIAL = 0.5
 _RETRY_MAX = 30.0
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+# How long a call that retries keeps waiting out 429s (each for the server's retryDelay) before
+# they count against its max_retries.
+RATE_LIMIT_PATIENCE = 120.0
 _ERROR_BODY_MAX = 65536  # bytes of a streamed error answer read
 _RETRYABLE_TRANSPORT = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError)
 # Everything httpx raises, some of which are not httpx.HTTPError (a URL it cannot build, a stream
@@ -117,7 +121,9 @@ class Transport:
         headers = {k: v.value for k, v in self._headers.items()}
         delays = _schedule.backoff(_RETRY_INITIAL, _RETRY_MAX, 2.0, rand=self._rand)
         retries = self.max_retries if retries is None else retries
-        for attempt in range(retries + 1):
+        began = self.clock.monotonic()
+        attempt = 0  # retries used up
+        for tried in itertools.count():
             await self.pause.wait()
             started = self.clock.monotonic()
             error: ApiError | TransportError | BrokenAnswerError
@@ -136,7 +142,7 @@ class Transport:
                         return _decode(resp, method, url)
                     except BrokenAnswerError as exc:
                         error = exc
-                elif method == "DELETE" and attempt > 0 and resp.status_code == 404:
+                elif method == "DELETE" and tried > 0 and resp.status_code == 404:
                     # An earlier attempt deleted it and only its answer was lost: that is a delete.
                     logger.info("DELETE %s: gone on retry, so the earlier attempt deleted it", url)
                     return {}
@@ -144,9 +150,13 @@ class Transport:
                     error = self._scrubbed(ApiError.from_response(
                         resp.status_code, resp.content, resp.headers.get("content-type", "")
                     ))
-            if attempt >= retries or not is_retryable(error):
+            # A 429 storm is ridden out (for a while) without using up the retries meant for faults.
+            free = (isinstance(error, RateLimitError) and retries > 0
+                    and self.clock.monotonic() - began < RATE_LIMIT_PATIENCE)
+            if not is_retryable(error) or (attempt >= retries and not free):
                 raise error
             await self._before_retry(error, next(delays), f"{method} {url}", attempt, retries)
+            attempt += 0 if free else 1
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _before_retry(self, error: Exception, delay: float, what: str, attempt: int, retries: int) -> None:

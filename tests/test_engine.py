@@ -10,6 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from recorder import Recorder
 
@@ -384,3 +385,149 @@ def test_blocking_facade_from_threads_on_a_virtual_clock(blocking: tuple[Emulato
     assert all(op.succeeded for op in finals)
     assert clock.monotonic() >= 600 + 7 * 60
     ops.close()
+
+
+def _as_completed_run(use_as_completed: bool) -> tuple[list[str], list[str], int]:
+    """100 operations of known durations: (finish order on the server, order seen, requests)."""
+    out: dict[str, Any] = {}
+
+    async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
+        durations = [30 + 10 * ((i * 37) % 100) for i in range(100)]  # 10 s apart, shuffled
+        names = [emu.create("batch", duration=d) for d in durations]
+        truth = [n for _, n in sorted(zip(durations, names, strict=True))]
+        async with ow.AsyncOperations(**rec.options()) as ops:
+            if use_as_completed:
+                seen = [op.name async for op in ops.as_completed(names, poll_interval=5, timeout=3600)]
+            else:
+                handles = await ops.track_all(names, poll_interval=5)
+                await asyncio.gather(*(h.wait() for h in handles))
+                seen = []
+        out.update(truth=truth, seen=seen, requests=len(rec.log))
+
+    simulate(body)
+    return out["truth"], out["seen"], out["requests"]
+
+
+def test_as_completed_yields_in_completion_order_with_no_more_requests_than_tracking() -> None:
+    truth, seen, requests = _as_completed_run(True)
+    assert seen == truth
+    _, _, tracking = _as_completed_run(False)
+    assert requests <= tracking
+
+
+def test_as_completed_times_out_and_stops_following_when_left(blocking: tuple[Emulator, ow.VirtualClock]) -> None:
+    emu, clock = blocking
+    with ow.Operations(api_key=emu.api_key, base_url=emu.base_url, clock=clock,
+                       transport=httpx.ASGITransport(app=emu.app)) as ops:
+        names = [emu.create("batch", duration=d) for d in (10, 60, 7200)]
+        seen: list[Operation] = []
+        with pytest.raises(ow.WaitTimeout, match="1 of 3"):
+            for op in ops.as_completed(names, poll_interval=5, timeout=600):
+                seen.append(op)
+        assert [op.name for op in seen] == names[:2] and all(op.succeeded for op in seen)
+        for op in ops.as_completed(names):  # leaving early is fine: nothing keeps polling after
+            assert op.name == names[0]
+            break
+
+
+def test_on_screen_polls_at_the_watched_cadence_then_the_background_schedule_resumes() -> None:
+    """While a view is on screen, an operation that reports progress is polled about every 5 %
+    of its expected duration, 2 to 15 s apart; off screen, the sparse schedule resumes. A video
+    (no progress to show between polls) keeps its schedule."""
+
+    async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
+        async with ow.AsyncOperations(**rec.options()) as ops:
+            short = await ops.track(emu.create("tuning", duration=60))
+            long = await ops.track(emu.create("tuning", duration=3 * 3600))
+            short.set_on_screen(True)
+            long.set_on_screen(True)
+            await asyncio.sleep(1800)
+            gets = rec.gets(short.name)
+            assert short.operation.done and len(gets) >= 15
+            assert all(b - a <= 3.5 for a, b in zip(gets[1:], gets[2:], strict=False))  # 5 % of 60 s
+            gets = [t for t in rec.gets(long.name) if 60 < t <= 1800]
+            gaps = [b - a for a, b in zip(gets, gets[1:], strict=False)]
+            assert gaps and max(gaps) <= 15.5 and min(gaps) >= 2 - 1e-6
+            assert long.progress_rate is not None and long.progress_rate > 0
+            long.set_on_screen(False)
+            before = len(rec.gets(long.name))
+            await asyncio.sleep(1800)
+            assert len(rec.gets(long.name)) - before <= 10  # sparse again: minutes apart, not 15 s
+            long.set_on_screen(True)
+            long.close()  # closing a handle on screen leaves no watcher behind
+            await asyncio.sleep(0)
+            assert long._poller._watchers == 0
+
+    simulate(body)
+
+
+def test_a_video_on_screen_keeps_its_schedule() -> None:
+    counts = []
+    for on_screen in (False, True):
+        async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder, on_screen: bool = on_screen) -> None:
+            async with ow.AsyncOperations(**rec.options()) as ops:
+                h = await ops.track(emu.create("video", duration=300))
+                h.set_on_screen(on_screen)
+                await h.wait()
+            counts.append(len(rec.log))
+
+        simulate(body)
+    assert counts[0] == counts[1]
+
+
+def test_tracking_2000_names_never_has_more_first_gets_in_flight_than_the_cap() -> None:
+    """track_all of 2,000 names: every first GET goes through the limiter, at most
+    poll_concurrency in flight at once (each answer held 50 ms so that they overlap)."""
+
+    async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
+        names = [emu.create("batch", duration=3600) for _ in range(2000)]
+        flight = [0, 0]  # now, most
+
+        async def slow(scope: Any, receive: Any, send: Any) -> None:
+            flight[0] += 1
+            flight[1] = max(flight[1], flight[0])
+            try:
+                await asyncio.sleep(0.05)
+                await emu.app(scope, receive, send)
+            finally:
+                flight[0] -= 1
+
+        async with ow.AsyncOperations(**rec.options(transport=httpx.ASGITransport(app=slow),
+                                                    poll_concurrency=16, poll_rate=None)) as ops:
+            handles = await ops.track_all(names)
+            assert [h.name for h in handles] == names
+        assert flight[1] == 16
+
+    simulate(body)
+
+
+def test_a_client_of_a_sped_up_emulator_polls_on_its_time_scale() -> None:
+    """At speed=300 a 1 to 2.5 minute Veo job lasts 0.2 to 0.5 s: the schedule's gaps shrink with
+    it, so each is seen done within seconds of emulated time, as in real life (with real-life
+    gaps, the 1 s floor alone was 300 emulated seconds: 30 to 240 s late here)."""
+    clock = ow.VirtualClock()
+    emu = Emulator.in_process(clock, speed=300, random_seed=3)
+
+    async def body() -> list[float]:
+        late = []
+        async with emu.aclient() as ops:
+            for duration in (60, 100, 150):
+                start = clock.monotonic()
+                await (await ops.track(emu.create("video", duration=duration))).wait()
+                late.append((clock.monotonic() - start) * 300 - duration)
+        return late
+
+    assert max(clock.run(body())) < 15
+
+
+def test_emulator_fixed_interval_still_means_what_it_says() -> None:
+    clock = ow.VirtualClock()
+    emu = Emulator.in_process(clock, speed=300, random_seed=3)
+
+    async def body() -> None:
+        async with emu.aclient() as ops:
+            t0 = clock.monotonic()
+            await ops.wait(emu.create("batch", duration=3000), poll_interval=2)
+            assert 10 <= clock.monotonic() - t0 <= 12  # 3000 emulated s = 10 s; polls 2 s apart
+
+    clock.run(body())

@@ -27,14 +27,18 @@ def test_same_public_methods_and_signatures() -> None:
     assert sync.keys() == async_.keys()
     assert {"get", "list", "list_all", "cancel", "delete", "wait", "wait_with_backoff"} <= sync.keys()
     # The blocking twin of each handle: only the handle type may differ in return annotations.
-    twins = {"AsyncTracked": "Tracked", "_List[AsyncTracked]": "_List[Tracked]"}
+    twins = {"AsyncTracked": "Tracked", "_List[AsyncTracked]": "_List[Tracked]",
+             "AsyncGenerator[Operation, None]": "Iterator[Operation]"}
     for name in sync:
         assert sync[name].parameters == async_[name].parameters, name
         ret = async_[name].return_annotation
         assert sync[name].return_annotation == twins.get(ret, ret), name
-        # Every method that does I/O is a coroutine on AsyncOperations; pure ones are plain on both.
+        # Every method that does I/O is a coroutine on AsyncOperations (or an async generator);
+        # pure ones are plain on both.
         pure = name in ("can_cancel", "can_delete")
-        assert inspect.iscoroutinefunction(getattr(AsyncOperations, name)) is not pure, name
+        method = getattr(AsyncOperations, name)
+        io = inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method)
+        assert io is not pure, name
     assert inspect.signature(Operations.__init__) == inspect.signature(AsyncOperations.__init__)
 
 

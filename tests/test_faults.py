@@ -16,6 +16,7 @@ from recorder import Recorder
 import ops_widgets as ow
 from ops_widgets import Operation, State
 from ops_widgets._engine import DEADLINE_GRACE, FIRST_SNAPSHOT_PATIENCE
+from ops_widgets._transport import RATE_LIMIT_PATIENCE
 from ops_widgets.emulator import Emulator
 
 Body = Callable[[Emulator, ow.VirtualClock, Recorder], Awaitable[None]]
@@ -261,5 +262,35 @@ def test_hundreds_of_names_tracked_through_random_faults_and_a_storm_all_finish_
         assert [op.name for op in finals] == names
         assert all(op.state is truth[op.name] for op in finals)
         assert sum(transport.injected.values()) > 100
+
+    simulate(body)
+
+
+def test_a_direct_call_rides_out_a_429_storm_longer_than_its_retries() -> None:
+    """Twenty seconds of 429s with a 1 s retryDelay: twenty answers, more than max_retries=5, yet
+    get() and cancel() succeed after the storm (a storm is waited out, not counted as faults)."""
+
+    async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
+        name = emu.create("batch", duration=3600)
+        async with ow.AsyncOperations(**rec.options(max_retries=5)) as ops:
+            emu.fail_for(20, status=429, retry_delay=1)
+            assert (await ops.get(name)).name == name
+            assert 20 <= clock.monotonic() <= 22
+            emu.fail_for(20, status=429, retry_delay=1)
+            await ops.cancel(name)
+            assert (await ops.get(name)).state is State.CANCELLED
+        assert sum(1 for *_, status in rec.log if status == 429) >= 30
+
+    simulate(body)
+
+
+def test_a_429_storm_longer_than_the_patience_raises_rate_limit_error() -> None:
+    async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
+        name = emu.create("batch", duration=3600)
+        async with ow.AsyncOperations(**rec.options(max_retries=2)) as ops:
+            emu.fail_for(3600, status=429, retry_delay=1)
+            with pytest.raises(ow.RateLimitError):
+                await ops.get(name)
+            assert RATE_LIMIT_PATIENCE <= clock.monotonic() <= RATE_LIMIT_PATIENCE + 5
 
     simulate(body)
