@@ -40,8 +40,8 @@ from ._types import Operation, State
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["ENV_HOME", "ENV_SWITCH", "FILENAME", "LEARN_FROM", "Recorder", "Store", "default_path",
-           "service_key", "store_for", "wanted"]
+__all__ = ["ENV_HOME", "ENV_SWITCH", "FILENAME", "LEARN_FROM", "LEARN_MIN", "NoHistory", "Recorder", "Store",
+           "default_path", "service_key", "store_for", "wanted"]
 
 logger = logging.getLogger("ops_widgets")
 
@@ -49,6 +49,7 @@ ENV_HOME = "OPS_WIDGETS_HOME"
 ENV_SWITCH = "OPS_WIDGETS_HISTORY"
 FILENAME = "history.sqlite3"
 LEARN_FROM = 5  # finished runs per (kind, model) whose median is its typical duration
+LEARN_MIN = 3  # fewer say too little: the kind's built-in prior stands
 _WRITE_BUSY_MS = 2000  # the writer thread may wait this long for another process's transaction
 _READ_BUSY_MS = 500  # a read on behalf of a caller waits less
 _IDLE = 2.0  # seconds the writer thread lingers with nothing to write before it ends
@@ -288,7 +289,8 @@ class Store:
         return [name for (name,) in found]
 
     def typical(self, service: str) -> dict[Key, float]:
-        """The median duration of the last LEARN_FROM finished runs of each (kind, model)."""
+        """The median duration of the last LEARN_FROM finished runs of each (kind, model) that
+        has at least LEARN_MIN."""
         found = self._read(
             "SELECT kind, model, duration FROM (SELECT kind, model, duration, row_number() OVER "
             "(PARTITION BY kind, model ORDER BY finished_at DESC) AS n FROM operations WHERE service = ? "
@@ -298,7 +300,7 @@ class Store:
         runs: dict[Key, list[float]] = {}
         for kind, model, duration in found:
             runs.setdefault((kind, model), []).append(float(duration))
-        return {key: statistics.median(values) for key, values in runs.items()}
+        return {key: statistics.median(values) for key, values in runs.items() if len(values) >= LEARN_MIN}
 
     def _read(self, sql: str, params: Iterable[Any]) -> list[tuple[Any, ...]]:
         if self.broken or not self.path.exists():

@@ -148,7 +148,13 @@ def test_a_run_with_no_times_of_its_own_is_timed_from_its_sightings(tmp_path: Pa
     assert store.flush()
     (row,) = rows_of(tmp_path / FILENAME)
     assert row["duration"] == 85 and row["first_seen"] == 1000 and row["last_seen"] == 1095
-    assert store.typical("svc") == {("video", "models/veo-x"): 85}
+    assert store.typical("svc") == {}  # one run is not enough to learn from
+    for i, took in enumerate((40, 20)):  # two more, seen running until they were seen done
+        other = f"models/veo-x/operations/b{i}"
+        for when, body in ((0, {}), (took, {}), (took, {"done": True})):
+            store.put(recorder, Operation.from_api_response({"name": other, **body}), 2000.0 + when)
+    assert store.flush()
+    assert store.typical("svc") == {("video", "models/veo-x"): 40}  # the median of 85, 40 and 20
 
 
 def rows_of(path: Path) -> list[sqlite3.Row]:
