@@ -15,7 +15,7 @@ from functools import cache
 
 __all__ = [
     "ACTIONS", "BINDINGS", "NEWER_BINDINGS", "Binding", "allowed", "binding", "describe", "list_path",
-    "listable_parents", "listed_parent", "sweep_parents",
+    "listable_parents", "listed_parent", "listing_parent", "sweep_parents",
 ]
 
 ACTIONS = ("get", "list", "cancel", "delete")
@@ -105,6 +105,15 @@ def listed_parent(api_version: str, path: str) -> str | None:
         if path.endswith(suffix) and _regex(b.pattern).fullmatch(parent := path[: len(path) - len(suffix)]):
             return parent
     return None
+
+
+def listing_parent(api_version: str, name: str) -> str | None:
+    """The collection whose list pages show the operation ``name`` (a list sweep reads them
+    instead of one GET per operation), or None when the service lists no such collection."""
+    head, sep, tail = name.rpartition("/operations/")
+    candidates = [head] if sep and "/" not in tail else []
+    candidates.append(name.rpartition("/")[0])
+    return next((p for p in candidates if p and allowed(api_version, "list", p)), None)
 
 
 def sweep_parents(api_version: str, models: list[dict[str, object]], tuned_models: list[str]) -> list[str]:

@@ -53,6 +53,7 @@ _NO_KEY = (
 _CHUNK = 250  # operations laid out into a frame between two turns of the event loop
 _MAX_EMPTY_PAGES = 50  # empty pages in a row, each with a new token, before a listing gives up
 _SWEEP_AHEAD = 4  # collections fetched at once by a listing with no parent
+_SWEEP_PAGE_SIZE = 1000  # the largest page the operations lists serve
 _MAX_CATALOG_PAGES = 100  # pages of GET models / tunedModels followed (a server looping tokens stops)
 
 
@@ -146,7 +147,8 @@ class AsyncOperations:
                 # The service's time runs time_scale times faster: so do the schedule's gaps (in
                 # Durations) and the rate cap, so a sped-up emulator looks like real life sped up.
                 max_rate=None if self._poll_rate is None else self._poll_rate * self._time_scale,
-                pause=self._transport.pause,
+                pause=self._transport.pause, list_page=self._sweep_page,
+                sweep_parent=lambda name: caps.listing_parent(self._backend.api_version, name),
             )
         return self._engine
 
@@ -188,6 +190,14 @@ class AsyncOperations:
         if isinstance(name, Operation):
             self._history.seen(poller.latest)
         return poller
+
+    async def _sweep_page(self, parent: str, token: str | None) -> tuple[_List[Operation], str | None]:
+        # A page of a list sweep: the largest the service gives, no request retries (the pollers
+        # that asked own retry and rate-limit policy, as for their GETs).
+        url = self._backend.list_url(parent)
+        params = self._backend.list_params(_SWEEP_PAGE_SIZE, token, None)
+        page = ListOperationsResponse.from_api_response(await self._transport.request("GET", url, params, retries=0))
+        return page.operations, page.next_page_token
 
     async def track(self, name: NameOrOperation, *, poll_interval: float | None = None) -> AsyncTracked:
         """A live handle on the operation, polled by the shared engine (one poller per name).

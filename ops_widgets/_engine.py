@@ -51,6 +51,8 @@ logger = logging.getLogger("ops_widgets")
 T = TypeVar("T")
 Callback = Callable[[Operation], Any]
 Fetch = Callable[[str], Awaitable[Operation]]
+# One list page of a collection: (the operations on it, the next page's token or None).
+ListPage = Callable[[str, "str | None"], Awaitable[tuple[list[Operation], "str | None"]]]
 
 # Errors that more polling cannot fix: the poller stops and waiters get the error.
 _PERMANENT = (NotFoundError, AuthenticationError, PermissionDeniedError, BadRequestError, InvalidNameError)
@@ -62,6 +64,11 @@ DEADLINE_GRACE = 1.0
 # How long track() keeps trying to get a first snapshot through transient failures (5xx, dropped
 # or broken answers, 429s) before it raises the last one; a wait() tries until its deadline.
 FIRST_SNAPSHOT_PATIENCE = 300.0
+# List sweeps: a collection is read by list pages instead of one GET per operation once its
+# tracked operations outnumber, this many times over, the pages a sweep of it reads.
+_SWEEP_SAVING = 4
+_SWEEP_MAX_PAGES = 100  # a sweep reads at most this many pages; what it did not see is GET
+_SWEEP_BROKEN_FOR = 60.0  # after a sweep failed (not a 429), GETs for this long (service time)
 
 
 class Limiter:
@@ -124,6 +131,8 @@ class Engine:
         durations: Durations | None = None,
         rand: Callable[[], float] = random.random,
         pause: Pause | None = None,
+        list_page: ListPage | None = None,
+        sweep_parent: Callable[[str], str | None] = lambda name: None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.clock = clock
@@ -136,6 +145,13 @@ class Engine:
         # First snapshots being fetched, shared by every track()/wait() of the name meanwhile,
         # with how many callers wait on each.
         self._firsts: dict[str, tuple[asyncio.Task[tuple[Operation, float]], list[int]]] = {}
+        # List sweeps (``list_page`` reads a page; ``sweep_parent`` names an operation's listable
+        # collection): one per collection, and how many live pollers each collection has.
+        self.list_page = list_page
+        self.sweep_parent = sweep_parent if list_page is not None else (lambda name: None)
+        self._sweeps: dict[str, Sweep] = {}
+        self.members: dict[str, int] = {}
+        self._asking: dict[str, int] = {}
         self.closed: OpsError | None = None
         self._pause_backoff: Iterator[float] | None = None
 
@@ -167,6 +183,8 @@ class Engine:
         poller = self.active(name)  # another track() may have won the race during the await
         if poller is None:
             poller = self.pollers[name] = Poller(self, first, sent)
+            if poller.parent is not None and not poller.stopped:
+                self.members[poller.parent] = self.members.get(poller.parent, 0) + 1
         return poller
 
     async def _first(self, name: str, deadline: float | None) -> tuple[Operation, float]:
@@ -198,7 +216,7 @@ class Engine:
         while True:
             delay = 0.0
             try:
-                return await self.fetch(name)
+                return await self.fetch(name, first=True)
             except RateLimitError as exc:
                 self.rate_limited(exc)  # the limiter holds the next try past the pause
                 error: OpsError = exc
@@ -218,8 +236,29 @@ class Engine:
             logger.info("the first GET of %s failed (%s); trying again in %.1fs", name, error, delay)
             await asyncio.sleep(delay)
 
-    async def fetch(self, name: str) -> tuple[Operation, float]:
-        """One poll through the limiter: the snapshot, and when the request went out."""
+    async def fetch(self, name: str, *, first: bool = False) -> tuple[Operation, float]:
+        """One poll: the snapshot, and when the request went out. From the next list sweep of
+        its collection where that is worth it (and it was there), else one GET; each request
+        through the limiter."""
+        parent = self.sweep_parent(name)
+        if parent is None:
+            return await self._get_one(name)
+        sweep = self._sweeps.get(parent)
+        if sweep is None:
+            sweep = self._sweeps[parent] = Sweep(self, parent)
+        # Those asking now count too: a thousand first snapshots asked at once are one sweep.
+        self._asking[parent] = asking = self._asking.get(parent, 0) + 1
+        try:
+            if sweep.worth_it(self.members.get(parent, 0) + asking):
+                got = await sweep.get(name, first=first)
+                if got is not None:
+                    self._pause_backoff = None
+                    return got
+            return await self._get_one(name)
+        finally:
+            self._asking[parent] -= 1
+
+    async def _get_one(self, name: str) -> tuple[Operation, float]:
         await self.limiter.acquire()
         try:
             sent = self.clock.monotonic()
@@ -244,9 +283,17 @@ class Engine:
         logger.info("rate limited: all polling paused for %.1fs", delay)
         return delay
 
+    def offer(self, op: Operation, sent: float) -> None:
+        """A snapshot a list sweep brought without being asked: news for its poller, if any."""
+        poller = self.active(op.name)
+        if poller is not None:
+            poller.offer(op, sent)
+
     def forget(self, poller: Poller) -> None:
         if self.pollers.get(poller.name) is poller:
             del self.pollers[poller.name]
+            if poller.parent is not None:
+                self.members[poller.parent] = max(0, self.members.get(poller.parent, 0) - 1)
 
     def close(self, reason: OpsError) -> None:
         """Stop every poller for good: waiters get ``reason``, subscribers a last delivery."""
@@ -312,12 +359,94 @@ def _timeout(poller: Poller, timeout: float | None) -> WaitTimeout:
     )
 
 
+class Sweep:
+    """Reads one listable collection by list pages for the pollers that ask, instead of one GET
+    each. Polls are gathered for a moment (about a second per page the sweep reads, so list
+    traffic stays near a page a second; first snapshots, asked all at once by a track_all,
+    only for the turn of the loop that asks them); each page's operations answer those who asked and
+    bring the other pollers of the collection fresh snapshots. Those it did not see (deleted,
+    or past the pages read) are answered None: their pollers GET them."""
+
+    def __init__(self, engine: Engine, parent: str) -> None:
+        self.engine = engine
+        self.parent = parent
+        self.pages = 1  # pages the last sweep read: what the next one will likely cost
+        self.broken_until = -1.0
+        self._wanted: dict[str, asyncio.Future[tuple[Operation, float] | None]] = {}
+        self._urgent = False  # a first snapshot is among the wanted: no gathering time
+        self._task: asyncio.Task[None] | None = None
+
+    def worth_it(self, interested: int) -> bool:
+        """Whether a sweep would replace enough GETs: ``interested`` is the collection's live
+        pollers plus the polls asked for right now."""
+        if self.engine.clock.monotonic() < self.broken_until:
+            return False
+        return interested >= _SWEEP_SAVING * self.pages
+
+    async def get(self, name: str, *, first: bool = False) -> tuple[Operation, float] | None:
+        self._urgent = self._urgent or first
+        answer = self._wanted.get(name)
+        if answer is None:
+            answer = self._wanted[name] = self.engine.loop.create_future()
+        if self._task is None:
+            self._task = self.engine.loop.create_task(self._run(), name=f"ops-widgets sweep {self.parent}")
+        return await asyncio.shield(answer)
+
+    async def _run(self) -> None:
+        try:
+            while self._wanted:
+                for _ in range(3):  # the rest of this turn's askers (their tasks are just starting)
+                    await asyncio.sleep(0)
+                if not self._urgent:
+                    await asyncio.sleep(self.pages * self.engine.durations.scale)  # gather who else asks
+                wanted, self._wanted, self._urgent = self._wanted, {}, False
+                try:
+                    await self._sweep(wanted)
+                except Exception as exc:  # every asker's poll failed with it; retrying is theirs
+                    if not isinstance(exc, RateLimitError):
+                        broken_for = _SWEEP_BROKEN_FOR * self.engine.durations.scale
+                        self.broken_until = self.engine.clock.monotonic() + broken_for
+                        logger.info("listing %s failed (%s): GETs for now", self.parent, exc)
+                    for answer in wanted.values():
+                        if not answer.done():
+                            answer.set_exception(exc)
+        finally:
+            self._task = None
+
+    async def _sweep(self, wanted: dict[str, asyncio.Future[tuple[Operation, float] | None]]) -> None:
+        engine, token, pages = self.engine, None, 0
+        list_page = engine.list_page
+        assert list_page is not None  # a Sweep exists only where the client can list
+        while True:
+            await engine.limiter.acquire()
+            try:
+                sent = engine.clock.monotonic()
+                ops, token = await list_page(self.parent, token)
+            finally:
+                engine.limiter.release()
+            pages += 1
+            for op in ops:
+                answer = wanted.pop(op.name, None)
+                if answer is not None:
+                    if not answer.done():
+                        answer.set_result((op, sent))
+                else:
+                    engine.offer(op, sent)
+            if not wanted or token is None or pages >= _SWEEP_MAX_PAGES:
+                break
+        self.pages = pages
+        for answer in wanted.values():  # not on the pages read: a GET each
+            if not answer.done():
+                answer.set_result(None)
+
+
 class Poller:
     """Polls one operation for everyone interested in it. Lives on the engine's loop."""
 
     def __init__(self, engine: Engine, first: Operation, sent: float) -> None:
         self.engine = engine
         self.name = first.name
+        self.parent = engine.sweep_parent(first.name)  # the collection a list sweep reads it from
         self.latest = first
         self.last_error: OpsError | None = None
         self.requests = 0  # GETs sent by this poller (the first snapshot's excluded)
@@ -581,6 +710,19 @@ class Poller:
                 continue
             self._failures = 0
             self._retry_due = self._retry_delays = None
+
+    def offer(self, op: Operation, sent: float) -> None:
+        """A fresher snapshot brought by someone else's request (a list sweep): take it in as a
+        poll of ours, which moves our own next poll on."""
+        if self.stopped or sent <= self._latest_sent or op.name != self.name:
+            return
+        try:
+            self._update(op, sent)
+        except Exception:
+            logger.exception("polling %s: could not take in a swept snapshot", self.name)
+            return
+        self._failures = 0
+        self._retry_due = self._retry_delays = None
 
     def _retry_later(self, exc: OpsError) -> None:
         if self._retry_delays is None:

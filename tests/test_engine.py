@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from faults import Faulty
 from recorder import Recorder
 
 import ops_widgets as ow
@@ -476,11 +477,12 @@ def test_a_video_on_screen_keeps_its_schedule() -> None:
 
 
 def test_tracking_2000_names_never_has_more_first_gets_in_flight_than_the_cap() -> None:
-    """track_all of 2,000 names: every first GET goes through the limiter, at most
-    poll_concurrency in flight at once (each answer held 50 ms so that they overlap)."""
+    """track_all of 2,000 names of a collection the service does not list (file search imports):
+    every first GET goes through the limiter, at most poll_concurrency in flight at once (each
+    answer held 50 ms so that they overlap)."""
 
     async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
-        names = [emu.create("batch", duration=3600) for _ in range(2000)]
+        names = [emu.create("import", duration=3600) for _ in range(2000)]
         flight = [0, 0]  # now, most
 
         async def slow(scope: Any, receive: Any, send: Any) -> None:
@@ -531,3 +533,57 @@ def test_emulator_fixed_interval_still_means_what_it_says() -> None:
             assert 10 <= clock.monotonic() - t0 <= 12  # 3000 emulated s = 10 s; polls 2 s apart
 
     clock.run(body())
+
+
+def test_list_sweeps_replace_gets_for_listable_collections() -> None:
+    """600 batches and 150 videos tracked at once get their first snapshots from list pages
+    (a handful of GETs), and are then polled to the end by list sweeps: far fewer requests
+    than one GET each per poll, every final state right."""
+
+    async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
+        names = [emu.create("batch", duration=600 + i % 900, outcome="failure" if i % 7 == 0 else "success")
+                 for i in range(600)]
+        names += [emu.create("video", duration=100 + i % 200) for i in range(150)]
+        async with ow.AsyncOperations(**rec.options()) as ops:
+            handles = await ops.track_all(names)
+            first = list(rec.log)
+            finals = await asyncio.gather(*(h.wait() for h in handles))
+        gets = [p for _, _, p, _ in first if p.startswith("/v1beta/batches/") or "/operations/" in p]
+        assert len(gets) <= 20 and len(first) <= 40
+        assert [op.state for op in finals] == [
+            Operation.from_api_response(emu.get_operation(n)).state for n in names]
+        sweeps = [p for _, _, p, _ in rec.log if p == "/v1beta/batches" or p.endswith("/operations")]
+        one_by_one = sum(h._poller.requests for h in handles)
+        assert len(rec.log) < len(names) and len(sweeps) > len(rec.log) / 2, (len(rec.log), one_by_one)
+
+    simulate(body)
+
+
+def test_an_operation_gone_from_a_swept_collection_is_fetched_and_stops() -> None:
+    async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
+        names = [emu.create("batch", duration=3600) for _ in range(20)]
+        async with ow.AsyncOperations(**rec.options()) as ops:
+            handles = await ops.track_all(names)
+            await ops.delete(names[3])
+            with pytest.raises(ow.NotFoundError):
+                await handles[3].wait(timeout=3600)
+            assert not handles[3].polling and handles[4].polling
+        assert any(p.endswith("/" + names[3]) for _, m, p, _ in rec.log if m == "GET")
+
+    simulate(body)
+
+
+def test_a_collection_whose_listing_fails_is_polled_by_gets() -> None:
+    async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
+        names = [emu.create("batch", duration=300 + i) for i in range(20)]
+        broken = [False]
+        transport = Faulty(httpx.ASGITransport(app=rec),
+                           lambda r: "500" if broken[0] and r.url.path == "/v1beta/batches" else None)
+        async with ow.AsyncOperations(**rec.options(transport=transport)) as ops:
+            handles = await ops.track_all(names)
+            broken[0] = True  # the listing only, from now on
+            finals = await asyncio.gather(*(h.wait(timeout=3600) for h in handles))
+        assert all(op.succeeded for op in finals) and transport.injected["500"] >= 1
+        assert sum(1 for _, _, p, _ in rec.log if p.startswith("/v1beta/batches/")) >= 20
+
+    simulate(body)
