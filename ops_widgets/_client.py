@@ -184,11 +184,10 @@ class AsyncOperations:
         return op
 
     async def _poller_of(self, name: NameOrOperation, deadline: float | None = None) -> Poller:
-        """The engine's poller of the name. Its GETs, the first one too, are _poll's and go into the
-        history there; an Operation in hand is its first snapshot, and goes in here."""
+        """The engine's poller of the name, its first snapshot in the history (an Operation in
+        hand, or one a list sweep brought); later ones go in from _poll and _sweep_page."""
         poller = await self._polling().poller(name, deadline=deadline)
-        if isinstance(name, Operation):
-            self._history.seen(poller.latest)
+        self._history.seen(poller.latest)
         return poller
 
     async def _sweep_page(self, parent: str, token: str | None) -> tuple[_List[Operation], str | None]:
@@ -197,6 +196,10 @@ class AsyncOperations:
         url = self._backend.list_url(parent)
         params = self._backend.list_params(_SWEEP_PAGE_SIZE, token, None)
         page = ListOperationsResponse.from_api_response(await self._transport.request("GET", url, params, retries=0))
+        if self._engine is not None:  # what is tracked goes into the history; the rest of the page does not
+            for op in page.operations:
+                if self._engine.active(op.name) is not None:
+                    self._history.seen(op)
         return page.operations, page.next_page_token
 
     async def track(self, name: NameOrOperation, *, poll_interval: float | None = None) -> AsyncTracked:

@@ -99,6 +99,27 @@ def test_every_tracked_operation_is_recorded_with_its_last_snapshot_and_no_key()
     assert KEY.encode() not in on_disk and b"key=" not in on_disk
 
 
+def test_operations_polled_by_list_sweeps_are_recorded_too() -> None:
+    """600 batches tracked at once are polled by list pages, not GETs: each still gets its row,
+    first and last seen, and its true final state; the untracked ones on those pages get none."""
+
+    async def body(emu: Emulator, clock: ow.VirtualClock) -> None:
+        untracked = [emu.create("batch", duration=3600) for _ in range(5)]
+        names = [emu.create("batch", duration=600 + i % 900, outcome="failure" if i % 7 == 0 else "success")
+                 for i in range(600)]
+        async with emu.aclient() as ops:
+            handles = await ops.track_all(names)
+            await asyncio.gather(*(h.wait() for h in handles))
+            frame = await ops.history()
+        assert emu.stats()["by_route"].get("GET /v1beta/batches", 0) > 0  # swept
+        assert set(frame.index) == set(names) and not set(untracked) & set(frame.index)
+        truth = [Operation.from_api_response(emu.get_operation(n)).state.value for n in names]
+        assert list(frame.loc[names, "state"]) == truth
+        assert (frame["last_seen"] > frame["first_seen"]).all()
+
+    simulate(body)
+
+
 def test_a_key_the_server_echoes_back_is_cut_out_of_the_stored_snapshot(emu: Emulator) -> None:
     """The service is not trusted: a body that carries the client's own key is stored without it."""
     with emu.client() as ops:
