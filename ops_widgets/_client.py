@@ -124,8 +124,8 @@ class AsyncOperations:
             service = _history.service_key("gemini", base_url, api_version)
             self._history = _history.Recorder(_history.store_for(), service, secrets=list(headers.values()),
                                               clock=self._clock)
-        # Typical durations of this service's finished runs, from earlier kernels too.
-        self._durations = _schedule.Durations(scale=1.0 / time_scale, learnt=self._history.typical())
+        # Durations of this service's finished runs, from earlier kernels too.
+        self._durations = _schedule.Durations(scale=1.0 / time_scale, learnt=self._history.runs())
         self._time_scale = time_scale
         self._engine: Engine | None = None
 

@@ -23,7 +23,6 @@ import logging
 import os
 import queue
 import sqlite3
-import statistics
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -288,9 +287,9 @@ class Store:
                            "ORDER BY first_seen, name", (service,))
         return [name for (name,) in found]
 
-    def typical(self, service: str) -> dict[Key, float]:
-        """The median duration of the last LEARN_FROM finished runs of each (kind, model) that
-        has at least LEARN_MIN."""
+    def runs(self, service: str) -> dict[Key, list[float]]:
+        """The durations of the last LEARN_FROM finished runs of each (kind, model) that has at
+        least LEARN_MIN, the most recent first."""
         found = self._read(
             "SELECT kind, model, duration FROM (SELECT kind, model, duration, row_number() OVER "
             "(PARTITION BY kind, model ORDER BY finished_at DESC) AS n FROM operations WHERE service = ? "
@@ -300,7 +299,7 @@ class Store:
         runs: dict[Key, list[float]] = {}
         for kind, model, duration in found:
             runs.setdefault((kind, model), []).append(float(duration))
-        return {key: statistics.median(values) for key, values in runs.items() if len(values) >= LEARN_MIN}
+        return {key: values for key, values in runs.items() if len(values) >= LEARN_MIN}
 
     def _read(self, sql: str, params: Iterable[Any]) -> list[tuple[Any, ...]]:
         if self.broken or not self.path.exists():
@@ -425,9 +424,10 @@ class Recorder:
         """The service says ``name`` is not there (404): it is not tracked again."""
         self.store.vanish(self.service, name, self.clock.time())
 
-    def typical(self) -> dict[Key, float]:
+    def runs(self) -> dict[Key, list[float]]:
+        """Recent finished runs per (kind, model), for the adaptive schedule's priors."""
         self.store.flush(timeout=1.0)  # this process's own finished runs count too
-        return self.store.typical(self.service)
+        return self.store.runs(self.service)
 
     def unfinished(self) -> list[str]:
         self.store.flush()
@@ -485,5 +485,5 @@ class NoHistory:
     def vanished(self, name: str) -> None:
         pass
 
-    def typical(self) -> dict[Key, float]:
+    def runs(self) -> dict[Key, list[float]]:
         return {}

@@ -10,7 +10,8 @@ import bisect
 import itertools
 import math
 import random
-from collections.abc import Callable, Iterator, Mapping
+import statistics
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -74,7 +75,7 @@ PRIORS: dict[str, tuple[float, float]] = {
 
 Key: TypeAlias = "tuple[str, str | None]"  # (kind, model); model None: the kind as a whole
 
-# How far either side of a learnt typical duration its prior spreads (a factor): runs of one
+# How far either side of a learnt typical duration its prior spreads at least (a factor): runs of one
 # model vary, and a prior that is too narrow would poll late for a slow run.
 LEARNT_SPREAD = 1.6
 
@@ -87,10 +88,11 @@ class Durations:
     piecewise linear through the sample, so estimates move smoothly as evidence arrives.
     ``scale`` multiplies the built-in priors (the emulator runs faster than real life).
 
-    ``learnt`` maps (kind, model) to a typical duration in seconds learnt elsewhere (the local
-    history of finished runs, from earlier processes): that kind and model's prior is then a
-    narrow range around it instead of the kind's wide built-in one, so that the first ETA and
-    the first polls of a run are as good as the last ones of the previous kernel. Every method
+    ``learnt`` maps (kind, model) to the durations in seconds of its recent runs, learnt
+    elsewhere (the local history of finished runs, from earlier processes): that kind and
+    model's prior is then the range those runs span, around their median (at least
+    LEARNT_SPREAD either side of it), instead of the kind's wide built-in one, so that the first
+    ETA and the first polls of a run are as good as the last ones of the previous kernel. Every method
     takes an optional ``model``; durations seen in this process count for the model when it has
     some, else for the kind as a whole.
     """
@@ -102,13 +104,13 @@ class Durations:
         prior_weight: int = 16,
         max_observed: int = 256,
         scale: float = 1.0,
-        learnt: Mapping[Key, float] | None = None,
+        learnt: Mapping[Key, Sequence[float]] | None = None,
     ) -> None:
         self._priors = dict(PRIORS if priors is None else priors)
         self._prior_weight = prior_weight
         self._max_observed = max_observed
         self._scale = scale
-        self._learnt: dict[Key, float] = {}
+        self._learnt: dict[Key, tuple[float, float, float]] = {}  # (median, low, high)
         self._observed: dict[Key, list[float]] = {}
         self._cache: dict[Key, list[float]] = {}
         self.learn(learnt or {})
@@ -118,16 +120,21 @@ class Durations:
         """How much shorter than real life everything runs (1.0: real life)."""
         return self._scale
 
-    def learn(self, typical: Mapping[Key, float]) -> None:
-        """Take typical durations (seconds) per (kind, model) as those keys' priors."""
-        for key, seconds in typical.items():
-            if seconds > 0 and math.isfinite(seconds):
-                self._learnt[key] = float(seconds)
+    def learn(self, runs: Mapping[Key, Sequence[float]]) -> None:
+        """Take the durations (seconds) of recent runs per (kind, model) as those keys' priors."""
+        for key, seconds in runs.items():
+            good = [float(x) for x in seconds if x > 0 and math.isfinite(x)]
+            if good:
+                median = statistics.median(good)
+                low = min(median / LEARNT_SPREAD, min(good) / 1.25)
+                high = max(median * LEARNT_SPREAD, max(good) * 1.25)
+                self._learnt[key] = (median, low, high)
         self._cache.clear()
 
     def learnt(self, kind: str, model: str | None = None) -> float | None:
-        """The typical duration learnt for (kind, model), if any."""
-        return self._learnt.get((kind, model))
+        """The typical (median) duration learnt for (kind, model), if any."""
+        known = self._learnt.get((kind, model))
+        return None if known is None else known[0]
 
     def observe(self, kind: str, duration: float, model: str | None = None) -> None:
         if not (duration > 0 and math.isfinite(duration)):
@@ -143,9 +150,9 @@ class Durations:
         key = (kind, model)
         cached = self._cache.get(key)
         if cached is None:
-            typical = self._learnt.get(key)
-            if typical is not None:
-                lo, hi = typical / LEARNT_SPREAD, typical * LEARNT_SPREAD  # already in real seconds
+            known = self._learnt.get(key)
+            if known is not None:
+                _, lo, hi = known  # already in this client's seconds: no scale
             else:
                 lo, hi = self._priors.get(kind, self._priors.get("other", (5.0, 3600.0)))
                 lo, hi = lo * self._scale, hi * self._scale

@@ -169,13 +169,13 @@ def test_a_run_with_no_times_of_its_own_is_timed_from_its_sightings(tmp_path: Pa
     assert store.flush()
     (row,) = rows_of(tmp_path / FILENAME)
     assert row["duration"] == 85 and row["first_seen"] == 1000 and row["last_seen"] == 1095
-    assert store.typical("svc") == {}  # one run is not enough to learn from
+    assert store.runs("svc") == {}  # one run is not enough to learn from
     for i, took in enumerate((40, 20)):  # two more, seen running until they were seen done
         other = f"models/veo-x/operations/b{i}"
         for when, body in ((0, {}), (took, {}), (took, {"done": True})):
             store.put(recorder, Operation.from_api_response({"name": other, **body}), 2000.0 + when)
     assert store.flush()
-    assert store.typical("svc") == {("video", "models/veo-x"): 40}  # the median of 85, 40 and 20
+    assert store.runs("svc") == {("video", "models/veo-x"): [40, 20, 85]}  # the most recent first
 
 
 def rows_of(path: Path) -> list[sqlite3.Row]:
@@ -392,14 +392,25 @@ def test_after_a_few_finished_runs_the_next_first_eta_comes_from_the_history() -
 
 
 def test_learnt_typical_durations_are_per_kind_and_model() -> None:
-    d = Durations(learnt={("video", "models/a"): 30.0, ("video", "models/b"): 300.0})
+    d = Durations(learnt={("video", "models/a"): [30.0, 31.0, 29.0], ("video", "models/b"): [300.0] * 3})
     for model, typical in (("models/a", 30), ("models/b", 300)):
         a = Adaptive("video", d, model=model)
         a.observe(0, None)
         assert a.estimate().eta == pytest.approx(typical, rel=0.05)
+        assert d.learnt("video", model) == typical
     other = Adaptive("video", d, model="models/c")  # nothing learnt: the kind's prior
     other.observe(0, None)
     assert other.estimate().eta == pytest.approx(Adaptive("video", Durations()).estimate().eta)
+
+
+def test_runs_that_vary_widely_give_a_prior_as_wide_as_they_are() -> None:
+    """Runs of 60 s to an hour must not teach "about 10 minutes, give or take a little": the
+    first polls stay early enough for the short ones and the prior reaches the long ones."""
+    d = Durations(learnt={("batch", None): [60.0, 600.0, 3600.0]})
+    assert d.cdf("batch", 55) > 0 and d.cdf("batch", 3600) < 0.99
+    a = Adaptive("batch", d)
+    a.observe(0, None)
+    assert a.next_delay() < 120  # a prior of 600 s give or take 1.6x would first look after 6 minutes
 
 
 # -- the terminal ---------------------------------------------------------------------------
