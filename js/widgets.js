@@ -17,8 +17,8 @@ function el(tag, className, text) {
   return node;
 }
 
-// The same text as Python's format_duration (widgets/_view.py), so repr() and the screen agree:
-// "1h05m", "1m12s", "7s". tests/test_frontend.py compares the two on the same inputs.
+// The same text as Python's format_duration (ops_widgets/_text.py), so repr() and the screen agree:
+// "1h 05m", "1m 12s", "7s". tests/test_frontend.py compares the two on the same inputs.
 const MAX_SECONDS = 2 ** 53; // past this a number is no exact integer: digits would drift from Python's
 
 function formatDuration(seconds) {
@@ -27,8 +27,8 @@ function formatDuration(seconds) {
   const r = s % 60;
   const m = ((s % 3600) - r) / 60; // exact divisions: no float floor to round the wrong way
   const h = (s - (s % 3600)) / 3600;
-  if (h) return `${h}h${String(m).padStart(2, "0")}m`;
-  if (m) return `${m}m${String(r).padStart(2, "0")}s`;
+  if (h) return `${h}h ${String(m).padStart(2, "0")}m`;
+  if (m) return `${m}m ${String(r).padStart(2, "0")}s`;
   return `${r}s`;
 }
 
@@ -36,7 +36,7 @@ function formatDuration(seconds) {
 // OperationWidget gets one from the engine thread at least every HEARTBEAT, even while a cell
 // blocks the kernel). "unknown" until the first sign; "false" when none came for a while (a
 // notebook reopened with saved widget state, a dead kernel): then nothing may look live.
-function liveness(model, onChange, { changesAreKernels = false } = {}) {
+function liveness(model, onChange, { kernelTraits = [] } = {}) {
   let state = "unknown";
   let seen = 0;
   const set = (value) => {
@@ -70,8 +70,8 @@ function liveness(model, onChange, { changesAreKernels = false } = {}) {
     if (msg && (msg.type === "pong" || msg.type === "beat")) alive();
   };
   model.on("msg:custom", onMessage);
-  // Only where the view never sets state itself is every change news from the kernel.
-  if (changesAreKernels) model.on("change", alive);
+  // Only where the view never sets these traits itself is their change news from the kernel.
+  for (const trait of kernelTraits) model.on(`change:${trait}`, alive);
   const started = performance.now();
   const every = setInterval(check, CHECK_EVERY_MS);
   const first = setTimeout(ping, 0); // after the caller has finished building its view
@@ -82,7 +82,7 @@ function liveness(model, onChange, { changesAreKernels = false } = {}) {
       clearTimeout(first);
       clearInterval(every);
       model.off("msg:custom", onMessage);
-      if (changesAreKernels) model.off("change", alive);
+      for (const trait of kernelTraits) model.off(`change:${trait}`, alive);
     },
   };
 }
@@ -92,145 +92,247 @@ function liveness(model, onChange, { changesAreKernels = false } = {}) {
 const RUNNING = new Set(["running", "cancelling"]);
 // Ended with nothing left to do: a full bar (a filtered video ended too, in its own colour).
 const FULL = new Set(["succeeded", "filtered"]);
+// How a finished operation's time reads: a result, not a clock.
+const ENDED_AFTER = { succeeded: "took", filtered: "took", failed: "failed after", cancelled: "cancelled after" };
+// Every trait the view shows; it listens to these (change:<trait>), never to every change.
+const OPERATION_TRAITS = [
+  "name", "op_id", "kind", "kind_label", "state", "progress", "elapsed", "eta", "eta_is_estimate", "error_code",
+  "error_message", "result", "poll_error", "cancel_error", "compact", "polling", "can_cancel", "stopped",
+];
 
 function safeHref(href) {
   return typeof href === "string" && /^https?:\/\//i.test(href) ? href : null;
 }
 
-function renderOperation({ model, el: host }) {
-  const root = el("div", "opw");
-  const head = el("div", "opw-head");
-  const kind = el("span", "opw-kind");
-  const id = el("span", "opw-id");
-  const badge = el("span", "opw-badge");
-  const cancel = el("button", "opw-cancel", "Cancel");
-  cancel.type = "button";
-  head.append(kind, id, badge, cancel);
-  const bar = el("div", "opw-bar");
-  const fill = el("div", "opw-fill");
-  bar.append(fill);
-  bar.setAttribute("role", "progressbar");
-  bar.setAttribute("aria-valuemin", "0");
-  bar.setAttribute("aria-valuemax", "100");
-  const meta = el("div", "opw-meta");
-  const pct = el("span", "opw-pct");
-  const clock = el("span", "opw-time");
-  meta.append(pct, clock);
-  const error = el("div", "opw-error");
-  const errorCode = el("span", "opw-error-code");
-  const errorMessage = el("span", "opw-error-message");
-  error.append(errorCode, errorMessage);
-  const result = el("div", "opw-result");
-  const note = el("div", "opw-note");
-  root.append(head, bar, meta, error, result, note);
-  host.append(root);
+function button(className, text, label) {
+  const b = el("button", className, text);
+  b.type = "button";
+  if (label) b.setAttribute("aria-label", label);
+  return b;
+}
 
+// Listen to `traits` (change:<trait> each); calls made within one message are folded into one.
+function onTraits(model, traits, fn) {
+  let queued = false;
+  const run = () => {
+    queued = false;
+    fn();
+  };
+  const schedule = () => {
+    if (!queued) {
+      queued = true;
+      queueMicrotask(run);
+    }
+  };
+  for (const trait of traits) model.on(`change:${trait}`, schedule);
+  return () => traits.forEach((trait) => model.off(`change:${trait}`, schedule));
+}
+
+function operationDom(host) {
+  const v = {};
+  v.root = el("div", "opw");
+  const head = el("div", "opw-head");
+  v.kind = el("span", "opw-kind");
+  v.id = el("span", "opw-id");
+  v.copy = button("opw-copy", "Copy name", "Copy the operation's full name");
+  v.badge = el("span", "opw-badge");
+  v.badge.setAttribute("role", "status"); // state changes are announced
+  v.cancel = button("opw-cancel", "Cancel");
+  head.append(v.kind, v.id, v.copy, v.badge, v.cancel);
+  v.confirm = el("div", "opw-confirm");
+  v.confirm.setAttribute("role", "group");
+  v.confirmText = el("span", "opw-confirm-text");
+  v.confirmYes = button("opw-confirm-yes", "Yes, cancel it");
+  v.confirmNo = button("opw-confirm-no", "Keep it running");
+  v.confirm.append(v.confirmText, v.confirmYes, v.confirmNo);
+  v.confirm.hidden = true;
+  v.bar = el("div", "opw-bar");
+  v.fill = el("div", "opw-fill");
+  v.bar.append(v.fill);
+  v.bar.setAttribute("role", "progressbar");
+  v.bar.setAttribute("aria-valuemin", "0");
+  v.bar.setAttribute("aria-valuemax", "100");
+  const meta = el("div", "opw-meta");
+  v.pct = el("span", "opw-pct");
+  v.clock = el("span", "opw-time");
+  meta.append(v.pct, v.clock);
+  v.error = el("div", "opw-error");
+  v.errorMessage = el("span", "opw-error-message");
+  v.error.append(v.errorMessage);
+  v.result = el("div", "opw-result");
+  v.note = el("div", "opw-note");
+  v.note.setAttribute("aria-live", "polite");
+  v.root.append(head, v.confirm, v.bar, meta, v.error, v.result, v.note);
+  host.append(v.root);
+  return v;
+}
+
+// What the widget may claim: "live" (polled, a kernel answers), "stopped" (nothing polls it any
+// more, or no kernel answers, while it has not ended) or "ended".
+function operationPhase(model, link) {
+  const state = model.get("state");
+  if (!RUNNING.has(state)) return { state, running: false, stopped: "" };
+  if (link.get() === "false") {
+    return { state, running: true, stale: true, stopped: "no kernel answers (it was shut down, or this is a saved view)" };
+  }
+  const stopped = model.get("stopped") || (model.get("polling") === false ? "nothing polls it any more" : "");
+  return { state, running: true, stopped };
+}
+
+function renderResult(box, items) {
+  box.replaceChildren();
+  for (const item of items || []) {
+    const row = el("div", "opw-result-item");
+    row.append(el("span", "opw-result-label", `${item.label || ""} `));
+    const href = safeHref(item.href);
+    const value = href ? el("a", "opw-result-value", item.text || href) : el("span", "opw-result-value", item.text || "");
+    if (href) {
+      value.href = href;
+      value.target = "_blank";
+      value.rel = "noopener noreferrer";
+    }
+    row.append(value);
+    box.append(row);
+  }
+  box.hidden = !box.childElementCount;
+}
+
+function renderCancel(v, model, phase, link, asking) {
+  // Only where the service can cancel it, and only until it ends. Absent in old saved state: true.
+  const cancellable = model.get("can_cancel") !== false;
+  v.cancel.hidden = !cancellable || !phase.running;
+  const cancelling = phase.state === "cancelling";
+  v.cancel.textContent = cancelling ? "Cancelling…" : "Cancel";
+  const blocked = cancelling || Boolean(phase.stopped) || link.get() !== "true";
+  v.cancel.disabled = blocked || asking;
+  v.cancel.title = phase.stopped ? `Stopped: ${phase.stopped}`
+    : cancelling ? "A cancel was sent; waiting for the server to confirm it"
+    : link.get() === "true" ? "Ask the server to cancel this operation" : "Waiting for the kernel to answer";
+  if (v.cancel.hidden || blocked) v.confirm.hidden = true; // nothing left to confirm
+}
+
+function clockText(model, phase, dt) {
+  const elapsed = model.get("elapsed");
+  const has = elapsed !== null && elapsed !== undefined;
+  if (!phase.running) return has && ENDED_AFTER[phase.state] ? `${ENDED_AFTER[phase.state]} ${formatDuration(elapsed)}` : "";
+  const parts = has ? [`${formatDuration(elapsed + dt)} elapsed`] : [];
+  if (phase.stopped) parts.push("clock stopped");
+  else if (phase.state === "running") {
+    const eta = model.get("eta");
+    if (eta === null || eta === undefined) parts.push("time left unknown");
+    else parts.push(`${model.get("eta_is_estimate") ? "~" : ""}${formatDuration(Math.max(0, eta - dt))} left`);
+  }
+  return parts.join(" · ");
+}
+
+// The inline confirmation of a cancel, and the copy-name control. `ui.asking`: the confirmation
+// is open (its Cancel button is disabled meanwhile); `ui.sent`: a confirmed cancel went to the
+// kernel, which has not answered yet (the view reads "cancelling" already, with no ETA).
+function wireOperationControls(v, model, update, ui) {
+  v.cancel.addEventListener("click", () => {
+    if (v.cancel.disabled || v.cancel.hidden) return;
+    ui.asking = true;
+    v.confirmText.textContent = `Cancel this ${model.get("kind_label") || "operation"} on the server? It cannot be resumed.`;
+    v.confirm.hidden = false;
+    update();
+    v.confirmNo.focus(); // the safe choice has the focus
+  });
+  v.confirmYes.addEventListener("click", () => {
+    v.confirm.hidden = true;
+    ui.asking = false;
+    ui.sent = true;
+    model.send({ type: "cancel" });
+    update();
+  });
+  v.confirmNo.addEventListener("click", () => {
+    v.confirm.hidden = true;
+    ui.asking = false;
+    update();
+    v.cancel.focus();
+  });
+  v.copy.addEventListener("click", () => {
+    const done = () => {
+      v.copy.textContent = "Copied";
+      setTimeout(() => (v.copy.textContent = "Copy name"), 1500);
+    };
+    if (navigator.clipboard && navigator.clipboard.writeText) navigator.clipboard.writeText(model.get("name")).then(done, () => {});
+  });
+}
+
+function renderOperation({ model, el: host }) {
+  const v = operationDom(host);
   let base = performance.now(); // when elapsed/eta were last received
-  const link = liveness(model, () => update(), { changesAreKernels: true });
+  const ui = { asking: false, sent: false };
+  const link = liveness(model, () => update(), { kernelTraits: OPERATION_TRAITS });
+  const phaseNow = () => {
+    const phase = operationPhase(model, link);
+    if (ui.sent && phase.state === "running" && !phase.stopped) phase.state = "cancelling";
+    return phase;
+  };
 
   function updateClock() {
-    const state = model.get("state");
-    const running = RUNNING.has(state);
-    // Count on from the last update while live; freeze at the last sign of life when not, and at
-    // the last update when nothing polls it any more (its client was closed).
-    const unpolled = model.get("polling") === false;
-    const until = unpolled ? base : link.get() === "true" ? performance.now() : Math.max(base, link.seen());
-    const dt = running ? (until - base) / 1000 : 0;
-    const parts = [];
-    const elapsed = model.get("elapsed");
-    if (elapsed !== null && elapsed !== undefined) parts.push(`${formatDuration(elapsed + dt)} elapsed`);
-    if (running && link.get() !== "false" && !unpolled) {
-      const eta = model.get("eta");
-      if (eta === null || eta === undefined) parts.push("time left unknown");
-      else parts.push(`${model.get("eta_is_estimate") ? "~" : ""}${formatDuration(Math.max(0, eta - dt))} left`);
-    }
-    clock.textContent = parts.join(" · ");
+    const phase = phaseNow();
+    // Count on from the last update only while live and running (not while cancelling: no ETA
+    // then); freeze at the last update once stopped.
+    const until = phase.stopped ? base : link.get() === "true" ? performance.now() : Math.max(base, link.seen());
+    v.clock.textContent = clockText(model, phase, phase.running ? Math.max(0, until - base) / 1000 : 0);
   }
 
   function update() {
-    const state = model.get("state");
+    const phase = phaseNow();
+    const { state } = phase;
     const progress = model.get("progress");
-    const running = RUNNING.has(state);
-    root.dataset.state = state;
-    root.dataset.opId = model.get("op_id");
-    root.dataset.kind = model.get("kind");
-    root.dataset.progress = progress === null || progress === undefined ? "" : String(progress);
-    root.dataset.live = link.get();
-    root.classList.toggle("opw-compact", Boolean(model.get("compact")));
-    root.title = model.get("name");
-
+    const d = v.root.dataset;
+    d.state = state;
+    d.opId = model.get("op_id");
+    d.kind = model.get("kind");
+    d.progress = progress === null || progress === undefined ? "" : String(progress);
+    d.live = link.get();
+    d.polling = String(!phase.stopped || Boolean(phase.stale));
+    d.stopped = String(Boolean(phase.stopped));
+    v.root.classList.toggle("opw-compact", Boolean(model.get("compact")));
+    v.root.title = model.get("name");
     // Kinds and their names live in Python only; an older kernel sends no kind_label.
-    kind.textContent = model.get("kind_label") || model.get("kind") || "";
-    id.textContent = model.get("op_id");
-    const stale = running && link.get() === "false";
-    // Running, but nothing polls it any more: it must not look live (stripes, countdown, Cancel).
-    const unpolled = running && !stale && model.get("polling") === false;
-    badge.textContent = stale ? "not live" : unpolled ? "not polled" : state;
-    badge.classList.toggle("opw-stale", stale || unpolled);
-    root.dataset.polling = String(!unpolled);
+    v.kind.textContent = model.get("kind_label") || model.get("kind") || "";
+    v.id.textContent = model.get("op_id");
+    v.badge.textContent = phase.stopped ? "stopped" : state;
+    v.badge.classList.toggle("opw-stale", Boolean(phase.stopped));
 
     const determinate = progress !== null && progress !== undefined;
-    const shown = FULL.has(state) ? 100 : determinate ? progress : 0;
-    bar.classList.toggle("opw-indeterminate", running && !determinate && !stale && !unpolled);
-    fill.style.width = running && !determinate ? "" : `${shown}%`;
-    if (determinate) bar.setAttribute("aria-valuenow", String(progress));
-    else bar.removeAttribute("aria-valuenow");
-    pct.textContent = determinate ? `${progress.toFixed(progress < 10 ? 1 : 0)}%` : running ? "no progress reported" : "";
+    v.bar.classList.toggle("opw-indeterminate", phase.running && !determinate && !phase.stopped);
+    v.fill.style.width = phase.running && !determinate ? "" : `${FULL.has(state) ? 100 : determinate ? progress : 0}%`;
+    if (determinate) v.bar.setAttribute("aria-valuenow", String(progress));
+    else v.bar.removeAttribute("aria-valuenow");
+    v.bar.setAttribute("aria-label", `${model.get("kind_label") || "operation"} progress`);
+    v.pct.textContent = determinate ? `${progress.toFixed(progress < 10 ? 1 : 0)}%` : phase.running ? "no progress reported" : "";
 
+    // The message in plain words; the code name (INTERNAL (13)) on hover.
     const message = model.get("error_message");
-    const code = model.get("error_code");
-    error.hidden = !message && !code;
-    errorCode.textContent = code ? `${code}: ` : "";
-    errorMessage.textContent = message;
-
-    result.replaceChildren();
-    for (const item of model.get("result") || []) {
-      const row = el("div", "opw-result-item");
-      row.append(el("span", "opw-result-label", `${item.label || ""} `));
-      const href = safeHref(item.href);
-      const value = href ? el("a", "opw-result-value", item.text || href) : el("span", "opw-result-value", item.text || "");
-      if (href) {
-        value.href = href;
-        value.target = "_blank";
-        value.rel = "noopener noreferrer";
-      }
-      row.append(value);
-      result.append(row);
-    }
-    result.hidden = !result.childElementCount;
+    v.error.hidden = !message;
+    v.errorMessage.textContent = message;
+    v.error.title = model.get("error_code") || "";
+    renderResult(v.result, model.get("result"));
 
     const notes = [];
-    if (stale) notes.push("No kernel answers (it was shut down, or this is a saved view): nothing here is live.");
-    if (model.get("poll_error")) notes.push(model.get("poll_error"));
+    if (phase.stopped) notes.push(`Stopped: ${phase.stopped}. This widget no longer updates.`);
+    else if (model.get("poll_error")) notes.push(model.get("poll_error"));
     if (model.get("cancel_error")) notes.push(model.get("cancel_error"));
-    note.textContent = notes.join(" ");
-    note.hidden = !notes.length;
-
-    // can_cancel is false where the service has no cancel for this kind (the Gemini API cancels
-    // batches only): no enabled button that could only fail. Absent in old saved state: true.
-    const cancellable = model.get("can_cancel") !== false;
-    cancel.disabled = !cancellable || unpolled || state !== "running" || link.get() !== "true";
-    cancel.title = !cancellable
-      ? "The service cannot cancel this kind of operation"
-      : unpolled ? "Nothing polls this operation any more (its client was closed)"
-      : link.get() === "true" ? "Ask the server to cancel this operation" : "No live kernel";
+    v.note.textContent = notes.join(" ");
+    v.note.hidden = !notes.length;
+    if (v.confirm.hidden) ui.asking = false;
+    renderCancel(v, model, phase, link, ui.asking);
     updateClock();
-  }
-
-  function onCancel() {
-    if (cancel.disabled) return;
-    cancel.disabled = true; // one click, one request; the kernel answers with state "cancelling"
-    badge.textContent = "cancelling";
-    root.dataset.state = "cancelling";
-    model.send({ type: "cancel" });
   }
 
   const onElapsed = () => {
     base = performance.now();
   };
   model.on("change:elapsed", onElapsed);
-  model.on("change", update);
-  cancel.addEventListener("click", onCancel);
+  const stopListening = onTraits(model, OPERATION_TRAITS, update);
+  wireOperationControls(v, model, update, ui);
+  const answered = () => (ui.sent = false); // the kernel's own state (or error) takes over
+  model.on("change:state", answered);
+  model.on("change:cancel_error", answered);
   const ticker = setInterval(updateClock, 1000);
   update();
 
@@ -238,8 +340,9 @@ function renderOperation({ model, el: host }) {
     clearInterval(ticker);
     link.stop();
     model.off("change:elapsed", onElapsed);
-    model.off("change", update);
-    cancel.removeEventListener("click", onCancel);
+    model.off("change:state", answered);
+    model.off("change:cancel_error", answered);
+    stopListening();
   };
 }
 
@@ -247,21 +350,27 @@ function renderOperation({ model, el: host }) {
 
 // Python's State, in its order (tests/test_frontend.py compares them).
 const STATES = ["running", "succeeded", "failed", "cancelled", "filtered"];
+// [key, header, width]: fixed widths, so columns do not jump as the data changes.
 const COLUMNS = [
-  ["id", "operation"],
-  ["kind", "kind"],
-  ["state", "state"],
-  ["progress", "progress"],
-  ["create_time", "created"],
-  ["duration", "duration"],
-  ["error_message", "error"],
+  ["id", "operation", "16em"],
+  ["kind", "kind", "6em"],
+  ["state", "state", "7.5em"],
+  ["progress", "progress", "10em"],
+  ["create_time", "created", "8.5em"],
+  ["duration", "duration", "6em"],
+  ["error_message", "error", "auto"],
 ];
 const NEWEST_FIRST = new Set(["create_time", "duration", "progress"]);
+const TABLE_TRAITS = [
+  "rows", "total", "matching", "page", "page_size", "sort_by", "sort_desc", "state_filter", "kind_filter", "search",
+  "kinds", "selected_count", "cancellable_count", "deletable_count", "busy", "message",
+];
 
-function checkbox(className, value) {
+function checkbox(className, value, label) {
   const box = el("input", className);
   box.type = "checkbox";
   if (value !== undefined) box.value = value;
+  if (label) box.setAttribute("aria-label", label);
   return box;
 }
 
@@ -274,50 +383,84 @@ function badgeFor(state) {
 
 const fmt = (n) => Number(n).toLocaleString("en-US");
 
-function renderTable({ model, el: host }) {
-  const root = el("div", "opt");
-  // filters
+// "3m05s ago" from an ISO time in UTC; the exact time, in UTC, goes on hover.
+function relativeCell(iso, now) {
+  const cell = el("td", "opt-time");
+  const t = iso ? Date.parse(iso) : NaN;
+  if (Number.isFinite(t)) {
+    const ago = (now - t) / 1000;
+    cell.textContent = ago < 1 ? "just now" : `${formatDuration(ago)} ago`;
+    cell.title = `${iso.replace("T", " ").replace("Z", "")} UTC`;
+    cell.dataset.utc = iso;
+  }
+  return cell;
+}
+
+function tableFilters(model, parts) {
   const filters = el("div", "opt-filters");
-  const stateBoxes = STATES.map((s) => {
+  filters.setAttribute("role", "group");
+  filters.setAttribute("aria-label", "Filters");
+  parts.stateBoxes = STATES.map((s) => {
     const label = el("label", "opt-chip");
-    const box = checkbox("opt-state", s);
+    const box = checkbox("opt-state", s, `Show ${s}`);
     label.append(box, badgeFor(s));
     filters.append(label);
     return box;
   });
-  const kindsHolder = el("span", "opt-kinds");
-  const search = el("input", "opt-search");
-  search.type = "search";
-  search.placeholder = "Search names and error messages";
-  filters.append(kindsHolder, search);
-  // selection and actions
+  parts.kindsHolder = el("span", "opt-kinds");
+  parts.search = el("input", "opt-search");
+  parts.search.type = "search";
+  parts.search.placeholder = "Search names and error messages";
+  parts.search.setAttribute("aria-label", "Search names and error messages");
+  filters.append(parts.kindsHolder, parts.search);
+  return filters;
+}
+
+function tableActions(parts) {
   const actions = el("div", "opt-actions");
-  const counts = el("span", "opt-counts");
-  const selectAll = el("button", "opt-select-all");
-  const clear = el("button", "opt-clear", "Clear selection");
-  const cancelBtn = el("button", "opt-cancel", "Cancel selected");
-  const deleteBtn = el("button", "opt-delete", "Delete selected");
-  for (const b of [selectAll, clear, cancelBtn, deleteBtn]) b.type = "button";
-  actions.append(counts, selectAll, clear, cancelBtn, deleteBtn);
-  const confirmBar = el("div", "opt-confirm-bar");
-  const confirmText = el("span", "opt-confirm-text");
-  const confirmBtn = el("button", "opt-confirm");
-  const backBtn = el("button", "opt-back", "Back");
-  confirmBtn.type = backBtn.type = "button";
-  confirmBar.append(confirmText, confirmBtn, backBtn);
-  confirmBar.hidden = true;
-  const message = el("div", "opt-message");
-  // the table
+  parts.counts = el("span", "opt-counts");
+  parts.counts.setAttribute("aria-live", "polite");
+  parts.selectAll = button("opt-select-all");
+  parts.clear = button("opt-clear", "Clear selection");
+  parts.cancelBtn = button("opt-cancel", "Cancel selected");
+  parts.deleteBtn = button("opt-delete", "Delete selected");
+  actions.append(parts.counts, parts.selectAll, parts.clear, parts.cancelBtn, parts.deleteBtn);
+  parts.confirmBar = el("div", "opt-confirm-bar");
+  parts.confirmBar.setAttribute("role", "alertdialog");
+  parts.confirmText = el("span", "opt-confirm-text");
+  parts.confirmText.id = `opt-confirm-${Math.random().toString(36).slice(2)}`;
+  parts.confirmBar.setAttribute("aria-describedby", parts.confirmText.id);
+  parts.confirmBtn = button("opt-confirm");
+  parts.backBtn = button("opt-back", "Back");
+  parts.confirmBar.append(parts.confirmText, parts.confirmBtn, parts.backBtn);
+  parts.confirmBar.hidden = true;
+  parts.message = el("div", "opt-message");
+  parts.message.setAttribute("role", "status"); // outcomes of actions are announced
+  return [actions, parts.confirmBar, parts.message];
+}
+
+function tableGrid(model, parts) {
   const table = el("table", "opt-table");
+  const cols = el("colgroup");
+  cols.append(Object.assign(el("col"), { className: "opt-col-check" }));
+  for (const [key, , width] of COLUMNS) {
+    const col = el("col");
+    col.dataset.column = key;
+    if (width !== "auto") col.style.width = width;
+    cols.append(col);
+  }
   const head = el("tr");
-  const pageBox = checkbox("opt-page-select");
+  parts.pageBox = checkbox("opt-page-select", undefined, "Select every row on this page");
   const pageCell = el("th", "opt-check");
-  pageCell.append(pageBox);
+  pageCell.append(parts.pageBox);
   head.append(pageCell);
-  const headers = COLUMNS.map(([key, label]) => {
-    const th = el("th", "opt-sortable", label);
+  parts.headers = COLUMNS.map(([key, label]) => {
+    const th = el("th", "opt-sortable");
     th.dataset.column = key;
-    th.addEventListener("click", () => {
+    th.setAttribute("scope", "col");
+    // A button: reachable with Tab, sorted with Enter or Space; aria-sort on the header says how.
+    const sort = button("opt-sort", label);
+    sort.addEventListener("click", () => {
       if (model.get("sort_by") === key) model.set("sort_desc", !model.get("sort_desc"));
       else {
         model.set("sort_by", key);
@@ -325,194 +468,345 @@ function renderTable({ model, el: host }) {
       }
       model.save_changes();
     });
+    th.append(sort);
     head.append(th);
     return th;
   });
   const thead = el("thead");
   thead.append(head);
-  const tbody = el("tbody");
-  table.append(thead, tbody);
+  parts.tbody = el("tbody");
+  table.append(cols, thead, parts.tbody);
   const scroller = el("div", "opt-scroll");
   scroller.append(table);
-  // pager
-  const pager = el("div", "opt-pager");
-  const prev = el("button", "opt-prev", "‹ Prev");
-  const pageText = el("span", "opt-page");
-  const next = el("button", "opt-next", "Next ›");
-  prev.type = next.type = "button";
-  pager.append(prev, pageText, next);
-  root.append(filters, actions, confirmBar, message, scroller, pager);
-  host.append(root);
+  return scroller;
+}
 
+function tablePager(parts) {
+  const pager = el("div", "opt-pager");
+  parts.prev = button("opt-prev", "‹ Prev", "Previous page");
+  parts.pageText = el("span", "opt-page");
+  parts.next = button("opt-next", "Next ›", "Next page");
+  pager.append(parts.prev, parts.pageText, parts.next);
+  return pager;
+}
+
+function tableRow(model, r, now) {
+  const tr = el("tr", "opt-row");
+  tr.dataset.name = r.name;
+  tr.dataset.state = r.state;
+  tr.dataset.selected = String(Boolean(r.selected));
+  const pick = checkbox("opt-row-select", undefined, `Select ${r.id}`);
+  pick.checked = Boolean(r.selected);
+  pick.addEventListener("change", () => model.send({ type: "select", names: [r.name], selected: pick.checked }));
+  const c0 = el("td", "opt-check");
+  c0.append(pick);
+  const id = el("td", "opt-id", r.id);
+  id.title = r.name;
+  const state = el("td");
+  state.append(badgeFor(r.state));
+  const progress = el("td", "opt-progress");
+  if (r.progress !== null && r.progress !== undefined) {
+    const bar = el("span", "opt-mini");
+    const fill = el("span", "opt-mini-fill");
+    fill.style.width = `${Math.max(0, Math.min(100, r.progress))}%`;
+    bar.append(fill);
+    progress.append(bar, el("span", "opt-mini-text", `${Math.round(r.progress)}%`));
+  }
+  const error = el("td", "opt-error", r.error);
+  error.title = r.error;
+  tr.append(c0, id, el("td", "opt-kind-cell", r.kind), state, progress, relativeCell(r.create_time, now),
+    el("td", "opt-duration", r.duration === null ? "" : formatDuration(r.duration)), error);
+  return tr;
+}
+
+function tableConfirmText(model, action) {
+  // Only the rows the service can act on are counted and sent (the Gemini API cancels and
+  // deletes batches only); the confirmation says how many are left alone.
+  const able = model.get(action === "cancel" ? "cancellable_count" : "deletable_count") ?? model.get("selected_count");
+  const n = fmt(able);
+  const left = model.get("selected_count") - able;
+  const rest = left > 0 ? ` (${fmt(left)} selected cannot be ${action === "cancel" ? "cancelled" : "deleted"} by the service)` : "";
+  return {
+    text: (action === "cancel" ? `Cancel ${n} selected operations on the server?` : `Delete ${n} selected operations from the server?`) + rest,
+    yes: action === "cancel" ? `Yes, cancel ${n}` : `Yes, delete ${n}`,
+  };
+}
+
+// The table's controls that only send: filters, search, selection, the confirmed actions, paging.
+// Returns close() for the confirmation bar and the pending search timer.
+function wireTableControls(model, p) {
+  const setList = (key, boxes) => {
+    model.set(key, boxes.filter((b) => b.checked).map((b) => b.value));
+    model.save_changes();
+  };
   let pendingAction = null;
+  p.stateBoxes.forEach((b) => b.addEventListener("change", () => setList("state_filter", p.stateBoxes)));
+
+  let searchTimer = null;
+  p.search.addEventListener("input", () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => {
+      model.set("search", p.search.value);
+      model.save_changes();
+    }, 250);
+  });
+  p.pageBox.addEventListener("change", () => {
+    model.send({ type: "select", names: (model.get("rows") || []).map((r) => r.name), selected: p.pageBox.checked });
+  });
+  p.selectAll.addEventListener("click", () => model.send({ type: "select_matching" }));
+  p.clear.addEventListener("click", () => model.send({ type: "clear_selection" }));
+
+  function ask(action) {
+    pendingAction = action;
+    const { text, yes } = tableConfirmText(model, action);
+    p.confirmText.textContent = text;
+    p.confirmBtn.textContent = yes;
+    p.confirmBar.hidden = false;
+    p.confirmBar.dataset.action = action;
+    p.backBtn.focus(); // the safe choice has the focus
+  }
+  const close = () => {
+    pendingAction = null;
+    p.confirmBar.hidden = true;
+  };
+  p.cancelBtn.addEventListener("click", () => ask("cancel"));
+  p.deleteBtn.addEventListener("click", () => ask("delete"));
+  p.confirmBtn.addEventListener("click", () => {
+    if (pendingAction) model.send({ type: "action", action: pendingAction });
+    close();
+  });
+  p.backBtn.addEventListener("click", close);
+  const go = (delta) => {
+    model.set("page", Math.max(0, model.get("page") + delta));
+    model.save_changes();
+  };
+  p.prev.addEventListener("click", () => go(-1));
+  p.next.addEventListener("click", () => go(1));
+
+  return { close, searchTimer: () => searchTimer };
+}
+
+function renderTable({ model, el: host }) {
+  const parts = {};
+  const root = el("div", "opt");
+  root.append(tableFilters(model, parts), ...tableActions(parts), tableGrid(model, parts), tablePager(parts));
+  host.append(root);
+  const p = parts;
   let kindBoxes = [];
   let kindsShown = "";
   const link = liveness(model, () => update());
-
-  function setList(key, boxes) {
+  const { close, searchTimer } = wireTableControls(model, p);
+  const setList = (key, boxes) => {
     model.set(key, boxes.filter((b) => b.checked).map((b) => b.value));
     model.save_changes();
-  }
-  stateBoxes.forEach((b) => b.addEventListener("change", () => setList("state_filter", stateBoxes)));
+  };
 
   function renderKinds() {
     const kinds = model.get("kinds") || [];
     const key = kinds.join("\u0000");
     if (key === kindsShown) return;
     kindsShown = key;
-    kindsHolder.replaceChildren();
+    p.kindsHolder.replaceChildren();
     kindBoxes = kinds.map((k) => {
       const label = el("label", "opt-chip");
-      const box = checkbox("opt-kind", k);
+      const box = checkbox("opt-kind", k, `Show ${k}`);
       box.addEventListener("change", () => setList("kind_filter", kindBoxes));
       label.append(box, el("span", "opt-kind-label", k));
-      kindsHolder.append(label);
+      p.kindsHolder.append(label);
       return box;
     });
   }
 
-  let searchTimer = null;
-  search.addEventListener("input", () => {
-    clearTimeout(searchTimer);
-    searchTimer = setTimeout(() => {
-      model.set("search", search.value);
-      model.save_changes();
-    }, 250);
-  });
-
-  function rowNames() {
-    return (model.get("rows") || []).map((r) => r.name);
-  }
-  pageBox.addEventListener("change", () => {
-    model.send({ type: "select", names: rowNames(), selected: pageBox.checked });
-  });
-  selectAll.addEventListener("click", () => model.send({ type: "select_matching" }));
-  clear.addEventListener("click", () => model.send({ type: "clear_selection" }));
-
-  function ask(action) {
-    pendingAction = action;
-    // Only the rows the service can act on are counted and sent (the Gemini API cancels and
-    // deletes batches only); the confirmation says how many are left alone.
-    const able = model.get(action === "cancel" ? "cancellable_count" : "deletable_count") ?? model.get("selected_count");
-    const n = fmt(able);
-    const left = model.get("selected_count") - able;
-    const rest = left > 0 ? ` (${fmt(left)} selected cannot be ${action === "cancel" ? "cancelled" : "deleted"} by the service)` : "";
-    confirmText.textContent =
-      (action === "cancel" ? `Cancel ${n} selected operations on the server?` : `Delete ${n} selected operations from the server?`) + rest;
-    confirmBtn.textContent = action === "cancel" ? `Yes, cancel ${n}` : `Yes, delete ${n}`;
-    confirmBar.hidden = false;
-    confirmBar.dataset.action = action;
-    confirmBtn.focus();
-  }
-  cancelBtn.addEventListener("click", () => ask("cancel"));
-  deleteBtn.addEventListener("click", () => ask("delete"));
-  confirmBtn.addEventListener("click", () => {
-    if (pendingAction) model.send({ type: "action", action: pendingAction });
-    pendingAction = null;
-    confirmBar.hidden = true;
-  });
-  backBtn.addEventListener("click", () => {
-    pendingAction = null;
-    confirmBar.hidden = true;
-  });
-
-  function go(delta) {
-    model.set("page", Math.max(0, model.get("page") + delta));
-    model.save_changes();
-  }
-  prev.addEventListener("click", () => go(-1));
-  next.addEventListener("click", () => go(1));
-
   function renderRows() {
     const rows = model.get("rows") || [];
-    const body = [];
-    for (const r of rows) {
-      const tr = el("tr", "opt-row");
-      tr.dataset.name = r.name;
-      tr.dataset.state = r.state;
-      tr.dataset.selected = String(Boolean(r.selected));
-      const pick = checkbox("opt-row-select");
-      pick.checked = Boolean(r.selected);
-      pick.addEventListener("change", () => model.send({ type: "select", names: [r.name], selected: pick.checked }));
-      const c0 = el("td", "opt-check");
-      c0.append(pick);
-      const id = el("td", "opt-id", r.id);
-      id.title = r.name;
-      const state = el("td");
-      state.append(badgeFor(r.state));
-      const progress = el("td", "opt-progress");
-      if (r.progress !== null && r.progress !== undefined) {
-        const bar = el("span", "opt-mini");
-        const fill = el("span", "opt-mini-fill");
-        fill.style.width = `${Math.max(0, Math.min(100, r.progress))}%`;
-        bar.append(fill);
-        progress.append(bar, el("span", "opt-mini-text", `${Math.round(r.progress)}%`));
-      }
-      const error = el("td", "opt-error", r.error);
-      error.title = r.error;
-      tr.append(c0, id, el("td", "opt-kind-cell", r.kind), state, progress, el("td", "opt-time", r.create_time),
-        el("td", "opt-time", r.duration === null ? "" : formatDuration(r.duration)), error);
-      body.push(tr);
-    }
-    tbody.replaceChildren(...body);
-    pageBox.checked = rows.length > 0 && rows.every((r) => r.selected);
+    const now = Date.now();
+    p.tbody.replaceChildren(...rows.map((r) => tableRow(model, r, now)));
+    p.pageBox.checked = rows.length > 0 && rows.every((r) => r.selected);
+  }
+
+  function renderHeaders() {
+    const sortBy = model.get("sort_by");
+    const desc = model.get("sort_desc");
+    p.headers.forEach((th) => {
+      const on = th.dataset.column === sortBy;
+      th.classList.toggle("opt-sorted", on);
+      th.dataset.sort = on ? (desc ? "desc" : "asc") : "";
+      th.setAttribute("aria-sort", on ? (desc ? "descending" : "ascending") : "none");
+    });
   }
 
   function update() {
-    const total = model.get("total");
-    const matching = model.get("matching");
-    const selected = model.get("selected_count");
-    const busy = model.get("busy");
-    root.dataset.total = String(total);
-    root.dataset.matching = String(matching);
-    root.dataset.selected = String(selected);
-    root.dataset.busy = String(busy);
-    root.dataset.live = link.get();
+    const [total, matching, selected, busy] = ["total", "matching", "selected_count", "busy"].map((k) => model.get(k));
+    Object.assign(root.dataset, { total, matching, selected, busy, live: link.get() });
     const states = new Set(model.get("state_filter"));
-    stateBoxes.forEach((b) => (b.checked = states.has(b.value)));
+    p.stateBoxes.forEach((b) => (b.checked = states.has(b.value)));
     renderKinds();
     const kinds = new Set(model.get("kind_filter"));
     kindBoxes.forEach((b) => (b.checked = kinds.has(b.value)));
-    if (document.activeElement !== search) search.value = model.get("search");
-    counts.textContent = `${fmt(matching)} matching of ${fmt(total)} · ${fmt(selected)} selected`;
-    selectAll.textContent = `Select all ${fmt(matching)} matching`;
+    if (document.activeElement !== p.search) p.search.value = model.get("search");
+    p.counts.textContent = `${fmt(matching)} matching of ${fmt(total)} · ${fmt(selected)} selected`;
+    p.selectAll.textContent = `Select all ${fmt(matching)} matching`;
     const acting = busy || link.get() !== "true";
-    selectAll.disabled = matching === 0;
-    clear.disabled = selected === 0;
-    cancelBtn.disabled = (model.get("cancellable_count") ?? selected) === 0 || acting;
-    deleteBtn.disabled = (model.get("deletable_count") ?? selected) === 0 || acting;
-    if (acting) confirmBar.hidden = true;
-    message.textContent =
+    p.selectAll.disabled = matching === 0;
+    p.clear.disabled = selected === 0;
+    p.cancelBtn.disabled = (model.get("cancellable_count") ?? selected) === 0 || acting;
+    p.deleteBtn.disabled = (model.get("deletable_count") ?? selected) === 0 || acting;
+    if (acting) close();
+    p.message.textContent =
       link.get() === "false" ? "The kernel does not answer (busy, or gone): actions are paused." : model.get("message");
-    message.hidden = !message.textContent;
-    const sortBy = model.get("sort_by");
-    headers.forEach((th) => {
-      const on = th.dataset.column === sortBy;
-      th.classList.toggle("opt-sorted", on);
-      th.dataset.sort = on ? (model.get("sort_desc") ? "desc" : "asc") : "";
-    });
-    const size = Math.max(1, model.get("page_size"));
-    const pages = Math.max(1, Math.ceil(matching / size));
+    p.message.hidden = !p.message.textContent;
+    renderHeaders();
+    const pages = Math.max(1, Math.ceil(matching / Math.max(1, model.get("page_size"))));
     const page = model.get("page");
-    pageText.textContent = `page ${fmt(page + 1)} of ${fmt(pages)}`;
-    prev.disabled = page <= 0;
-    next.disabled = page >= pages - 1;
+    p.pageText.textContent = `page ${fmt(page + 1)} of ${fmt(pages)}`;
+    p.prev.disabled = page <= 0;
+    p.next.disabled = page >= pages - 1;
     renderRows();
   }
 
-  model.on("change", update);
+  const stopListening = onTraits(model, TABLE_TRAITS, update);
+  const ticker = setInterval(() => {
+    const now = Date.now(); // relative times move on
+    p.tbody.querySelectorAll("td[data-utc]").forEach((cell) => {
+      cell.textContent = relativeCell(cell.dataset.utc, now).textContent;
+    });
+  }, 30000);
   update();
 
   return () => {
     link.stop();
-    clearTimeout(searchTimer);
-    model.off("change", update);
+    clearTimeout(searchTimer());
+    clearInterval(ticker);
+    stopListening();
+  };
+}
+
+// -- OperationsList (watch_all) ------------------------------------------------------------------
+
+const LIST_TRAITS = ["rows", "summary", "cancellable", "not_cancellable"];
+
+function listDom(host) {
+  const v = {};
+  v.root = el("div", "opl");
+  const head = el("div", "opl-head");
+  v.summary = el("span", "opl-summary");
+  v.summary.setAttribute("role", "status"); // progress of the whole list is announced
+  v.cancelAll = button("opl-cancel-all", "Cancel all running");
+  head.append(v.summary, v.cancelAll);
+  v.confirm = el("div", "opw-confirm opl-confirm");
+  v.confirm.setAttribute("role", "group");
+  v.confirmText = el("span", "opw-confirm-text");
+  v.confirmYes = button("opw-confirm-yes", "");
+  v.confirmNo = button("opw-confirm-no", "Keep them running");
+  v.confirm.append(v.confirmText, v.confirmYes, v.confirmNo);
+  v.confirm.hidden = true;
+  v.grid = el("div", "opl-grid");
+  v.grid.setAttribute("role", "list");
+  v.root.append(head, v.confirm, v.grid);
+  host.append(v.root);
+  return v;
+}
+
+// One row: kind, id, bar, percent, badge, time; a note under it when there is something to say.
+function listRow(row, link) {
+  const rowModel = { get: (key) => row[key] };
+  const phase = RUNNING.has(row.state) && link.get() === "false"
+    ? { state: row.state, running: true, stale: true, stopped: "no kernel answers" }
+    : { state: row.state, running: RUNNING.has(row.state), stopped: RUNNING.has(row.state) ? row.stopped : "" };
+  const r = el("div", "opl-row");
+  r.setAttribute("role", "listitem");
+  r.dataset.state = row.state;
+  r.dataset.opId = row.op_id;
+  r.dataset.stopped = String(Boolean(phase.stopped));
+  const id = el("span", "opl-id", row.op_id);
+  id.title = row.name;
+  const bar = el("span", "opl-bar");
+  const fill = el("span", "opl-fill");
+  const determinate = row.progress !== null && row.progress !== undefined;
+  fill.style.width = phase.running && !determinate ? "" : `${FULL.has(row.state) ? 100 : determinate ? row.progress : 0}%`;
+  bar.classList.toggle("opw-indeterminate", phase.running && !determinate && !phase.stopped);
+  bar.append(fill);
+  const pct = el("span", "opl-pct", determinate ? `${row.progress.toFixed(row.progress < 10 ? 1 : 0)}%` : "");
+  const badge = el("span", "opw-badge opl-badge", phase.stopped ? "stopped" : row.state);
+  badge.classList.toggle("opw-stale", Boolean(phase.stopped));
+  const time = el("span", "opl-time");
+  r.append(el("span", "opl-kind", row.kind_label || ""), id, bar, pct, badge, time);
+  const said = [row.error_message, phase.stopped ? `Stopped: ${phase.stopped}.` : row.poll_error, row.cancel_error];
+  const note = el("div", "opl-note", said.filter(Boolean).join(" "));
+  note.title = row.error_code || "";
+  note.hidden = !note.textContent;
+  if (row.state === "failed") note.classList.add("opl-error");
+  r.append(note);
+  return { node: r, tick: (dt) => (time.textContent = clockText(rowModel, phase, phase.stopped ? 0 : dt)) };
+}
+
+function renderList({ model, el: host }) {
+  const v = listDom(host);
+  let base = performance.now();
+  let ticks = [];
+  const link = liveness(model, () => update(), { kernelTraits: LIST_TRAITS });
+
+  function tick() {
+    const until = link.get() === "true" ? performance.now() : Math.max(base, link.seen());
+    ticks.forEach((t) => t(Math.max(0, until - base) / 1000));
+  }
+
+  function update() {
+    const rows = model.get("rows") || [];
+    v.root.dataset.live = link.get();
+    v.root.dataset.count = String(rows.length);
+    const built = rows.map((row) => listRow(row, link));
+    v.grid.replaceChildren(...built.map((b) => b.node));
+    ticks = built.map((b) => b.tick);
+    v.summary.textContent = model.get("summary");
+    const n = model.get("cancellable");
+    v.cancelAll.hidden = n === 0;
+    v.cancelAll.textContent = `Cancel all running (${fmt(n)})`;
+    v.cancelAll.disabled = link.get() !== "true" || !v.confirm.hidden;
+    if (n === 0 || link.get() !== "true") v.confirm.hidden = true;
+    tick();
+  }
+
+  v.cancelAll.addEventListener("click", () => {
+    const n = model.get("cancellable");
+    const others = model.get("not_cancellable");
+    const rest = others ? ` (${fmt(others)} running cannot be cancelled by the service)` : "";
+    v.confirmText.textContent = `Cancel ${fmt(n)} running operations on the server?${rest} This cannot be undone.`;
+    v.confirmYes.textContent = `Yes, cancel ${fmt(n)}`;
+    v.confirm.hidden = false;
+    update();
+    v.confirmNo.focus(); // the safe choice has the focus
+  });
+  v.confirmYes.addEventListener("click", () => {
+    v.confirm.hidden = true;
+    model.send({ type: "cancel_all" });
+    update();
+  });
+  v.confirmNo.addEventListener("click", () => {
+    v.confirm.hidden = true;
+    update();
+  });
+  const onRows = () => {
+    base = performance.now();
+  };
+  model.on("change:rows", onRows);
+  const stopListening = onTraits(model, LIST_TRAITS, update);
+  const ticker = setInterval(tick, 1000);
+  update();
+
+  return () => {
+    clearInterval(ticker);
+    link.stop();
+    model.off("change:rows", onRows);
+    stopListening();
   };
 }
 
 
+const VIEWS = { table: renderTable, list: renderList, operation: renderOperation };
+
 function render(context) {
-  return context.model.get("_view") === "table" ? renderTable(context) : renderOperation(context);
+  return (VIEWS[context.model.get("_view")] || renderOperation)(context);
 }
 
 export default { render };

@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . tests/python-env.sh
 
-echo "== installing ops-widgets with JupyterLab"
-"$PY" -m pip install --quiet --disable-pip-version-check -e '.[demo]'
+start=$SECONDS
+quietly "installing ops-widgets with JupyterLab" \
+    "$PY" -m pip install --disable-pip-version-check --no-input -e '.[demo]'
+echo "== ops-widgets and JupyterLab are installed in $("$PY" -c 'import sys; print(sys.prefix)') ($((SECONDS - start)) s)"
 exec "$PY" -m ops_widgets demo "$@"

@@ -5,10 +5,17 @@ the quickstart notebook against the embedded emulator."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import secrets
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 from ._cli import add_commands, add_global_options, version_string
 
@@ -98,24 +105,118 @@ def _add_fault_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    notebook = NOTEBOOKS / args.notebook
-    if not notebook.is_file():
-        print(f"ops-widgets demo: {notebook} not found (run it from a clone of the repository)", file=sys.stderr)
+    source = NOTEBOOKS / args.notebook
+    if not source.is_file():
+        print(f"ops-widgets demo: {source} not found (run it from a clone of the repository)", file=sys.stderr)
         return 2
+    # A scratch copy: opening (and saving) the notebook never rewrites the clone's file.
+    scratch = Path(tempfile.mkdtemp(prefix="ops-widgets-demo-"))
+    notebook = scratch / source.name
+    shutil.copyfile(source, notebook)
     if args.execute:
-        return execute_notebook(notebook)
+        try:
+            return execute_notebook(notebook)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     try:
         import jupyterlab  # noqa: F401
     except ImportError:
         print("ops-widgets demo needs JupyterLab: pip install 'ops-widgets[demo]'", file=sys.stderr)
         return 2
-    cmd = [sys.executable, "-m", "jupyterlab", "--ip=127.0.0.1", f"--ServerApp.root_dir={NOTEBOOKS}",
-           str(notebook)]
+    return serve_lab(notebook, scratch)
+
+
+# JupyterLab asks "Would you like to get notified about official Jupyter news?" in a toast that
+# covers the widgets; this plugin does it. Disabled for the demo's own server only (a config dir
+# of its own, added in front of the user's, which stays as it is).
+NEWS_PLUGIN = "@jupyterlab/apputils-extension:announcements"
+
+
+def kernel_security() -> dict[str, str]:
+    """KernelManager settings for kernels whose channels are encrypted (CurveZMQ keys handed out
+    by the kernel manager, for kernels that declare support, as ipykernel 7.4 does): then the
+    kernel has no "running over TCP without encryption" warning to print. Where pyzmq has no
+    CurveZMQ, local sockets (ipc) do the same on POSIX."""
+    import zmq
+
+    if zmq.has("curve"):
+        return {"transport_encryption": "auto"}
+    return {"transport": "ipc"} if os.name == "posix" else {}
+
+
+def serve_lab(notebook: Path, scratch: Path, startup_timeout: float = 120.0) -> int:
+    """JupyterLab on 127.0.0.1 over ``scratch``, its log in a file there; prints one line, the
+    URL that opens ``notebook`` itself (also where no browser opens: SSH, containers, WSL)."""
+    config = scratch / "config"
+    (config / "labconfig").mkdir(parents=True)
+    (config / "labconfig" / "page_config.json").write_text(json.dumps({"disabledExtensions": {NEWS_PLUGIN: True}}))
+    runtime = scratch / "runtime"
+    env = dict(os.environ)
+    env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(p for p in (str(config), env.get("JUPYTER_CONFIG_PATH")) if p)
+    env["JUPYTER_RUNTIME_DIR"] = str(runtime)  # where the server says its port and token
+    env.setdefault("JUPYTER_TOKEN", secrets.token_urlsafe(24))  # not on the command line (ps shows it)
+    cmd = [sys.executable, "-m", "jupyterlab", "--ip=127.0.0.1", f"--ServerApp.root_dir={scratch}",
+           *(f"--KernelManager.{k}={v}" for k, v in kernel_security().items()), str(notebook)]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
-    print("Opening", notebook.name, "in JupyterLab (Ctrl-C to stop). It runs against the embedded emulator:")
-    print("no account, no key, no network needed.")
-    return subprocess.call(cmd)
+    log_path = scratch / "jupyterlab.log"
+    # `kill` (TERM) or a closed terminal (HUP) stop it as Ctrl-C does: the server goes too. (A
+    # script's `cmd &` starts it with SIGINT ignored; TERM still reaches it.)
+    for signum in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)):
+        if signum is not None:
+            signal.signal(signum, _interrupt)
+    with open(log_path, "wb") as log:
+        # A session of its own: Ctrl-C reaches this process only, which stops the server cleanly
+        # (JupyterLab would otherwise ask "Shutdown this Jupyter server?" into its log file).
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    try:
+        info = _server_info(proc, runtime / f"jpserver-{proc.pid}.json", startup_timeout)
+        if info is None:
+            proc.terminate()
+            _failed(f"JupyterLab did not start (its log: {log_path})", log_path)
+            return 1
+        base = f"http://127.0.0.1:{info['port']}{info.get('base_url', '/')}"
+        url = f"{base}lab/tree/{notebook.name}?token={info['token']}"
+        print(f"ops-widgets demo: open {url}  (a scratch copy in {scratch}; Ctrl-C stops)", flush=True)
+        status = proc.wait()
+        if status != 0:
+            _failed(f"JupyterLab stopped with status {status} (its log: {log_path})", log_path)
+        return status
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if proc.poll() is None:
+            proc.terminate()  # it shuts its kernels down
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _server_info(proc: subprocess.Popen[bytes], path: Path, timeout: float) -> dict[str, Any] | None:
+    """The server's own record of its port and token, once it is up; None if it ended first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            info: dict[str, Any] = json.loads(path.read_text())
+            return info
+        except (OSError, ValueError):  # not written yet, or half-written
+            time.sleep(0.1)
+    return None
+
+
+def _failed(message: str, log_path: Path) -> None:
+    print(f"ops-widgets demo: {message}", file=sys.stderr)
+    try:
+        tail = log_path.read_text(errors="replace").splitlines()[-30:]
+    except OSError:
+        return
+    print("\n".join(tail), file=sys.stderr)
 
 
 def execute_notebook(path: Path, timeout: int = 600) -> int:
@@ -124,13 +225,15 @@ def execute_notebook(path: Path, timeout: int = 600) -> int:
         import nbformat
         from nbclient import NotebookClient
         from nbclient.exceptions import CellExecutionError
+        from traitlets.config import Config
     except ImportError:
         print("ops-widgets demo --execute needs nbclient: pip install 'ops-widgets[demo]'", file=sys.stderr)
         return 2
     nb = nbformat.read(path, as_version=4)
     # Widget state is never stored: it would write live state into the file.
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=False,
-                            resources={"metadata": {"path": str(path.parent)}})
+                            resources={"metadata": {"path": str(path.parent)}},
+                            config=Config({"KernelManager": kernel_security()}))
     try:
         client.execute()
         failed = None

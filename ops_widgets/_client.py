@@ -31,9 +31,8 @@ from ._types import ListOperationsResponse, Operation, State
 if TYPE_CHECKING:
     import httpx
     import pandas as pd
-    from ipywidgets import VBox
 
-    from .widgets import OperationWidget
+    from .widgets import OperationsList, OperationWidget
 
 __all__ = ["DEFAULT_BASE_URL", "AsyncOperations", "NameOrOperation", "ProgressCallback"]
 
@@ -221,8 +220,18 @@ class AsyncOperations:
         self, names: Iterable[NameOrOperation], *, poll_interval: float | None = None
     ) -> _List[AsyncTracked]:
         """track() each of ``names``, in the order given; their first GETs go out concurrently,
-        as many at once and as fast as the client's poll_concurrency and poll_rate allow."""
-        return _List(await asyncio.gather(*(self.track(n, poll_interval=poll_interval) for n in names)))
+        as many at once and as fast as the client's poll_concurrency and poll_rate allow (names
+        of a listable collection are read from its list pages instead)."""
+        tasks: _List[asyncio.Future[AsyncTracked]] = []
+        try:
+            for i, name in enumerate(names, 1):
+                tasks.append(asyncio.ensure_future(self.track(name, poll_interval=poll_interval)))
+                if i % _CHUNK == 0:
+                    await asyncio.sleep(0)  # thousands of names: start them a chunk per turn of the loop
+            return _List(await asyncio.gather(*tasks))
+        finally:
+            for task in tasks:
+                task.cancel()  # one failed: the others' handles are not handed out (no-op when done)
 
     async def as_completed(
         self, names: Iterable[NameOrOperation], *, poll_interval: float | None = None, timeout: float | None = None
@@ -261,8 +270,10 @@ class AsyncOperations:
 
         return OperationWidget(await self.track(name, poll_interval=poll_interval))
 
-    async def watch_all(self, names: Iterable[NameOrOperation], *, poll_interval: float | None = None) -> VBox:
-        """A compact stacked list of OperationWidgets, tracked concurrently."""
+    async def watch_all(
+        self, names: Iterable[NameOrOperation], *, poll_interval: float | None = None
+    ) -> OperationsList:
+        """One live list widget (OperationsList), a row per operation, tracked concurrently."""
         from .widgets import watch_all
 
         return watch_all(await self.track_all(names, poll_interval=poll_interval))
@@ -290,7 +301,7 @@ class AsyncOperations:
 
         return [h for h in await asyncio.gather(*(one(n) for n in names)) if h is not None]
 
-    async def resume(self, *, poll_interval: float | None = None) -> VBox:
+    async def resume(self, *, poll_interval: float | None = None) -> OperationsList:
         """Pick up where an earlier kernel left off: track_unfinished(), shown as watch_all()."""
         from .widgets import watch_all
 

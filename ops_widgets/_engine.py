@@ -68,6 +68,7 @@ FIRST_SNAPSHOT_PATIENCE = 300.0
 # tracked operations outnumber, this many times over, the pages a sweep of it reads.
 _SWEEP_SAVING = 4
 _SWEEP_MAX_PAGES = 100  # a sweep reads at most this many pages; what it did not see is GET
+_SWEEP_CHUNK = 100  # operations of a page taken in per turn of the event loop
 _SWEEP_BROKEN_FOR = 60.0  # after a sweep failed (not a 429), GETs for this long (service time)
 
 
@@ -425,13 +426,15 @@ class Sweep:
             finally:
                 engine.limiter.release()
             pages += 1
-            for op in ops:
+            for i, op in enumerate(ops, 1):
                 answer = wanted.pop(op.name, None)
                 if answer is not None:
                     if not answer.done():
                         answer.set_result((op, sent))
                 else:
                     engine.offer(op, sent)
+                if i % _SWEEP_CHUNK == 0:
+                    await asyncio.sleep(0)  # a page wakes a thousand waiters: not all in one turn
             if not wanted or token is None or pages >= _SWEEP_MAX_PAGES:
                 break
         self.pages = pages
@@ -692,6 +695,7 @@ class Poller:
                 continue
             except _PERMANENT as exc:
                 self._failures = _REPORT_AFTER - 1
+                self.stopped = True  # before _failed tells subscribers: they read `polling` then
                 self._failed(exc)
                 self._finish()
                 return
@@ -965,8 +969,12 @@ class AsyncTracked:
         """Send a cancel (once, however often asked) and return; polling confirms it soon."""
         await self._poller.cancel()
 
+    def __str__(self) -> str:
+        """The one text form: "name  state  42%  1m 12s", with the engine's elapsed time."""
+        return summary_line(self.operation, self.elapsed)
+
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {summary_line(self.operation, self.elapsed)}>"
+        return f"<{type(self).__name__} {self}>"
 
 
 class Tracked(AsyncTracked):

@@ -7,7 +7,10 @@ Operation.create_time / update_time (NaT where those are None), converted once p
 
 from __future__ import annotations
 
+import math
 import sys
+import time
+import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -151,34 +154,56 @@ def to_dataframe(operations: Iterable[Operation], *, flatten_metadata: bool = Tr
 
 
 class ListingProgress:
-    """"Listed N operations (P pages)": a small widget in a notebook, a text line in a terminal."""
+    """"listed N operations (P pages)" while a listing runs, gone when it is done (as tqdm's
+    ``leave=False``): in a notebook, an output that empties itself at the end (so the saved
+    notebook keeps nothing of it); on a terminal, a line redrawn in place and then erased; into a
+    file or a pipe, plain lines, at most one every LINE_EVERY seconds, and the last one."""
 
-    def __init__(self, enabled: bool = True) -> None:
-        self._label: Any = None
-        self._stream = sys.stderr if enabled else None
-        if enabled and _in_kernel():
-            try:
-                import ipywidgets
-                from IPython.display import display
+    LINE_EVERY = 2.0  # seconds between two plain lines
+    REDRAW_EVERY = 0.1  # seconds between two redraws in place (a notebook output, a terminal)
 
-                self._label = ipywidgets.HTML("listing operations…")
-                display(self._label)
-                self._stream = None
-            except ImportError:
-                pass
+    def __init__(self, enabled: bool = True, stream: Any = None) -> None:
+        self._display_id: str | None = None
+        self._stream: Any = None
+        self._tty = False
+        self._shown_at = -math.inf
+        self._shown = ""
+        if not enabled:
+            return
+        if _in_kernel():
+            self._display_id = uuid.uuid4().hex
+            self._display("listing operations…", update=False)
+            return
+        self._stream = sys.stderr if stream is None else stream
+        isatty = getattr(self._stream, "isatty", None)
+        self._tty = bool(isatty and isatty())
 
-    def update(self, count: int, pages: int) -> None:
+    def _display(self, text: str, *, update: bool = True) -> None:
+        from IPython.display import display
+
+        display({"text/plain": text}, raw=True, display_id=self._display_id, update=update)
+
+    def update(self, count: int, pages: int, *, last: bool = False) -> None:
         text = f"listed {count:,} operations ({pages} page{'s' if pages != 1 else ''})"
-        if self._label is not None:
-            self._label.value = text  # our own digits: no server text goes into this HTML
+        now = time.monotonic()
+        every = self.REDRAW_EVERY if self._display_id is not None or self._tty else self.LINE_EVERY
+        if (not last and now - self._shown_at < every) or text == self._shown:
+            return
+        self._shown_at, self._shown = now, text
+        if self._display_id is not None:
+            self._display(text)
         elif self._stream is not None:
-            self._stream.write(f"\r{text}")
+            self._stream.write(f"\r{text}\x1b[K" if self._tty else f"{text}\n")
             self._stream.flush()
 
     def close(self, count: int, pages: int) -> None:
-        self.update(count, pages)
-        if self._stream is not None:
-            self._stream.write("\n")
+        if self._display_id is not None:
+            self._display("")  # nothing stays in the notebook
+        elif self._tty:
+            self._stream.write("\r\x1b[K")  # the line goes, as tqdm(leave=False) does
+            self._stream.flush()
+        else:
+            self.update(count, pages, last=True)  # into a file: where it ended
 
 
 def _in_kernel() -> bool:

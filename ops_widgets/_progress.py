@@ -63,7 +63,20 @@ def progress_from_metadata(metadata: Mapping[str, Any]) -> float | None:
         ratio = _ratio(finished, stats.get("requestCount"))
         if ratio is not None:
             return _clamp(ratio)
-    return None
+    return _completion(metadata.get("completionStats"))
+
+
+def _completion(stats: Any) -> float | None:
+    """A Vertex job's completionStats: (successful + failed) of all, where the total is known, that
+    is where incompleteCount is sent (-1 says it is unknown)."""
+    if not isinstance(stats, Mapping) or stats.get("incompleteCount") is None:
+        return None
+    counts = [as_number(stats.get(k)) for k in ("successfulCount", "failedCount", "incompleteCount")]
+    succeeded, failed, incomplete = (0.0 if c is None else c for c in counts)
+    if counts[2] is None or incomplete < 0 or succeeded < 0 or failed < 0:
+        return None
+    ratio = _ratio(succeeded + failed, succeeded + failed + incomplete)
+    return None if ratio is None else _clamp(ratio)
 
 
 # ASCII digits only: \d alone would also take "２０２４", which int() then reads as 2024.

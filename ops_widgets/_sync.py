@@ -18,9 +18,8 @@ from ._types import ListOperationsResponse, Operation
 if TYPE_CHECKING:
     import httpx
     import pandas as pd
-    from ipywidgets import VBox
 
-    from .widgets import OperationWidget
+    from .widgets import OperationsList, OperationWidget
 
 __all__ = ["Operations"]
 
@@ -121,7 +120,9 @@ class Operations:
         return OperationWidget(self.track(name, poll_interval=poll_interval))
 
     @_doc
-    def watch_all(self, names: Iterable[NameOrOperation], *, poll_interval: float | None = None) -> VBox:
+    def watch_all(
+        self, names: Iterable[NameOrOperation], *, poll_interval: float | None = None
+    ) -> OperationsList:
         from .widgets import watch_all
 
         return watch_all(self.track_all(names, poll_interval=poll_interval))
@@ -135,7 +136,7 @@ class Operations:
         return [Tracked(h) for h in self._run(self._async.track_unfinished(poll_interval=poll_interval))]
 
     @_doc
-    def resume(self, *, poll_interval: float | None = None) -> VBox:
+    def resume(self, *, poll_interval: float | None = None) -> OperationsList:
         from .widgets import watch_all
 
         return watch_all(self.track_unfinished(poll_interval=poll_interval))

@@ -1,5 +1,5 @@
-"""The text form of an operation: one line, the same in every repr and (as durations) on screen.
-Pure functions."""
+"""The text form of an operation: one line, the same in str(op), str(tracked), repr(widget), the
+terminal and the widgets' snapshots, and (as durations) on screen. Pure functions."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ MAX_SECONDS = 2**53  # past this a JS number is no exact integer: its digits wou
 
 
 def format_duration(seconds: float | None) -> str:
-    """"7s", "1m12s", "1h05m": rounded half up to whole seconds, negatives as 0, "" if unknown."""
+    """"7s", "1m 12s", "1h 05m": rounded half up to whole seconds, negatives as 0, "" if unknown."""
     if seconds is None or not math.isfinite(seconds):
         return ""
     # Half up, exactly like JS Math.round; round() goes half to even (2.5 -> 2), and floor(x + 0.5)
@@ -25,11 +25,11 @@ def format_duration(seconds: float | None) -> str:
     s = min(MAX_SECONDS, max(0, whole + (seconds - whole >= 0.5)))
     h, m, r = s // 3600, s % 3600 // 60, s % 60
     if h:
-        return f"{h}h{m:02d}m"
-    return f"{m}m{r:02d}s" if m else f"{r}s"
+        return f"{h}h {m:02d}m"
+    return f"{m}m {r:02d}s" if m else f"{r}s"
 
 
 def summary_line(op: Operation, elapsed: float | None = None) -> str:
-    """"models/veo/operations/abc  running  42%  1m12s": name, state, progress, time it ran."""
+    """"models/veo/operations/abc  running  42%  1m 12s": name, state, progress, time it ran."""
     line = op.summary()
     return line if elapsed is None else f"{line}  {format_duration(elapsed)}"

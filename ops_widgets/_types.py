@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
+import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,7 +15,9 @@ from typing import Any
 from ._exceptions import MalformedOperationError
 from ._progress import as_number, progress_from_metadata, time_from_metadata
 
-__all__ = ["KINDS", "ListOperationsResponse", "Operation", "OperationError", "State", "kind_of", "model_of"]
+__all__ = [
+    "JOB_STATES", "KINDS", "ListOperationsResponse", "Operation", "OperationError", "State", "kind_of", "model_of",
+]
 
 CANCELLED_CODE = 1  # google.rpc.Code.CANCELLED
 _INT32 = range(-(2**31), 2**31)  # google.rpc.Status.code is an int32
@@ -80,16 +86,23 @@ class Operation:
     error: OperationError | None
     raw: dict[str, Any] = field(compare=False)
     vertex: bool = field(default=False, compare=False)
+    # A Vertex AI job resource (tuningJobs, batchPredictionJobs: a JOB_STATE_*), not an Operation.
+    job: bool = field(default=False, compare=False)
 
     @classmethod
     def from_api_response(cls, data: Any, *, vertex: bool = False) -> Operation:
-        """Build from the JSON the API answered; raise MalformedOperationError if it is not one."""
+        """Build from the JSON the API answered; raise MalformedOperationError if it is not one.
+
+        A Vertex AI job (a tuningJobs or batchPredictionJobs resource: a ``state`` JOB_STATE_*
+        where an Operation has ``done``) reads into the same model, see ``job_state``."""
         if not isinstance(data, Mapping):
             raise MalformedOperationError(f"an operation must be a JSON object, got {_kind(data)}")
         name = data.get("name")
         if not isinstance(name, str) or not name:
             raise MalformedOperationError(f"an operation needs a string 'name', got {_kind(name)}")
         where = name if len(name) <= 100 else name[:100] + "..."  # server text of any length
+        if _is_job(name, data):
+            return cls._from_job(name, where, data)
         # proto3 omits false (a running operation has no "done" key), and null means the default
         # too: missing and null are both "not done", as the seed's .NET `bool? Done` reads them.
         done = _or_default(data, "done", False)
@@ -115,6 +128,49 @@ class Operation:
             raw=dict(data),
             vertex=vertex,
         )
+
+    @classmethod
+    def _from_job(cls, name: str, where: str, data: Mapping[str, Any]) -> Operation:
+        """A Vertex job: done and the outcome from its state (JOB_STATES); its error; the job
+        itself as the metadata (times, completionStats) and, once it succeeded, as the response."""
+        state = data.get("state")
+        outcome = JOB_STATES.get(state) if isinstance(state, str) else None
+        done = outcome is not None and outcome is not State.RUNNING
+        error = data.get("error")
+        try:
+            parsed = None if error is None else OperationError.from_api_response(error)
+        except MalformedOperationError as exc:
+            raise MalformedOperationError(f"{where}: {exc}") from None
+        if outcome is State.SUCCEEDED:
+            parsed = None  # a partial success may carry an error; it stays in raw
+        elif done and (parsed is None or (parsed.code == CANCELLED_CODE) != (outcome is State.CANCELLED)):
+            # A job that ended badly says so in its state; an error that says otherwise is kept as the message.
+            code = CANCELLED_CODE if outcome is State.CANCELLED else 4 if state == "JOB_STATE_EXPIRED" else 2
+            message = parsed.message if parsed is not None and parsed.message else f"The job ended in {state}."
+            parsed = OperationError(code, message, [] if parsed is None else parsed.details)
+        job = dict(data)
+        return cls(name=name, done=done, metadata=job, response=job if outcome is State.SUCCEEDED else None,
+                   error=parsed, raw=dict(data), vertex=True, job=True)
+
+    @property
+    def job_state(self) -> str | None:
+        """A Vertex AI job's own state, as sent ("JOB_STATE_RUNNING"); None for an Operation, and
+        for a job whose state is absent or not a string."""
+        if not self.job:
+            return None
+        value = self.raw.get("state")
+        return value if isinstance(value, str) else None
+
+    @property
+    def partial(self) -> bool:
+        """A Vertex job that succeeded partially (JOB_STATE_PARTIALLY_SUCCEEDED): some results
+        may be missing. ``succeeded`` is True for it too."""
+        return self.job_state == "JOB_STATE_PARTIALLY_SUCCEEDED"
+
+    @property
+    def cancelling(self) -> bool:
+        """A cancel is under way (JOB_STATE_CANCELLING, BATCH_STATE_CANCELLING): still running."""
+        return not self.done and (self.job_state or self.batch_state or "").endswith("_CANCELLING")
 
     @property
     def id(self) -> str:
@@ -159,6 +215,9 @@ class Operation:
         A Gemini API batch that is not done yet reports its own state in metadata.state
         (BATCH_STATE_*), which can be final before the operation is: that state is used then.
         """
+        if self.job:
+            state = self.raw.get("state")
+            return JOB_STATES.get(state, State.RUNNING) if isinstance(state, str) else State.RUNNING
         if not self.done:
             return _batch_state(self.batch_state)
         if self.error is not None:
@@ -246,13 +305,37 @@ class Operation:
             return []
         return [v[key] for v in items if isinstance(v, Mapping) and isinstance(v.get(key), str)]
 
+    @property
+    def video_data(self) -> list[bytes]:
+        """Videos a done Vertex AI video operation sent inline (response.videos[].bytesBase64Encoded,
+        when no storageUri was asked for), decoded; [] otherwise. Undecodable items are skipped."""
+        if not self.done or not self.response:
+            return []
+        items = self.response.get("videos")
+        out = []
+        for item in items if isinstance(items, list) else []:
+            data = item.get("bytesBase64Encoded") if isinstance(item, Mapping) else None
+            if isinstance(data, str):
+                try:
+                    out.append(base64.b64decode(data, validate=True))
+                except (binascii.Error, ValueError):
+                    continue
+        return out
+
     def summary(self) -> str:
         """One line of text: name, state, progress."""
         p = self.progress
         return f"{self.name}  {self.state.value}" + ("" if p is None else f"  {p:.0f}%")
 
+    def __str__(self) -> str:
+        """The one text form every view writes: "name  state  42%  1m 12s" (how long it ran, by
+        its own times; one still running, until now by the wall clock, as the terminal says)."""
+        from ._text import summary_line  # _text builds on this module
+
+        return summary_line(self, self.run_seconds(time.time()))
+
     def __repr__(self) -> str:
-        return f"<Operation {self.summary()}>"
+        return f"<Operation {self}>"
 
 
 @dataclass(frozen=True)
@@ -271,9 +354,11 @@ class ListOperationsResponse:
     def from_api_response(cls, data: Any, *, vertex: bool = False) -> ListOperationsResponse:
         if not isinstance(data, Mapping):
             raise MalformedOperationError(f"a list answer must be a JSON object, got {_kind(data)}")
-        ops = _or_default(data, "operations", [])
+        # A Vertex AI job listing names its list after the collection: each job reads as one operation.
+        key = next((k for k in _JOB_LISTS if data.get(k) is not None and data.get("operations") is None), "operations")
+        ops = _or_default(data, key, [])
         if not isinstance(ops, list):
-            raise MalformedOperationError(f"'operations' must be a list, got {_kind(ops)}")
+            raise MalformedOperationError(f"{key!r} must be a list, got {_kind(ops)}")
         token = data.get("nextPageToken")
         if token is not None and not isinstance(token, str):
             raise MalformedOperationError(f"'nextPageToken' must be a string, got {_kind(token)}")
@@ -299,9 +384,9 @@ def kind_of(name: str, metadata: Mapping[str, Any]) -> str:
     type_ = metadata.get("@type")
     if not isinstance(type_, str):
         type_ = ""
-    if name.startswith("batches/") or type_.endswith("Batch"):
+    if name.startswith("batches/") or type_.endswith("Batch") or "/batchPredictionJobs/" in name:
         return "batch"
-    if name.startswith("tunedModels/") or "Tun" in type_.rsplit(".", 1)[-1]:
+    if name.startswith("tunedModels/") or "Tun" in type_.rsplit(".", 1)[-1] or "/tuningJobs/" in name:
         return "tuning"
     if "Import" in type_ or "Upload" in type_ or "/ragCorpora/" in name:
         return "import"
@@ -332,6 +417,34 @@ _BATCH_STATES = {
     "BATCH_STATE_EXPIRED": State.FAILED,
     "BATCH_STATE_CANCELLED": State.CANCELLED,
 }
+
+
+# google.cloud.aiplatform JobState, by its JSON name: what a Vertex job's state means. Anything else
+# (UNSPECIFIED, absent, a name added later) reads as still running, not done.
+JOB_STATES: dict[str, State] = {
+    "JOB_STATE_QUEUED": State.RUNNING,
+    "JOB_STATE_PENDING": State.RUNNING,
+    "JOB_STATE_RUNNING": State.RUNNING,
+    "JOB_STATE_PAUSED": State.RUNNING,
+    "JOB_STATE_UPDATING": State.RUNNING,
+    "JOB_STATE_CANCELLING": State.RUNNING,  # see Operation.cancelling
+    "JOB_STATE_SUCCEEDED": State.SUCCEEDED,
+    "JOB_STATE_PARTIALLY_SUCCEEDED": State.SUCCEEDED,  # see Operation.partial
+    "JOB_STATE_FAILED": State.FAILED,
+    "JOB_STATE_EXPIRED": State.FAILED,
+    "JOB_STATE_CANCELLED": State.CANCELLED,
+}
+_JOB_LISTS = ("tuningJobs", "batchPredictionJobs")  # ListTuningJobsResponse, ListBatchPredictionJobsResponse
+_JOB_NAME = re.compile(r"projects/[^/]+/locations/[^/]+/(?:tuningJobs|batchPredictionJobs)/[^/]+")
+
+
+def _is_job(name: str, data: Mapping[str, Any]) -> bool:
+    """A Vertex job resource rather than an Operation: a JOB_STATE_* (or a job's name) and none of
+    an Operation's own fields."""
+    if "done" in data or "metadata" in data or "response" in data:
+        return False
+    state = data.get("state")
+    return (isinstance(state, str) and state.startswith("JOB_STATE_")) or bool(_JOB_NAME.fullmatch(name))
 
 
 def _batch_state(value: str | None) -> State:

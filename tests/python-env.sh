@@ -2,7 +2,22 @@
 # install into and sets PY. It is the active Python (a virtual environment, conda, pyenv, or
 # $PYTHON), unless that one is a system Python marked externally managed (PEP 668, as on Debian 12
 # and Ubuntu 23.04+): then a project-local virtual environment in .venv, made once and reused.
-# Quiet: one line says what it chose.
+# Quiet: one line says what it chose. `quietly` runs a step with its output in a log that is shown
+# only if the step fails.
+
+quietly() {
+    # quietly "what it does" command...: silent on success, the command's output if it fails.
+    local what=$1 log status=0
+    shift
+    log=$(mktemp)
+    "$@" >"$log" 2>&1 || status=$?
+    if [ "$status" -ne 0 ]; then
+        cat "$log" >&2
+        echo "ERROR: $what failed (exit status $status)" >&2
+    fi
+    rm -f "$log"
+    return "$status"
+}
 
 PY=${PYTHON:-python3}
 if ! command -v "$PY" >/dev/null 2>&1; then
@@ -37,5 +52,5 @@ if [ -z "${VIRTUAL_ENV:-}" ] && [ -z "${CONDA_PREFIX:-}" ] && _externally_manage
         echo "== using the project virtual environment in .venv ($PY is externally managed)"
     fi
     PY=$PWD/.venv/bin/python
-    "$PY" -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null
+    quietly "upgrading pip in .venv" "$PY" -m pip install --disable-pip-version-check --upgrade pip
 fi

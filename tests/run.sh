@@ -7,12 +7,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . tests/python-env.sh
 
-echo "== installing ops-widgets with its test dependencies"
-"$PY" -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+start=$SECONDS
+quietly "installing ops-widgets with its test dependencies" \
+    "$PY" -m pip install --disable-pip-version-check --no-input -e '.[dev]'
+echo "== ops-widgets and its test dependencies are installed in $("$PY" -c 'import sys; print(sys.prefix)') ($((SECONDS - start)) s)"
 
-echo "== lint and types: ruff, mypy --strict (both configured in pyproject.toml)"
-"$PY" -m ruff check
-"$PY" -m mypy
+# ruff and mypy --strict, both configured in pyproject.toml: what they find, or one line.
+quietly "ruff check" "$PY" -m ruff check
+quietly "mypy" "$PY" -m mypy
+echo "== ruff and mypy --strict: no findings"
 
 echo "== unit, integration and notebook tests"
 # pytest exits 5 when it collects nothing: with set -e that fails the run, as it should.

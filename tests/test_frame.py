@@ -3,6 +3,7 @@ and the bulk actions."""
 
 from __future__ import annotations
 
+import io
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -12,7 +13,7 @@ from wiredata import wire
 
 import ops_widgets as ow
 from ops_widgets import Operation, to_dataframe
-from ops_widgets._frame import COLUMNS
+from ops_widgets._frame import COLUMNS, ListingProgress
 
 DTYPES = {
     "id": "string", "kind": "string", "state": "category", "done": "bool", "progress": "Float64",
@@ -176,3 +177,54 @@ def test_cancel_many_and_delete_many_never_abort(fresh_emu: Any) -> None:
         again = client.delete_many(gone["name"].tolist())
         assert not again["ok"].any() and again["error"].str.contains("NotFoundError").all()
         assert client.list_all() == []
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_listing_progress_into_a_file_is_plain_lines_and_on_a_terminal_goes_away() -> None:
+    """Redirected stderr gets whole lines (no carriage returns piling up), the last one saying
+    where it ended; a terminal gets one line redrawn in place and erased at the end."""
+    plain = io.StringIO()
+    shown = ListingProgress(stream=plain)
+    for pages in range(1, 40):
+        shown.update(pages * 100, pages)
+    shown.close(3_950, 40)
+    text = plain.getvalue()
+    assert "\r" not in text and "\x1b" not in text and text.endswith("\n")
+    assert text.splitlines()[-1] == "listed 3,950 operations (40 pages)"
+    tty = Tty()
+    shown = ListingProgress(stream=tty)
+    shown.update(100, 1, last=True)
+    shown.close(100, 1)
+    assert tty.getvalue() == "\rlisted 100 operations (1 page)\x1b[K\r\x1b[K"
+    quiet = io.StringIO()
+    off = ListingProgress(False, stream=quiet)
+    off.update(1, 1)
+    off.close(1, 1)
+    assert quiet.getvalue() == ""
+
+
+@pytest.mark.timeout(120)
+def test_listing_progress_leaves_nothing_in_a_notebook(tmp_path: Any) -> None:
+    """In a kernel it is an output that empties itself: the saved notebook keeps no progress text."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "from ops_widgets.emulator import Emulator\n"
+        "with Emulator.start(random_seed=3) as emu:\n"
+        "    emu.seed(300)\n"
+        "    with emu.client() as ops:\n"
+        "        df = ops.list_dataframe(page_size=20)\n"
+        "print(len(df), 'rows')\n")]
+    NotebookClient(nb, timeout=100, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = nb.cells[0].outputs
+    streams = [o["text"] for o in outputs if o["output_type"] == "stream"]
+    assert len(streams) == 1 and streams[0].endswith(" rows\n") and int(streams[0].split()[0]) > 100
+    shown = [o for o in outputs if o["output_type"] == "display_data"]
+    assert [o["data"] for o in shown] == [{"text/plain": ""}]  # emptied when it was done
+    assert "listing" not in nbformat.writes(nb) and "listed" not in nbformat.writes(nb)

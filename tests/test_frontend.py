@@ -69,12 +69,12 @@ def test_js_duration_text_is_pythons() -> None:
 
 def test_duration_text() -> None:
     assert [format_duration(s) for s in (None, math.nan, -5, 0.4, 2.5, 59.5, 72, 3599.5, 3725)] == [
-        "", "", "0s", "0s", "3s", "1m00s", "1m12s", "1h00m", "1h02m"]
+        "", "", "0s", "0s", "3s", "1m 00s", "1m 12s", "1h 00m", "1h 02m"]
 
 
 def test_repr_line_is_the_readmes() -> None:
     op = Operation.from_api_response({"name": "tunedModels/t/operations/o", "metadata": {"completedPercent": 42}})
-    assert summary_line(op, 72.3) == "tunedModels/t/operations/o  running  42%  1m12s"
+    assert summary_line(op, 72.3) == "tunedModels/t/operations/o  running  42%  1m 12s"
 
 
 def test_js_keeps_no_list_of_kinds() -> None:
@@ -142,3 +142,15 @@ def test_filtered_badge_text_reads_in_light_and_dark_themes() -> None:
         badge = tuple(a * share + i * (1 - share) for a, i in zip(amber, inverse, strict=True))
         text = tuple(c * ta + k * (1 - ta) for c, k in zip((tr, tg, tb), badge, strict=True))  # alpha over the badge
         assert contrast(badge, text) >= 4.5, theme  # WCAG AA for the badge's small text
+
+
+def test_js_listens_to_named_traits_and_keeps_functions_short() -> None:
+    """Views listen to change:<trait> (a bare "change" fires for traits they never show), and no
+    function of the module runs past ~100 lines."""
+    source = (JS / "widgets.js").read_text()
+    assert not re.search(r"""\.on\(\s*["'`]change["'`]""", source), "listen to change:<trait>, not to every change"
+    lines = source.splitlines()
+    starts = [i for i, line in enumerate(lines) if re.match(r"(async )?function \w+", line)]
+    for start in starts:
+        end = next(i for i in range(start, len(lines)) if lines[i] == "}")
+        assert end - start + 1 <= 100, f"{lines[start][:40]!r} is {end - start + 1} lines"

@@ -17,7 +17,7 @@ import pandas as pd
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from ops_widgets import ApiError, ListOperationsResponse, Operation, OpsError, to_dataframe
+from ops_widgets import ApiError, ListOperationsResponse, Operation, OpsError, State, to_dataframe
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 FUZZ = settings(
@@ -100,8 +100,31 @@ operation_hostile = st.fixed_dictionaries({}, optional={
     "name": names | anything, "done": anything, "metadata": metadata | anything,
     "response": response | anything, "error": op_error | anything,
 })
+# A Vertex AI job (tuningJobs, batchPredictionJobs): a resource with a JOB_STATE_*, its own error,
+# times and completionStats, in place of an Operation's done/metadata/response.
+job_names = st.sampled_from([
+    "projects/p/locations/us-central1/tuningJobs/123", "projects/p/locations/l/batchPredictionJobs/9",
+    "projects/p/locations/l/tuningJobs/", "tuningJobs/1",
+]) | names
+job_states = st.sampled_from([
+    "JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED",
+    "JOB_STATE_CANCELLING", "JOB_STATE_CANCELLED", "JOB_STATE_PAUSED", "JOB_STATE_EXPIRED", "JOB_STATE_UPDATING",
+    "JOB_STATE_PARTIALLY_SUCCEEDED", "JOB_STATE_UNSPECIFIED", "JOB_STATE_NEW", "JOB_STATE_",
+])
+job_shaped = st.fixed_dictionaries({"name": job_names}, optional={
+    "state": job_states | anything,
+    "error": op_error | anything,
+    "createTime": times, "updateTime": times, "endTime": times, "startTime": times,
+    "completionStats": st.fixed_dictionaries({}, optional={
+        "successfulCount": anything, "failedCount": anything, "incompleteCount": anything,
+    }) | anything,
+    "tunedModel": st.fixed_dictionaries({}, optional={"model": anything, "endpoint": anything}) | anything,
+    "outputInfo": st.fixed_dictionaries({}, optional={"gcsOutputDirectory": anything}) | anything,
+    "videos": anything,
+})
 list_shaped = st.fixed_dictionaries({}, optional={
-    "operations": st.lists(operation_shaped | operation_hostile, max_size=3) | anything,
+    "operations": st.lists(operation_shaped | operation_hostile | job_shaped, max_size=3) | anything,
+    "tuningJobs": st.lists(job_shaped, max_size=3) | anything,
     "nextPageToken": st.text(max_size=10) | anything,
     "unreachable": st.lists(st.text(max_size=10)) | anything,
 }) | anything
@@ -234,6 +257,19 @@ def test_operation_skeletons_with_hostile_values(data: Any, vertex: bool) -> Non
     op = parse_or_typed_error(Operation.from_api_response, data, vertex=vertex)
     if op is not None:
         exercise(op)
+
+
+@FUZZ
+@given(data=job_shaped, vertex=st.booleans())
+@example({"name": "projects/p/locations/l/batchPredictionJobs/9", "state": "JOB_STATE_RUNNING",
+          "completionStats": {"successfulCount": "1" * 400, "incompleteCount": -(10**400)}}, True)
+@example({"name": "projects/p/locations/l/tuningJobs/1", "state": "JOB_STATE_FAILED", "error": None}, False)
+def test_vertex_jobs_with_hostile_values(data: Any, vertex: bool) -> None:
+    op = parse_or_typed_error(Operation.from_api_response, data, vertex=vertex)
+    if op is not None:
+        exercise(op)
+        assert op.done == (op.state is not State.RUNNING)
+        assert op.failed == (op.state in (State.FAILED, State.CANCELLED))
 
 
 @FUZZ

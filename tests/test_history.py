@@ -224,11 +224,11 @@ RESUME_CODE = """
 import json, sys, time
 from ops_widgets import Operations
 ops = Operations(base_url=sys.argv[1])
-box = ops.resume(poll_interval=0.2)  # the emulator runs its videos in seconds, not minutes
+shown = ops.resume(poll_interval=0.2)  # the emulator runs its videos in seconds, not minutes
 deadline = time.monotonic() + 60
-while not all(w.state not in ("running", "cancelling") for w in box.children) and time.monotonic() < deadline:
+while not all(r["state"] not in ("running", "cancelling") for r in shown.rows) and time.monotonic() < deadline:
     time.sleep(0.05)
-print(json.dumps({w.name: w.state for w in box.children}))
+print(json.dumps({r["name"]: r["state"] for r in shown.rows}))
 """
 
 

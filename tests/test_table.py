@@ -28,6 +28,14 @@ def make_frame() -> pd.DataFrame:
     ])
 
 
+def test_the_state_filter_sees_cancelling() -> None:
+    f = make_frame()
+    v1 = "models/veo-3.0-generate-001/operations/v1"
+    assert list(matching(f, states=["running"], cancelling={v1, "operations/g1"})) == ["tunedModels/t/operations/t1"]
+    assert list(matching(f, states=["cancelling"], cancelling={v1, "operations/g1"})) == [v1]  # g1 is done
+    assert len(matching(f, cancelling={v1})) == 5
+
+
 def test_matching_filters_and_sorts() -> None:
     f = make_frame()
     assert list(matching(f)) == ["models/veo-3.0-generate-001/operations/v1", "batches/b1",
@@ -52,9 +60,12 @@ def test_page_rows_are_plain_json() -> None:
                      selected={"batches/b1"}, cancelling={"models/veo-3.0-generate-001/operations/v1"})
     json.dumps(rows)
     assert rows[0] == {"name": "batches/b1", "id": "b1", "kind": "batch", "state": "failed", "progress": None,
-                       "create_time": "2026-01-01 00:00:02", "duration": 598.0,
+                       "create_time": "2026-01-01T00:00:02Z", "duration": 598.0,
                        "error": "quota <b>exceeded</b>", "selected": True}
     assert rows[1]["state"] == "cancelling" and rows[1]["selected"] is False and rows[1]["error"] == ""
+    cancelled, failed = page_rows(f, ["operations/g2", "batches/b1"], selected=(), cancelling=())
+    assert cancelled["state"] == "cancelled" and cancelled["error"] == ""  # its stock message repeats the badge
+    assert failed["error"] == "quota <b>exceeded</b>"
 
 
 def test_only_the_visible_page_travels() -> None:
@@ -132,13 +143,45 @@ def test_cancel_selected_against_the_emulator(sim: Sim) -> None:
         assert emu.get_operation(name)["error"]["code"] == 1
     for name in done:
         assert "error" not in emu.get_operation(name)
+    # The filter is applied again: the cancelled ones left "running" at once, and the count with them.
+    assert table.matching == 3 and {r["name"] for r in table.rows} == {*videos, running[5]}
+    assert table.selected_count == 3  # the one that failed, and the two it could not cancel
+    assert "Cancel sent" in table.message
+    table.state_filter = []  # a new filter: the message was about the old one
+    assert table.message == "" and table.matching == 11
+    table.state_filter = ["cancelling", "cancelled"]
+    assert table.matching == 5
     # Rows on screen are tracked: they turn cancelled once the engine sees it.
     sim.advance(15)
     assert table.wait_idle(10)
     sim.advance(15)
-    assert all(r["state"] == "cancelled" for r in table.rows if r["name"].startswith("batches/")
-               and r["name"] != running[5]), table.rows
-    assert table.selected_count == 3  # the one that failed, and the two it could not cancel
+    assert [r["state"] for r in table.rows] == ["cancelled"] * 4 and table.matching == 5
+    table.close()
+
+
+def test_a_cancel_sent_elsewhere_shows_in_the_table() -> None:
+    """One state across both widgets: a row whose poller says a cancel went through (a widget on
+    the same client sent it) reads "cancelling" here too, and leaves a "running" filter."""
+    from types import SimpleNamespace
+
+    table = OperationsTable(make_frame(), state_filter=["running"])
+    v1 = "models/veo-3.0-generate-001/operations/v1"
+    handle: Any = SimpleNamespace(cancel_requested=True, elapsed=None, call_later=lambda _delay, fn: fn())
+    table._on_live(Operation.from_api_response({"name": v1}), handle=handle)
+    assert [r["name"] for r in table.rows] == ["tunedModels/t/operations/t1"] and table.matching == 1
+    table.state_filter = []
+    assert next(r for r in table.rows if r["name"] == v1)["state"] == "cancelling"
+    table.close()
+
+
+def test_a_row_that_ends_leaves_the_running_filter(sim: Sim) -> None:
+    name = sim.emu.create("tuning", duration=60)
+    other = sim.emu.create("tuning", duration=3600)
+    client = sim.client()
+    table = OperationsTable(client.list_all(), client, state_filter=["running"])
+    assert table.matching == 2 and table.wait_idle(10)
+    sim.advance_until(lambda: table.matching == 1, step=30)
+    assert [r["name"] for r in table.rows] == [other] and table.frame.loc[name, "state"] == "succeeded"
     table.close()
 
 

@@ -169,11 +169,39 @@ def test_view_state_running_tuning() -> None:
 def test_view_state_cancelling_until_confirmed() -> None:
     running = op({"name": "models/veo-3.0-generate-001/operations/v"})
     s = view_state(running, elapsed=5, eta=100, eta_is_estimate=True, cancelling=True)
-    assert s["state"] == "cancelling" and s["kind"] == "video" and s["progress"] is None and s["eta_is_estimate"]
+    assert s["state"] == "cancelling" and s["kind"] == "video" and s["progress"] is None
+    assert s["eta"] is None and not s["eta_is_estimate"]  # the ETA stops while it is being cancelled
     done = op({"name": "models/veo-3.0-generate-001/operations/v", "done": True,
                "error": {"code": 1, "message": "Operation was cancelled."}})
     s = view_state(done, elapsed=6, eta=0, eta_is_estimate=False, cancelling=True)
     assert s["state"] == "cancelled" and s["eta"] is None and s["error_code"] == "CANCELLED (1)"
+
+
+def test_view_state_while_cancelling_or_stopped_has_no_eta() -> None:
+    running = op({"name": "batches/b"})
+    assert view_state(running, elapsed=5, eta=100, eta_is_estimate=True)["eta"] == 100
+    for s in (view_state(running, elapsed=5, eta=100, eta_is_estimate=True, cancelling=True),
+              view_state(running, elapsed=5, eta=100, eta_is_estimate=True, stopped="the client was closed",
+                         poll_error="Polling keeps failing, still trying: 503")):
+        assert s["eta"] is None and not s["eta_is_estimate"]
+    s = view_state(running, elapsed=5, eta=None, eta_is_estimate=False, stopped="gone", poll_error="still trying")
+    assert s["stopped"] == "gone" and s["poll_error"] == ""  # "still trying" only while something tries
+    done = op({"name": "batches/b", "done": True, "response": {}})
+    assert view_state(done, elapsed=5, eta=0, eta_is_estimate=False, stopped="gone")["stopped"] == ""
+
+
+def test_view_state_error_in_plain_words_code_apart() -> None:
+    """The message is the text; the code name goes to a tooltip; a cancel's stock message, which
+    only repeats the badge, is left out (a cancel with something to say keeps it)."""
+    def shown(error: dict[str, Any]) -> tuple[str, str]:
+        s = view_state(op({"name": "batches/b", "done": True, "error": error}), elapsed=1, eta=None,
+                       eta_is_estimate=False)
+        return s["error_message"], s["error_code"]
+
+    assert shown({"code": 1, "message": "Operation was cancelled."}) == ("", "CANCELLED (1)")
+    assert shown({"code": 1, "message": "The operation has been canceled"}) == ("", "CANCELLED (1)")
+    assert shown({"code": 1, "message": "Cancelled: quota exceeded"}) == ("Cancelled: quota exceeded", "CANCELLED (1)")
+    assert shown({"code": 3, "message": "Bad prompt."}) == ("Bad prompt.", "INVALID_ARGUMENT (3)")
 
 
 def test_view_state_failed_and_succeeded() -> None:
@@ -208,7 +236,7 @@ ALLOWED = {
     "_model_name", "_view_count", "_view_module", "_view_module_version", "_view_name", "layout",
     "tabbable", "tooltip", "name", "op_id", "kind", "kind_label", "state", "progress", "elapsed", "eta",
     "eta_is_estimate", "error_code", "error_message", "result", "poll_error", "cancel_error", "compact",
-    "can_cancel", "polling",
+    "can_cancel", "polling", "stopped",
     "_view",
 }
 
@@ -325,10 +353,41 @@ def test_a_widget_whose_client_closed_does_not_pretend(sim: Sim) -> None:
     ops.close()
     sim.advance(1)
     assert w.polling is False and w.state == "running"
-    assert "Polling stopped" in w.poll_error and "closed" in w.poll_error
+    assert "closed" in w.stopped and w.poll_error == ""  # stopped, with the reason; nothing "still trying"
+    assert w.eta is None and not w.eta_is_estimate  # no countdown of a wait nobody watches
     count = len(w.comm.sent)
     sim.advance(600)
     assert len(w.comm.sent) == count  # no heartbeat from nothing
+    w.close()
+
+
+def test_a_permanent_poll_error_stops_the_widget_with_its_reason(sim: Sim) -> None:
+    """A 404 (deleted meanwhile) is not retried: the widget says stopped, why, and sends nothing more."""
+    ops = sim.client(max_retries=0)
+    w = ops.watch(sim.emu.create("batch", duration=3600), poll_interval=1)
+    sim.advance(2)
+    sim.emu.fail_next(1, status=404)
+    sim.advance(5)
+    assert w.polling is False and w.state == "running" and w.eta is None
+    assert "404" in w.stopped or "not found" in w.stopped.lower(), w.stopped
+    count = len(w.comm.sent)
+    w.comm.from_front({"type": "cancel"})  # nothing polls it: a cancel could never be confirmed
+    sim.advance(600)
+    assert len(w.comm.sent) == count and w.state == "running"
+    w.close()
+
+
+def test_a_cancel_has_no_eta_until_confirmed(sim: Sim) -> None:
+    name = sim.emu.create("batch", duration=3600)
+    w = sim.ops.watch(name)
+    sim.advance(30.5)  # away from the heartbeat at 30, so "cancelling" goes out at once
+    assert w.eta is not None
+    sim.emu.fail_next(1, status=503, path=":cancel")  # the first try fails; the retry goes through
+    w.comm.from_front({"type": "cancel"})
+    sim.clock.settle()
+    assert w.state == "cancelling" and w.eta is None and not w.eta_is_estimate
+    sim.advance_until(lambda: w.state == "cancelled", step=0.5)
+    assert w.eta is None
     w.close()
 
 
@@ -380,18 +439,6 @@ def test_widget_from_a_name_with_a_client_and_from_a_handle(sim: Sim) -> None:
     b.close()
 
 
-def test_watch_all_is_a_compact_stack(sim: Sim) -> None:
-    names = [sim.emu.create(k, duration=60) for k in ("video", "tuning", "batch")]
-    box = sim.ops.watch_all(names)
-    assert isinstance(box, ipywidgets.VBox) and [c.name for c in box.children] == names
-    assert all(c.compact for c in box.children)
-    assert [c.kind for c in box.children] == ["video", "tuning", "batch"]
-    sim.advance_until(lambda: all(c.state == "succeeded" for c in box.children), step=30)
-    for c in box.children:
-        c.close()
-    box.close()
-
-
 def test_async_watch(recorded_comm: Comms) -> None:
     """AsyncOperations.watch: the widget lives on the caller's loop (here an auto VirtualClock's)."""
     clock = ow.VirtualClock()
@@ -406,11 +453,9 @@ def test_async_watch(recorded_comm: Comms) -> None:
                 assert (await w.tracked.wait(timeout=60)).succeeded
                 await asyncio.sleep(0.2)  # the trailing update runs on this loop: let time pass
                 assert w.state == "succeeded" and w.comm.updates()[-1]["state"] == "succeeded"
-                assert len(box.children) == 1 and box.children[0].kind == "video"
+                assert [r["kind_label"] for r in box.rows] == ["video"]
             finally:
                 w.close()
-                for c in box.children:
-                    c.close()
                 box.close()
 
     clock.run(body())

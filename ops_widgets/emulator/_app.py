@@ -20,6 +20,9 @@ everything else answers 404. Key in `x-goog-api-key` or `?key=`.
     POST   /upload/v1beta/fileSearchStores/{s}:uploadToFileSearchStore   resumable: the upload operation
                                       file (JSON lines, streamed as they are made) or a video's bytes
 
+Vertex AI, on the same server (ops_widgets/emulator/_vertex.py, which lists its routes): paths under
+/v1 and /v1beta1 that start with projects/ or publishers/, with a bearer token from POST /token.
+
 Admin routes (no key, never faulted): POST /_emulator/seed, POST /_emulator/operations,
 GET /_emulator/operations/{name}, POST /_emulator/operations/{name}:complete, POST /_emulator/faults
 (scripted: fail_next/fail_for), POST /_emulator/faults:set (random: a Faults as JSON),
@@ -29,6 +32,7 @@ GET /_emulator/faults, DELETE /_emulator/faults, GET /_emulator/stats, POST /_em
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import random
 import re
@@ -44,6 +48,7 @@ from urllib.parse import parse_qs
 import httpx
 
 from .. import _capabilities as caps
+from . import _vertex
 from ._faults import AFTER, Faults
 from ._state import (
     KINDS,
@@ -139,17 +144,18 @@ class ApiError(Exception):
     """A Google-shaped error answer: {"error": {code, message, status, details?}}."""
 
     def __init__(self, code: int, message: str, details: list[dict[str, Any]] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, status: str | None = None) -> None:
         super().__init__(message)
         self.code, self.message, self.details, self.headers = code, message, details, headers or {}
+        self.status = status
 
     def response(self) -> Response:
-        return error_response(self.code, self.message, self.details, self.headers)
+        return error_response(self.code, self.message, self.details, self.headers, self.status)
 
 
 def error_response(code: int, message: str, details: list[dict[str, Any]] | None = None,
-                   headers: dict[str, str] | None = None) -> Response:
-    err: dict[str, Any] = {"code": code, "message": message, "status": STATUS_NAMES.get(code, "UNKNOWN")}
+                   headers: dict[str, str] | None = None, status: str | None = None) -> Response:
+    err: dict[str, Any] = {"code": code, "message": message, "status": status or STATUS_NAMES.get(code, "UNKNOWN")}
     if details:
         err["details"] = details
     return code, JSON_TYPE, json.dumps({"error": err}, indent=2).encode(), headers or {}
@@ -219,6 +225,8 @@ class EmulatorApp:
         self._storm_left: int | None = None  # requests left in the 429 storm (None: no count limit)
         self._storm_until: float | None = None  # end of its window, emulator clock
         self._storm_on = False
+        self.vertex = _vertex.VertexSurface(self._lock, clock, speed=speed, random_seed=random_seed,
+                                            api_key=api_key)
         if faults is not None:
             self.set_faults(faults)
 
@@ -226,19 +234,41 @@ class EmulatorApp:
         return f"<EmulatorApp {len(self._store.ops)} operations, speed={self._store.speed}>"
 
     # --- Python admin API (each also reachable under /_emulator/) ---------------------------
-    def seed(self, count: int, kinds: Sequence[str] = KINDS, *, running_fraction: float = 0.3,
-             failed_fraction: float = 0.1) -> list[str]:
-        """Create `count` operations of mixed kinds and states (some done, failed, cancelled, running)."""
+    def seed(self, count: int, kinds: Sequence[str] | None = None, *, running_fraction: float = 0.3,
+             failed_fraction: float = 0.1, service: str = "gemini", project: str | None = None,
+             location: str | None = None) -> list[str]:
+        """Create `count` operations of mixed kinds and states (some done, failed, cancelled, running);
+        ``service="vertex"``: Vertex AI operations and jobs in ``project``/``location``."""
+        if service == "vertex":
+            return self.vertex.seed(count, tuple(kinds or _vertex.KINDS), project=project, location=location,
+                                    running_fraction=running_fraction, failed_fraction=failed_fraction)
+        if service != "gemini" or project is not None or location is not None:
+            raise ValueError("project= and location= are for service='vertex'" if service == "gemini"
+                             else f"unknown service {service!r}; choose 'gemini' or 'vertex'")
+        kinds = KINDS if kinds is None else kinds
         with self._lock:
             return self._store.seed(count, tuple(kinds), self._clock(), running_fraction=running_fraction,
                                     failed_fraction=failed_fraction)
 
     def create(self, kind: str = "video", *, duration: float | None = None, outcome: str = "success",
                error_message: str | None = None, error_code: int = 13, model: str | None = None,
-               parent: str | None = None, requests: int | None = None) -> str:
+               parent: str | None = None, requests: int | None = None, service: str = "gemini",
+               project: str | None = None, location: str | None = None) -> str:
         """One operation with exactly this behaviour; `duration` is in emulated seconds. Returns its name.
 
-        ``requests``: a batch's request count (lines of its responses file); random when None."""
+        ``requests``: a batch's request count (lines of its responses file); random when None.
+        ``service="vertex"``: a Vertex AI operation or job in ``project``/``location`` (kinds
+        "video" on a publisher model, "tuning" job, "batch" prediction job, "import" of RAG files,
+        "generic" projects/*/locations/*/operations/*; outcome "partial" for a batch)."""
+        if service == "vertex":
+            if parent is not None or requests is not None:
+                raise ValueError("parent= and requests= are for the Gemini API's operations")
+            return self.vertex.create(kind, project=project, location=location, duration=duration, outcome=outcome,
+                                      error_message=error_message, error_code=error_code, model=model)
+        if service != "gemini":
+            raise ValueError(f"unknown service {service!r}; choose 'gemini' or 'vertex'")
+        if project is not None or location is not None:
+            raise ValueError("project= and location= are for service='vertex'")
         if model is not None and kind == "video":
             parent = model if model.startswith("models/") else f"models/{model}"
         extra: dict[str, Any] = {}
@@ -258,13 +288,19 @@ class EmulatorApp:
     def complete(self, name: str) -> None:
         """Finish `name` now, as its outcome says (no-op if already done). KeyError if unknown."""
         with self._lock:
+            if self.vertex.complete(name):
+                return
             op = self._store.ops[name]
             now = self._clock()
             if now < op.end:
                 op.ended = now
 
     def get_operation(self, name: str) -> dict[str, Any] | None:
-        """The JSON GET {v}/{name} would answer now, or None if there is no such operation."""
+        """The JSON GET {v}/{name} would answer now, or None if there is no such operation (for a
+        Vertex AI video operation: what fetchPredictOperation answers)."""
+        vertex = self.vertex.get(name)
+        if vertex is not None:
+            return vertex
         with self._lock:
             op = self._store.ops.get(name)
             return None if op is None else render(op, self._clock(), self.base_url)
@@ -348,9 +384,14 @@ class EmulatorApp:
         try:
             if path.startswith("/_emulator/"):
                 response = self._admin(scope["method"], path[len("/_emulator/"):], body)
+            elif path == "/token" and scope["method"] == "POST":
+                response = self._token(scope, body)
             else:
                 try:
-                    response = self._api(scope, path, query, body, exchange)
+                    answer = self._api(scope, path, query, body, exchange)
+                    response = await answer if inspect.isawaitable(answer) else answer
+                except _vertex.VertexError as exc:
+                    response = error_response(exc.code, exc.message, exc.details, exc.headers, exc.status)
                 except ApiError as exc:
                     response = exc.response()
                 except _Drop:
@@ -404,15 +445,32 @@ class EmulatorApp:
             await send({"type": "http.response.body", "body": part, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
 
-    def _api(self, scope: Scope, path: str, query: dict[str, str], body: bytes, exchange: _Exchange) -> Response:
+    def _token(self, scope: Scope, body: bytes) -> Response:
+        """POST /token, the OAuth2 token endpoint of the emulator's service accounts (Vertex AI)."""
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        token_uri = f"{scope.get('scheme', 'http')}://{headers.get('host', '127.0.0.1')}/token"
+        status, answer = self.vertex.token(body, token_uri)
+        with self._lock:
+            self._by_route["POST /token"] += 1
+            self._by_status[status] += 1
+        return _json(answer, status)
+
+    def _api(self, scope: Scope, path: str, query: dict[str, str], body: bytes,
+             exchange: _Exchange) -> Response | Awaitable[Response]:
         media = path.startswith("/download/")  # the upload/download paths sit beside the API's
         upload = path.startswith("/upload/")
         version, _, rest = path.removeprefix("/download").removeprefix("/upload").lstrip("/").partition("/")
-        if version not in VERSIONS:
+        # Vertex AI's names start with projects/ (or publishers/, express mode): never the Gemini API's.
+        vertex = (not media and not upload and version in _vertex.VERSIONS
+                  and (version == "v1beta1" or rest.startswith(("projects/", "publishers/"))))
+        if version not in VERSIONS and not vertex:
             raise ApiError(404, f"The requested URL {path} was not found on this server.")
         method = scope["method"]
         route: tuple[str, str] | None
-        if media:  # the Files service (DownloadFile) is bound in v1beta only
+        vertex_route = _vertex.route(version, method, rest) if vertex else None
+        if vertex:
+            route = None if vertex_route is None else (vertex_route.template, vertex_route.handler)
+        elif media:  # the Files service (DownloadFile) is bound in v1beta only
             route = (("files/{file}:download", "_media")
                      if method == "GET" and version == "v1beta" and _MEDIA.fullmatch(rest) else None)
         elif upload:  # file search stores, v1beta: a resumable upload whose last step answers the operation
@@ -428,6 +486,8 @@ class EmulatorApp:
             self._by_route[template] += 1
             if route and route[1] == "_get":
                 self._by_name[rest] += 1
+            elif vertex_route is not None and (polled := self.vertex.polled_name(vertex_route, body)):
+                self._by_name[polled] += 1
             fault = self._take_fault(path)
             if fault is not None:
                 self._by_fault["scripted"] += 1
@@ -447,6 +507,10 @@ class EmulatorApp:
             raise _Drop
         if route is None:  # what Google does not bind (in this version) does not exist
             raise ApiError(404, f"The requested URL {path} was not found on this server.")
+        if vertex_route is not None:
+            lowered = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+            self.vertex.authorize(lowered, vertex_route)
+            return self._vertex_answer(self.vertex.handle(vertex_route, query, body))
         if not (upload and query.get("upload_id")):  # a session URL is its own credential, as at Google
             self._check_key(scope, query)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
@@ -455,6 +519,16 @@ class EmulatorApp:
             return self._upload(rest, query, headers, base_url)
         handler: Callable[[str, dict[str, str], bytes, str], Response] = getattr(self, route[1])
         return handler(rest, query, body, base_url)
+
+    @staticmethod
+    def _vertex_answer(answer: Any) -> Response | Awaitable[Response]:
+        if not inspect.isawaitable(answer):
+            return _json(answer)
+
+        async def later() -> Response:
+            return _json(await answer)
+
+        return later()
 
     def _upload(self, rest: str, query: dict[str, str], headers: dict[str, str], base_url: str) -> Response:
         """uploadToFileSearchStore, resumable as Google does it: "start" answers the session URL in

@@ -81,6 +81,23 @@ class Emulator:
         app = EmulatorApp(speed=speed, random_seed=random_seed, api_key=api_key, clock=clock.time, faults=faults)
         return cls(app, None, None, 0, speed, clock)
 
+    def vertex_key_info(self, *, lifetime: float = 3600.0, project: str = "emulator-project") -> dict[str, Any]:
+        """A service-account key file's JSON (``json.dump`` it to get the file) for a new service
+        account of this emulator: its ``token_uri`` is the emulator's POST /token, whose access
+        tokens live ``lifetime`` seconds (emulator clock). The key is made in memory, per emulator."""
+        return self.app.vertex.service_account(project, lifetime, f"{self.base_url}/token")
+
+    def vertex_credentials(self, *, lifetime: float = 3600.0, project: str = "emulator-project") -> Any:
+        """google-auth service-account credentials (cloud-platform scope) that sign a JWT and trade
+        it for an access token at this emulator's /token, and refresh as any do: google-auth
+        refreshes a token less than 3m45s from expiry, so a ``lifetime`` below that refreshes before
+        every request. Served emulators only (google-auth's transport needs a socket)."""
+        from google.oauth2 import service_account
+
+        info = self.vertex_key_info(lifetime=lifetime, project=project)
+        return service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+            info, scopes=["https://www.googleapis.com/auth/cloud-platform"])
+
     @property
     def faults(self) -> Faults:
         """The random faults injected now (``Faults()`` when none)."""

@@ -1,11 +1,13 @@
-"""Jupyter widgets: OperationWidget (one operation, live), watch_all (a compact list) and
-OperationsTable (many operations: filter, select, cancel; it loads pandas, so only when asked)."""
+"""Jupyter widgets: OperationWidget (one operation, live), OperationsList (what watch_all shows:
+one row per operation, a summary, cancel all running) and OperationsTable (many operations:
+filter, select, cancel; it loads pandas, so only when asked)."""
 
 from typing import Any
 
-from ._operation import OperationWidget, watch_all
+from ._list import OperationsList, watch_all
+from ._operation import OperationWidget
 
-__all__ = ["OperationWidget", "OperationsTable", "watch_all"]
+__all__ = ["OperationWidget", "OperationsList", "OperationsTable", "watch_all"]
 
 
 def __getattr__(name: str) -> Any:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import atexit
 import threading
-from collections.abc import Iterable
+import uuid
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import anywidget
-import ipywidgets
 import traitlets as t
 
 from .._client import AsyncOperations
@@ -24,9 +24,11 @@ from .._engine import AsyncTracked
 from .._sync import Operations
 from .._text import summary_line
 from .._types import Operation
-from ._view import Throttle, view_state
+from ._display import publish, refresh, with_snapshot
+from ._snapshot import operation_html
+from ._view import Throttle, poll_status, view_state
 
-__all__ = ["OperationWidget", "default_client", "watch_all"]
+__all__ = ["OperationWidget", "Target", "default_client", "handle_for"]
 
 # In a wheel the front-end ships in ops_widgets/static; in a clone (editable install) it is js/.
 # Paths, not text, so that ANYWIDGET_HMR=1 can hot-reload them while developing.
@@ -79,6 +81,8 @@ class OperationWidget(anywidget.AnyWidget):
     error_message = t.Unicode("", help="The server's error message (shown as text)").tag(sync=True)
     result = t.List(t.Dict(), help="Short result items: {label, text, href?}").tag(sync=True)
     poll_error = t.Unicode("", help="Why polling is failing, while it retries").tag(sync=True)
+    stopped = t.Unicode("", help="Why nothing polls it any more although it is not done; empty while polled").tag(
+        sync=True)
     cancel_error = t.Unicode("", help="Why the last cancel failed").tag(sync=True)
     compact = t.Bool(False, help="One row, for lists of operations").tag(sync=True)
     polling = t.Bool(True, help="False when nothing polls it any more while it runs (its client was closed)").tag(
@@ -87,13 +91,19 @@ class OperationWidget(anywidget.AnyWidget):
         sync=True)
 
     def __init__(self, target: Target, client: Operations | None = None, **kwargs: Any) -> None:
-        handle = _handle_for(target, client)
+        handle = handle_for(target, client)
         super().__init__(**kwargs)
         self._handle = handle
         self._throttle = Throttle(0.1, clock=handle.clock.monotonic)
         self._cancelling = False  # these two: engine thread only
         self._cancel_error = ""
         self._closed = False
+        # Saved outputs: every display of this widget shares one display id, so that the static
+        # snapshot in them is rewritten once it has ended (see _ipython_display_).
+        self._display_id = uuid.uuid4().hex
+        self._displayed = False
+        self._ended_key: tuple[str, bool] | None = None  # what the last refresh showed
+        self._on_end: list[Callable[[], None]] = []  # engine thread: called when it ends
         self.on_msg(self._on_front_message)
         # The first call pushes the whole state (on the engine thread) before this returns.
         self._unsubscribe = handle.subscribe(self._on_change)
@@ -108,21 +118,30 @@ class OperationWidget(anywidget.AnyWidget):
     def operation(self) -> Operation:
         return self._handle.operation
 
-    def __repr__(self) -> str:
-        return f"<OperationWidget {summary_line(self._handle.operation, self._handle.elapsed)}>"
+    def __str__(self) -> str:
+        """The one text form: "name  state  42%  1m 12s", as str(op) and the terminal write it."""
+        return summary_line(self._handle.operation, self._handle.elapsed)
+
+    __repr__ = __str__  # what a notebook shows as text/plain, and a terminal or script prints
+
+    def snapshot_html(self) -> str:
+        """The widget as static HTML (escaped, inline colours, no script): what a saved notebook
+        shows where the live widget cannot run (GitHub, nbviewer, nbconvert without widget state)."""
+        return operation_html(self._view_state(), str(self))
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        bundle = super()._repr_mimebundle_(**kwargs)
-        if isinstance(bundle, tuple):
-            bundle[0]["text/plain"] = repr(self)
-        elif isinstance(bundle, dict):
-            bundle["text/plain"] = repr(self)
-        return bundle
+        return with_snapshot(super()._repr_mimebundle_(**kwargs), str(self), self.snapshot_html())
+
+    def _ipython_display_(self) -> None:
+        """Shown with a display id (the last expression of a cell too), so that the saved output's
+        snapshot can be refreshed when the operation ends while the kernel lives."""
+        self._displayed = publish(self._repr_mimebundle_(), self._display_id) or self._displayed
 
     # -- on the engine thread -----------------------------------------------------------------
 
     def _on_change(self, op: Operation) -> None:
         self._push()
+        self._refresh_if_ended()
 
     def _beat(self) -> None:
         """While running: refresh elapsed/ETA every HEARTBEAT seconds. The front-end counts
@@ -139,16 +158,18 @@ class OperationWidget(anywidget.AnyWidget):
     def _send_state(self) -> None:
         if self._closed:
             return
+        state = self._view_state()
+        with self.hold_sync():  # everything one poll changed goes out in one message
+            for key, value in state.items():
+                if getattr(self, key) != value:
+                    setattr(self, key, value)
+
+    def _view_state(self) -> dict[str, Any]:
+        """Every synced trait, from the handle's latest snapshot and figures."""
         h = self._handle
         op = h.operation
-        error = h.last_error
-        if error is None or op.done:
-            poll_error = ""
-        elif h.polling:
-            poll_error = f"Polling keeps failing, still trying: {error}"
-        else:
-            poll_error = f"Polling stopped: {error}"
-        state = view_state(
+        poll_error, stopped = poll_status(op.done, h.polling, h.last_error)
+        return view_state(
             op,
             elapsed=h.elapsed,
             eta=h.eta,
@@ -157,15 +178,29 @@ class OperationWidget(anywidget.AnyWidget):
             can_cancel=h.can_cancel,
             polling=h.polling,
             poll_error=poll_error,
+            stopped=stopped,
             cancel_error=self._cancel_error,
         )
-        with self.hold_sync():  # everything one poll changed goes out in one message
-            for key, value in state.items():
-                if getattr(self, key) != value:
-                    setattr(self, key, value)
+
+    def _refresh_if_ended(self) -> None:
+        """Once it has ended (done, or nothing polls it any more), rewrite the saved outputs'
+        snapshot. At once, not after the throttle: the update then reaches the kernel's output
+        before a wait() on the same poll returns, so the cell running now carries it (nbclient
+        keeps only the messages of the cell it runs)."""
+        op = self._handle.operation
+        ended = op.done or not self._handle.polling
+        shown = (op.state.value, ended)
+        if self._closed or not ended or shown == self._ended_key:
+            return
+        self._ended_key = shown
+        if self._displayed:
+            refresh(self._display_id, self._repr_mimebundle_)
+        for call in list(self._on_end):
+            call()
 
     def _start_cancel(self) -> None:
-        if self._handle.operation.done or self._cancelling or not self._handle.can_cancel:
+        h = self._handle
+        if h.operation.done or self._cancelling or not h.can_cancel or not h.polling:
             return
         self._cancelling = True
         self._cancel_error = ""
@@ -202,7 +237,7 @@ class OperationWidget(anywidget.AnyWidget):
         super().close()
 
 
-def _handle_for(target: Target, client: Operations | None) -> AsyncTracked:
+def handle_for(target: Target, client: Operations | None) -> AsyncTracked:
     if isinstance(target, AsyncTracked):
         return target
     if not isinstance(target, (str, Operation)):
@@ -211,16 +246,3 @@ def _handle_for(target: Target, client: Operations | None) -> AsyncTracked:
         raise TypeError("with AsyncOperations, use `await client.watch(name)`")
     return (client or default_client()).track(target)
 
-
-def watch_all(
-    targets: Iterable[Target], client: Operations | None = None, *, poll_interval: float | None = None
-) -> ipywidgets.VBox:
-    """A compact stacked list of OperationWidgets, one row per operation; names and Operations
-    are tracked concurrently (with ``client``, else the shared default client)."""
-    targets = list(targets)
-    todo = [t for t in targets if not isinstance(t, AsyncTracked)]
-    if isinstance(client, AsyncOperations):
-        raise TypeError("with AsyncOperations, use `await client.watch_all(names)`")
-    tracked = iter((client or default_client()).track_all(todo, poll_interval=poll_interval) if todo else [])
-    handles = [t if isinstance(t, AsyncTracked) else next(tracked) for t in targets]
-    return ipywidgets.VBox([OperationWidget(h, compact=True) for h in handles])

@@ -25,8 +25,10 @@ import traitlets as t
 from .._engine import AsyncTracked
 from .._exceptions import AuthenticationError
 from .._frame import to_dataframe
+from .._text import format_duration
 from .._types import Operation
 from ._operation import STATIC, default_client
+from ._snapshot import table_html
 from ._table_view import SORTABLE, matching, page_rows
 from ._view import Throttle
 
@@ -92,18 +94,45 @@ class OperationsTable(anywidget.AnyWidget):
         self._live: dict[str, tuple[AsyncTracked, Callable[[], None]]] = {}
         self._wanted: set[str] = set()
         self._throttle = Throttle(0.1)
+        self._stale_order = False  # a live row changed state since the filters were last applied
         self.outcomes: pd.DataFrame | None = None  # of the last bulk action: name, ok, error
         with self._lock, self.hold_sync():
             self.total = len(frame)
             self.kinds = sorted({str(k) for k in frame["kind"].dropna().unique()})
-        self.observe(self._refilter, names=["state_filter", "kind_filter", "search", "sort_by", "sort_desc"])
+        self.observe(self._on_filter, names=["state_filter", "kind_filter", "search", "sort_by", "sort_desc"])
         self.observe(self._repage, names=["page", "page_size"])
         self.on_msg(self._on_front_message)
         self._refilter()
 
     def __repr__(self) -> str:
-        return (f"<OperationsTable {self.total:,} operations, {self.matching:,} matching, "
-                f"{self.selected_count:,} selected>")
+        return f"<{self._counts()}>"
+
+    def _counts(self) -> str:
+        return (f"OperationsTable {self.total:,} operations, {self.matching:,} matching, "
+                f"{self.selected_count:,} selected")
+
+    def __str__(self) -> str:
+        """Its counts, then the visible page in the one text form ("name  state  42%  1m 12s")."""
+        lines = [self._counts()]
+        for r in self.rows:
+            progress = r.get("progress")
+            parts = [r["name"], r["state"]]
+            if progress is not None:
+                parts.append(f"{progress:.0f}%")
+            if r.get("duration") is not None:
+                parts.append(format_duration(r["duration"]))
+            lines.append("  ".join(parts))
+        return "\n".join(lines)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """Beside the live view: the text form, and the visible page as static HTML for saved
+        notebooks (GitHub, nbviewer, nbconvert without widget state)."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        if isinstance(data, dict):
+            data["text/plain"] = str(self)
+            data["text/html"] = table_html(self._counts(), self.rows)
+        return bundle
 
     # -- what Python users read -------------------------------------------------------------
 
@@ -136,18 +165,31 @@ class OperationsTable(anywidget.AnyWidget):
             raise t.TraitError(f"cannot sort by {proposal['value']!r}; choose one of {', '.join(SORTABLE)}")
         return str(proposal["value"])
 
-    def _refilter(self, _change: Any = None) -> None:
+    def _on_filter(self, _change: Any) -> None:
+        """A filter or the sort changed (a person did it): the last action's message is about
+        rows that may not be shown any more, so it goes."""
+        with self._lock, self.hold_sync():
+            self.message = ""
+            self._refilter()
+
+    def _refilter(self) -> None:
+        """Filters applied anew, from the first page."""
+        with self._lock, self.hold_sync():
+            self._reorder()
+            if self.page != 0:
+                self.page = 0  # which calls _repage
+            else:
+                self._repage()
+
+    def _reorder(self) -> None:
+        """Filters applied anew on the rows as they are now (states change: live rows, bulk
+        actions), staying on the page shown; the caller repages."""
         with self._lock:
             self._order = matching(
                 self._frame, states=self.state_filter, kinds=self.kind_filter, search=self.search,
-                sort_by=self.sort_by, descending=self.sort_desc,
+                sort_by=self.sort_by, descending=self.sort_desc, cancelling=self._cancelling,
             )
-            with self.hold_sync():
-                self.matching = len(self._order)
-                if self.page != 0:
-                    self.page = 0  # which calls _repage
-                else:
-                    self._repage()
+            self.matching = len(self._order)
 
     def _repage(self, _change: Any = None) -> None:
         with self._lock:
@@ -213,6 +255,7 @@ class OperationsTable(anywidget.AnyWidget):
             if op.name not in self._frame.index:
                 return
             f, name = self._frame, op.name
+            moved = f.at[name, "state"] != op.state.value or (op.done and name in self._cancelling)
             f.at[name, "state"] = op.state.value
             f.at[name, "done"] = op.done
             f.at[name, "progress"] = pd.NA if op.progress is None else op.progress
@@ -227,7 +270,19 @@ class OperationsTable(anywidget.AnyWidget):
             f.at[name, "duration"] = pd.NaT if elapsed is None else pd.Timedelta(seconds=elapsed)
             if op.done:
                 self._cancelling.discard(name)
-        self._throttle.run(self._repage, handle.call_later)
+            elif handle.cancel_requested and name not in self._cancelling:
+                self._cancelling.add(name)  # sent from elsewhere (a widget on the same client)
+                moved = True
+            self._stale_order = self._stale_order or bool(moved)
+        self._throttle.run(self._relive, handle.call_later)
+
+    def _relive(self) -> None:
+        """Live changes out to the browser; a row whose state changed may leave the filter."""
+        with self._lock, self.hold_sync():
+            if self._stale_order:
+                self._stale_order = False
+                self._reorder()
+            self._repage()
 
     # -- selection and actions (messages from the browser) ---------------------------------
 
@@ -330,12 +385,11 @@ class OperationsTable(anywidget.AnyWidget):
                         self._live[name][0].expect_cancel()
             else:
                 self._frame = self._frame.drop(index=ok)
-                self._order = self._order[~self._order.isin(ok)]
             with self.hold_sync():
                 self.busy = False
                 self.message = text
                 self.total = len(self._frame)
-                self.matching = len(self._order)
+                self._reorder()  # the filters again: cancelled rows leave "running" at once
                 self._repage()
 
     def _able(self, action: str, names: Iterable[str]) -> list[str]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from ._view import display_state
+from ._view import display_state, shown_error
 
 __all__ = ["SORTABLE", "matching", "page_rows"]
 
@@ -24,11 +24,20 @@ def matching(
     search: str = "",
     sort_by: str = "create_time",
     descending: bool = True,
+    cancelling: Collection[str] = (),
 ) -> pd.Index:
-    """The names that pass the filters, in display order (empty filters let everything through)."""
+    """The names that pass the filters, in display order (empty filters let everything through).
+
+    The state filter sees what the rows show: a running operation with a cancel sent reads
+    "cancelling", so it leaves a "running" filter at once (and joins "cancelled" once confirmed).
+    """
     mask = pd.Series(True, index=frame.index)
     if states:
-        mask &= frame["state"].isin(list(states)).to_numpy()
+        shown = frame["state"].astype("string")
+        if cancelling:
+            sent = frame.index.isin(list(cancelling)) & (shown == "running").fillna(False).to_numpy(dtype=bool)
+            shown = shown.mask(sent, "cancelling")
+        mask &= shown.isin(list(states)).fillna(False).to_numpy()
     if kinds:
         mask &= frame["kind"].isin(list(kinds)).fillna(False).to_numpy()
     text = search.strip()
@@ -77,9 +86,15 @@ def page_rows(
             "kind": str(row.kind),
             "state": state,
             "progress": _plain(row.progress),
-            "create_time": "" if created is None else created.strftime("%Y-%m-%d %H:%M:%S"),
+            # ISO 8601 in UTC: the front-end shows "3m05s ago", the UTC time on hover.
+            "create_time": "" if created is None else _utc_iso(created),
             "duration": None if duration is None else round(duration.total_seconds(), 1),
-            "error": _plain(row.error_message) or "",
+            "error": shown_error(str(row.state), _plain(row.error_message) or ""),
             "selected": name in selected,
         })
     return rows
+
+
+def _utc_iso(t: pd.Timestamp) -> str:
+    utc = t.tz_convert("UTC") if t.tzinfo is not None else t
+    return f"{utc.strftime('%Y-%m-%dT%H:%M:%S')}Z"

@@ -3,8 +3,9 @@ Throttle, the ten-updates-a-second cap both widgets send through."""
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .._progress import as_number
@@ -13,9 +14,12 @@ from .._types import Operation, State
 
 # format_duration and summary_line live in _text (the engine's repr uses them too); re-exported.
 __all__ = [
-    "Throttle", "display_state", "filter_text", "format_duration", "kind_label", "result_items", "summary_line",
-    "view_state",
+    "LIST_ROW_KEYS", "Throttle", "display_state", "error_text", "filter_text", "format_duration", "kind_label",
+    "list_summary", "poll_status", "result_items", "shown_error", "summary_line", "view_state",
 ]
+
+# What the services say when a cancel went through: the "cancelled" badge says it already.
+_JUST_CANCELLED = re.compile(r"\s*(the\s+)?operation\s+(was\s+|has\s+been\s+)?cancell?ed\.?\s*", re.IGNORECASE)
 
 
 def display_state(state: str, cancelling: bool) -> str:
@@ -79,6 +83,29 @@ def _count(value: Any, default: str) -> str:
     return str(int(number))
 
 
+def shown_error(state: str, message: str) -> str:
+    """The error message a view shows: a cancel's stock message only repeats the badge."""
+    return "" if state == State.CANCELLED.value and _JUST_CANCELLED.fullmatch(message) else message
+
+
+def error_text(op: Operation) -> tuple[str, str]:
+    """(message in plain words, code name for a tooltip) of a failed or cancelled operation."""
+    error = op.error if op.failed else None
+    if error is None:
+        return "", ""
+    return shown_error(op.state.value, error.message), f"{error.code_name} ({error.code})"
+
+
+def poll_status(done: bool, polling: bool, error: object | None) -> tuple[str, str]:
+    """(poll_error, stopped) of a handle: "still trying" only while polling goes on after errors;
+    once nothing polls an operation that is not done, why it stopped."""
+    if done:
+        return "", ""
+    if not polling:
+        return "", str(error) if error is not None else "nothing polls it any more"
+    return ("" if error is None else f"Polling keeps failing, still trying: {error}"), ""
+
+
 def view_state(
     op: Operation,
     *,
@@ -89,13 +116,20 @@ def view_state(
     can_cancel: bool = True,
     polling: bool = True,
     poll_error: str = "",
+    stopped: str = "",
     cancel_error: str = "",
 ) -> dict[str, Any]:
-    """Every synced trait of an OperationWidget, from one snapshot and its handle's figures."""
+    """Every synced trait of an OperationWidget, from one snapshot and its handle's figures.
+
+    ``stopped`` is why nothing polls it any more although it is not done ("" while polled): then
+    it shows no ETA and no "still trying". While a cancel is under way there is no ETA either.
+    """
     # A batch can report its end (metadata.state) before the operation is done: it has ended then.
     ended = op.done or op.state is not State.RUNNING
     state = display_state(op.state.value, cancelling)
-    error = op.error if op.failed else None
+    stopped = "" if op.done else stopped
+    no_eta = ended or bool(stopped) or state == "cancelling"
+    message, code = error_text(op)
     progress = op.progress
     return {
         "name": op.name,
@@ -107,14 +141,49 @@ def view_state(
         "state": state,
         "progress": None if progress is None else round(progress, 2),
         "elapsed": None if elapsed is None else round(elapsed, 1),
-        "eta": None if eta is None or ended else round(eta, 1),
-        "eta_is_estimate": bool(eta_is_estimate) and not ended,
-        "error_code": "" if error is None else f"{error.code_name} ({error.code})",
-        "error_message": "" if error is None else error.message,
+        "eta": None if eta is None or no_eta else round(eta, 1),
+        "eta_is_estimate": bool(eta_is_estimate) and not no_eta,
+        "error_code": code,
+        "error_message": message,
         "result": result_items(op),
-        "poll_error": poll_error,
+        "poll_error": "" if stopped or ended else poll_error,
+        "stopped": stopped,
         "cancel_error": cancel_error,
     }
+
+
+# What a row of the list view (watch_all) carries of view_state: no result, no compact flag.
+LIST_ROW_KEYS = (
+    "name", "op_id", "kind_label", "state", "progress", "elapsed", "eta", "eta_is_estimate", "error_code",
+    "error_message", "poll_error", "stopped", "cancel_error", "can_cancel",
+)
+_ENDED = {State.SUCCEEDED.value, State.FAILED.value, State.CANCELLED.value, State.FILTERED.value}
+
+
+def list_summary(rows: Sequence[Mapping[str, Any]]) -> str:
+    """One line over a list of operations: "37/120 done · 3 failed · ETA 4m00s". The ETA is the
+    longest of the running ones (they run side by side), "unknown" if any has none."""
+    done = sum(r["state"] in _ENDED for r in rows)
+    parts = [f"{done}/{len(rows)} done"]
+    for state in (State.FAILED.value, State.CANCELLED.value, State.FILTERED.value):
+        count = sum(r["state"] == state for r in rows)
+        if count:
+            parts.append(f"{count} {state}")
+    stopped = sum(bool(r["stopped"]) for r in rows)
+    if stopped:
+        parts.append(f"{stopped} stopped")
+    cancelling = sum(r["state"] == "cancelling" for r in rows)
+    if cancelling:
+        parts.append(f"{cancelling} cancelling")
+    running = [r for r in rows if r["state"] == "running" and not r["stopped"]]
+    if running:
+        etas = [r["eta"] for r in running]
+        if all(e is not None for e in etas):
+            guess = "~" if any(r["eta_is_estimate"] for r in running) else ""
+            parts.append(f"ETA {guess}{format_duration(max(etas))}")
+        else:
+            parts.append("ETA unknown")
+    return " · ".join(parts)
 
 
 class Throttle:

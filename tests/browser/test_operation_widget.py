@@ -99,13 +99,15 @@ def record_history(nb: NotebookPage, cell: int = 0) -> None:
             note();
             new MutationObserver(note).observe(out, {subtree: true, attributes: true, childList: true,
                                                      characterData: true});
+            setInterval(note, 200);  // prompts change outside the widget: look at them too
+            window.__opwNote = note;  // and once more when the history is read
         }""",
         cell,
     )
 
 
 def history(nb: NotebookPage) -> list[dict[str, Any]]:
-    return list(nb.page.evaluate("() => window.__opwHistory || []"))
+    return list(nb.page.evaluate("() => { window.__opwNote?.(); return window.__opwHistory || []; }"))
 
 
 def save_history(nb: NotebookPage, name: str) -> None:
@@ -119,7 +121,7 @@ def assert_stayed_live(entries: list[dict[str, Any]]) -> None:
     lives = [h["live"] for h in entries]
     assert "true" in lives, f"never live: {entries[-1]}"
     after_first = lives[lives.index("true"):]
-    bad = [h for h in entries if h["live"] == "false" or h["badge"] == "not live"]
+    bad = [h for h in entries if h["live"] == "false" or h["badge"] == "stopped"]
     assert not bad and set(after_first) == {"true"}, f"looked dead at times: {bad[:3] or entries}"
     assert all(h["badge"] == "running" for h in entries if h["state"] == "running")
 
@@ -186,23 +188,32 @@ def test_cancel(lab_page: NotebookPage, emu: Emulator) -> None:
     expect(widget).to_have_attribute("data-live", "true", timeout=30_000)
     expect(widget).to_have_attribute("data-state", "running")
     expect(button).to_be_enabled()
-    # A running Veo operation: the service has no cancel for it, so no enabled button, and why.
+    # A running Veo operation: the service has no cancel for it, so no Cancel button at all.
     video_widget = nb.widget(1)
     expect(video_widget).to_have_attribute("data-live", "true", timeout=30_000)
     expect(video_widget).to_have_attribute("data-state", "running")
-    expect(video_widget.locator(".opw-cancel")).to_be_disabled()
-    expect(video_widget.locator(".opw-cancel")).to_have_attribute(
-        "title", "The service cannot cancel this kind of operation")
+    expect(video_widget.locator(".opw-cancel")).to_be_hidden()
     nb.screenshot("lab-cancel-before")
 
     record_history(nb)
     button.click()
+    # A deliberate cancel: the widget asks first, inline; "Keep it running" sends nothing.
+    confirm = widget.locator(".opw-confirm")
+    expect(confirm).to_be_visible()
+    expect(confirm).to_contain_text("Cancel this batch on the server?")
+    expect(button).to_be_disabled()
+    confirm.locator(".opw-confirm-no").click()
+    expect(confirm).to_be_hidden()
+    expect(button).to_be_enabled()
+    button.click()
+    confirm.locator(".opw-confirm-yes").click()
     # "cancelling" may last only until the next poll: read it from the recorded history.
     nb.page.wait_for_function(
         "() => (window.__opwHistory || []).some(h => h.badge === 'cancelling')", timeout=5_000)
     expect(widget).to_have_attribute("data-state", "cancelled", timeout=30_000)
     expect(widget.locator(".opw-badge")).to_have_text("cancelled")
-    expect(button).to_be_disabled()
+    expect(button).to_be_hidden()  # done: a result, not a control
+    expect(widget.locator(".opw-time")).to_have_text(re.compile(r"^cancelled after \S+$"))
     op = emu.get_operation(name)
     assert op is not None and op["error"]["code"] == 1, op
     save_history(nb, "lab-cancel")
@@ -222,8 +233,8 @@ def test_heartbeat_keeps_widget_live_while_cell_blocks(lab_page: NotebookPage, e
     save_history(nb, "lab-heartbeat")
     entries = history(nb)
     while_sleeping = [h for h in entries if h["prompts"][1] == "[*]:"]
-    # Entries are changes only (each state lasts until the next), and the ticking clock notes
-    # the prompt change within a second: the sleep outlasted SILENCE_MS (35 s) with no pong.
+    # Entries are changes only (each state lasts until the next), noted within 0.2 s: the sleep
+    # outlasted SILENCE_MS (35 s) with no pong.
     woke = next(h for h in entries if h["prompts"][1] != "[*]:")
     assert woke["t"] > 36_000, woke
     assert_stayed_live(while_sleeping)
@@ -248,9 +259,10 @@ def test_kernel_gone(lab_page: NotebookPage, emu: Emulator) -> None:
 
     # JupyterLab keeps the output: the same widget stays, and must stop looking live.
     expect(widget).to_have_attribute("data-live", "false", timeout=60_000)
-    expect(widget.locator(".opw-badge")).to_have_text("not live")
+    expect(widget.locator(".opw-badge")).to_have_text("stopped")
     expect(cancel).to_be_disabled()
-    expect(widget.locator(".opw-note")).to_be_visible()
+    expect(widget.locator(".opw-note")).to_contain_text("Stopped: no kernel answers")
+    assert "left" not in (widget.locator(".opw-time").text_content() or "")  # no countdown
     expect(widget).to_have_attribute("data-state", "running")  # the last state known, not a guess
     assert view.evaluate("w => w.isConnected && w.dataset.live === 'false'"), "the view was replaced"
     assert nb.output(0).locator(".opw").count() == 1
@@ -271,26 +283,71 @@ def test_error_message_is_text_not_html(lab_page: NotebookPage, emu: Emulator) -
     expect(widget).to_have_attribute("data-state", "failed", timeout=30_000)
     expect(widget.locator(".opw-error-message")).to_have_text(XSS)
     assert widget.locator(".opw-error-message").text_content() == XSS  # exact, not normalised
+    expect(widget.locator(".opw-error")).to_have_attribute("title", re.compile(r"\(\d+\)$"))  # the code, on hover
+    expect(widget.locator(".opw-cancel")).to_be_hidden()
     assert widget.locator("img").count() == 0
     assert nb.page.locator('img[src="x"]').count() == 0
     nb.screenshot("lab-xss-failed")
     assert nb.page.evaluate("() => window.__xss") is None
 
 
-def test_after_the_client_closes_the_widget_is_not_polled(lab_page: NotebookPage, emu: Emulator) -> None:
-    """The quickstart's last cell closes the client: its widgets must not look live after it."""
-    name = emu.create("batch", duration=600)
-    nb = lab_page
-    nb.open(nb.server.write_notebook("closed.ipynb", [watch_cell(name), "ops.close()"]))
+def check_stopped_after_close(nb: NotebookPage, emu: Emulator, prefix: str) -> None:
+    """The quickstart's last cell closes the client: within 10 s of that cell ending, its widgets
+    say "stopped" and why, freeze their clock, count no ETA down and disable Cancel."""
+    name = emu.create("batch", duration=600)  # cancellable: its button is there, and must be disabled
+    cells = [watch_cell(name), "import time; time.sleep(3)\nops.close()"]
+    nb.open(nb.server.write_notebook(f"{prefix}-closed.ipynb", cells))
     nb.run_all()
-    nb.wait_all_ran()
     widget = nb.widget(0)
-    expect(widget).to_have_attribute("data-polling", "false", timeout=30_000)
-    expect(widget.locator(".opw-badge")).to_have_text("not polled")
+    expect(widget).to_have_attribute("data-live", "true", timeout=30_000)
+    expect(widget.locator(".opw-cancel")).to_be_enabled()
+    nb._wait(lambda: re.fullmatch(r"\[\d+\]:", nb.prompts()[1]) is not None, 30, "ops.close() never ran")
+    expect(widget.locator(".opw-badge")).to_have_text("stopped", timeout=10_000)
+    expect(widget).to_have_attribute("data-polling", "false")
     expect(widget.locator(".opw-cancel")).to_be_disabled()
-    expect(widget.locator(".opw-note")).to_contain_text("Polling stopped")
-    assert "left" not in (widget.locator(".opw-time").text_content() or "")  # no countdown
-    nb.screenshot("lab-not-polled")
+    expect(widget.locator(".opw-note")).to_contain_text("Stopped: the client was closed")
+    clock = widget.locator(".opw-time")
+    frozen = clock.text_content() or ""
+    assert "left" not in frozen and "unknown" not in frozen and "clock stopped" in frozen, frozen
+    nb.page.wait_for_timeout(2500)  # the ticker runs every second: a frozen clock shows the same text
+    assert clock.text_content() == frozen
+    nb.screenshot(f"{prefix}-stopped")
+
+
+def test_after_the_client_closes_the_widget_says_stopped(lab_page: NotebookPage, emu: Emulator) -> None:
+    check_stopped_after_close(lab_page, emu, "lab")
+
+
+def test_notebook7_cancel_asks_first_inline(notebook7_page: NotebookPage, emu: Emulator) -> None:
+    """A deliberate cancel in Notebook 7 too: the click asks inline; "Keep it running" sends nothing;
+    "Yes, cancel it" does, once, and the widget ends as a result with no Cancel button."""
+    name = emu.create("batch", duration=600)
+    nb = notebook7_page
+    nb.open(nb.server.write_notebook("nb7-cancel.ipynb", [watch_cell(name)]))
+    nb.run_all()
+    widget = nb.widget(0)
+    button = widget.locator(".opw-cancel")
+    expect(widget).to_have_attribute("data-live", "true", timeout=30_000)
+    expect(button).to_be_enabled()
+    button.click()
+    confirm = widget.locator(".opw-confirm")
+    expect(confirm).to_contain_text("Cancel this batch on the server? It cannot be resumed.")
+    expect(confirm.locator(".opw-confirm-no")).to_be_focused()  # the safe choice has the focus
+    nb.screenshot("notebook7-cancel-confirm")
+    nb.page.keyboard.press("Enter")  # "Keep it running", from the keyboard
+    expect(confirm).to_be_hidden()
+    assert not (emu.get_operation(name) or {}).get("done"), "keeping it running sent a cancel"
+    button.click()
+    confirm.locator(".opw-confirm-yes").click()
+    expect(widget).to_have_attribute("data-state", "cancelled", timeout=30_000)
+    expect(button).to_be_hidden()
+    op = emu.get_operation(name)
+    assert op is not None and op["error"]["code"] == 1, op
+
+
+def test_notebook7_after_the_client_closes_the_widget_says_stopped(notebook7_page: NotebookPage,
+                                                                   emu: Emulator) -> None:
+    check_stopped_after_close(notebook7_page, emu, "notebook7")
 
 
 def test_a_filtered_video_says_so_with_its_reasons(lab_page: NotebookPage, emu: Emulator) -> None:
@@ -307,7 +364,7 @@ def test_a_filtered_video_says_so_with_its_reasons(lab_page: NotebookPage, emu: 
     expect(widget.locator(".opw-badge")).to_have_text("filtered")
     expect(widget.locator(".opw-result")).to_contain_text("may violate our usage guidelines")
     assert widget.locator(".opw-result a").count() == 0  # nothing to open or download
-    expect(widget.locator(".opw-cancel")).to_be_disabled()
+    expect(widget.locator(".opw-cancel")).to_be_hidden()
     nb.screenshot("lab-filtered")
     badge = "() => getComputedStyle(document.querySelector('.opw-badge')).backgroundColor"
     light = nb.page.evaluate(badge)

@@ -115,11 +115,28 @@ def test_bulk_cancel_of_running_operations(lab_page: NotebookPage, seeded: Seede
     # Sorted by id the page is a fair sample (newest first shows only just-started ones): mixed
     # states and kinds, which also makes the better picture.
     ids = sorted(n.rsplit("/", 1)[1] for n in all_names)
-    table.locator("th[data-column=id]").click()
-    expect(table.locator("th[data-column=id]")).to_have_attribute("data-sort", "asc", timeout=10_000)
+    # Sorting from the keyboard: Tab to the header's button, Enter; aria-sort says how it is sorted.
+    header = table.locator("th[data-column=id]")
+    expect(table.locator("th[data-column=create_time]")).to_have_attribute("aria-sort", "descending")
+    header.locator("button").focus()
+    nb.page.keyboard.press("Enter")
+    expect(header).to_have_attribute("aria-sort", "ascending", timeout=10_000)
+    expect(header).to_have_attribute("data-sort", "asc")
+    expect(table.locator("th[data-column=create_time]")).to_have_attribute("aria-sort", "none")
     shown = wait_rows(table, f"rows[0].id === {ids[0]!r}")
+    unnamed = table.evaluate("""(root) => Array.from(root.querySelectorAll('input, button')).filter(c => {
+        if (!c.checkVisibility()) return false;  // the confirmation's buttons are named when it opens
+        const name = c.getAttribute('aria-label') || (c.tagName === 'BUTTON' && c.textContent.trim())
+                     || (c.closest('label') && c.closest('label').textContent.trim());
+        return !name;
+    }).map(c => c.outerHTML)""")
+    assert not unnamed, f"controls with no accessible name: {unnamed[:3]}"
+    created = table.locator("tr.opt-row td.opt-time").first
+    expect(created).to_have_text(re.compile(r"ago$|^just now$"))
+    expect(created).to_have_attribute("title", re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$"))
     assert [r["id"] for r in shown] == ids[:PAGE_SIZE]
     assert len({before[r["name"]] for r in shown}) == 4, "expected every state on the first page"
+    nb.page.evaluate("() => document.activeElement.blur()")  # no focus ring in the picture
     nb.screenshot("lab-table-before", element=table, readme="operations_table.png")
 
     # Search round trip: names of one video model (no seeded error message mentions it).
@@ -175,10 +192,17 @@ def test_bulk_cancel_of_running_operations(lab_page: NotebookPage, seeded: Seede
         f"{len(changed - batches)} changed that were not running batches, {len(batches - changed)} not cancelled")
     assert all(after[n] == "cancelled" for n in changed)
 
-    # The rows on screen are tracked live: batches turn cancelled once their poll confirms it,
-    # the others run on (or finish by themselves).
-    wait_rows(table, f"rows.length === {PAGE_SIZE} && rows.some(r => r.kind === 'batch') && "
-                     "rows.every(r => r.kind !== 'batch' || r.state === 'cancelled')")
+    # The filter is applied again: the cancelled batches left "running" at once, the count with them.
+    expect(table).to_have_attribute("data-matching", str(others), timeout=30_000)
+    wait_rows(table, f"rows.length === {PAGE_SIZE} && rows.every(r => r.kind !== 'batch' && r.state === 'running')")
     # What was cancelled leaves the selection; what the service cannot cancel stays selected.
     expect(table).to_have_attribute("data-selected", str(others))
     nb.screenshot("lab-table-after", element=table)
+
+    # Another filter: the message about the last action goes; the rows on screen are tracked live,
+    # so the cancelled batches there show as cancelled once their poll confirms it.
+    table.locator("input.opt-state[value=running]").uncheck()
+    expect(table.locator(".opt-message")).to_be_hidden(timeout=10_000)
+    expect(table).to_have_attribute("data-matching", str(COUNT), timeout=10_000)
+    wait_rows(table, "rows.some(r => r.kind === 'batch') && rows.every(r => r.kind !== 'batch' || "
+                     "!['running', 'cancelling'].includes(r.state))")
