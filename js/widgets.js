@@ -383,7 +383,7 @@ function badgeFor(state) {
 
 const fmt = (n) => Number(n).toLocaleString("en-US");
 
-// "3m05s ago" from an ISO time in UTC; the exact time, in UTC, goes on hover.
+// "3m 05s ago" from an ISO time in UTC; the exact time, in UTC, goes on hover.
 function relativeCell(iso, now) {
   const cell = el("td", "opt-time");
   const t = iso ? Date.parse(iso) : NaN;

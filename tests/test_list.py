@@ -22,9 +22,9 @@ def row(state: str, eta: float | None = None, estimate: bool = False, stopped: s
 def test_summary_line() -> None:
     assert list_summary([]) == "0/0 done"
     rows = [row("succeeded"), row("failed"), row("running", 240), row("running", 30), row("cancelled")]
-    assert list_summary(rows) == "3/5 done · 1 failed · 1 cancelled · ETA 4m00s"
+    assert list_summary(rows) == "3/5 done · 1 failed · 1 cancelled · ETA 4m 00s"
     # Side by side: the longest ETA; a guess from typical durations says so; one unknown makes it unknown.
-    assert list_summary([row("running", 60, estimate=True), row("running", 5)]) == "0/2 done · ETA ~1m00s"
+    assert list_summary([row("running", 60, estimate=True), row("running", 5)]) == "0/2 done · ETA ~1m 00s"
     assert list_summary([row("running", 60), row("running")]) == "0/2 done · ETA unknown"
     # Nothing counts down for what nobody polls or what is being cancelled.
     assert list_summary([row("running", stopped="the client was closed"), row("cancelling"), row("filtered")]) == (

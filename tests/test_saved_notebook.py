@@ -30,9 +30,10 @@ def executed(tmp_path_factory: pytest.TempPathFactory) -> tuple[nbformat.Noteboo
         "ops.wait(bad, timeout=60)\nops.watch(bad)"))
     # After it: what the kernel's widgets say at the end (the client is closed: nothing changes).
     nb.cells.append(nbformat.v4.new_code_cell(
-        "import json, ipywidgets\nfrom ops_widgets import OperationWidget\n"
-        "print(json.dumps([[w.name, w.operation.state.value] for w in ipywidgets.widgets.widget._instances.values()"
-        " if isinstance(w, OperationWidget)]))"))
+        "import json, ipywidgets\nfrom ops_widgets.widgets import OperationsList, OperationWidget\n"
+        "live = list(ipywidgets.widgets.widget._instances.values())\n"
+        "print(json.dumps([[w.name, w.operation.state.value] for w in live if isinstance(w, OperationWidget)]"
+        " + [[h.name, h.operation.state.value] for w in live if isinstance(w, OperationsList) for h in w.handles]))"))
     # Widget state is not stored (JupyterLab's default when saving): outputs speak for themselves.
     client = NotebookClient(nb, timeout=120, kernel_name="python3", store_widget_state=False,
                             resources={"metadata": {"path": str(tmp_path_factory.mktemp("run"))}})

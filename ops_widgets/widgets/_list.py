@@ -1,5 +1,5 @@
 """OperationsList: many operations as ONE anywidget (what watch_all shows), one aligned row each,
-a summary line ("37/120 done · 3 failed · ETA 4m00s") and a confirmed "Cancel all running".
+a summary line ("37/120 done · 3 failed · ETA 4m 00s") and a confirmed "Cancel all running".
 
 One model for the whole list (ipywidgets containers do not render in marimo; one model per row
 does not scale). Like OperationWidget it never polls: it subscribes to engine handles, and every
@@ -38,7 +38,7 @@ class OperationsList(anywidget.AnyWidget):
     _view = t.Unicode("list").tag(sync=True)  # which view of the shared module renders it
 
     rows = t.List(t.Dict(), help="One per operation, in the order given: what each row shows").tag(sync=True)
-    summary = t.Unicode("", help='"37/120 done · 3 failed · ETA 4m00s"').tag(sync=True)
+    summary = t.Unicode("", help='"37/120 done · 3 failed · ETA 4m 00s"').tag(sync=True)
     cancellable = t.Int(0, help="Running rows the service can cancel and nothing is cancelling yet").tag(sync=True)
     not_cancellable = t.Int(0, help="Running rows the service has no cancel for").tag(sync=True)
 

@@ -86,7 +86,7 @@ def page_rows(
             "kind": str(row.kind),
             "state": state,
             "progress": _plain(row.progress),
-            # ISO 8601 in UTC: the front-end shows "3m05s ago", the UTC time on hover.
+            # ISO 8601 in UTC: the front-end shows "3m 05s ago", the UTC time on hover.
             "create_time": "" if created is None else _utc_iso(created),
             "duration": None if duration is None else round(duration.total_seconds(), 1),
             "error": shown_error(str(row.state), _plain(row.error_message) or ""),

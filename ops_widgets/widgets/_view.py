@@ -161,7 +161,7 @@ _ENDED = {State.SUCCEEDED.value, State.FAILED.value, State.CANCELLED.value, Stat
 
 
 def list_summary(rows: Sequence[Mapping[str, Any]]) -> str:
-    """One line over a list of operations: "37/120 done · 3 failed · ETA 4m00s". The ETA is the
+    """One line over a list of operations: "37/120 done · 3 failed · ETA 4m 00s". The ETA is the
     longest of the running ones (they run side by side), "unknown" if any has none."""
     done = sum(r["state"] in _ENDED for r in rows)
     parts = [f"{done}/{len(rows)} done"]
