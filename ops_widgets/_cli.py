@@ -1,4 +1,4 @@
-"""The terminal commands of ``ops-widgets``: list, get, watch, wait, cancel, delete.
+"""The terminal commands of ``ops-widgets``: list, get, watch, wait, cancel, delete, history, resume.
 
 Output goes through rich (tables, colours, the live lines of watch): colours only on a terminal
 (and never with NO_COLOR), plain text into a pipe. The key comes from the environment only.
@@ -92,7 +92,7 @@ def _count(text: str) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    """Add list, get, watch, wait, cancel and delete to ``sub`` (argparse subparsers)."""
+    """Add list, get, watch, wait, cancel, delete, history and resume to ``sub`` (argparse subparsers)."""
     common = argparse.ArgumentParser(add_help=False)
     add_global_options(common, suppress=True)
 
@@ -147,6 +147,23 @@ def add_commands(sub: Any) -> None:
                     f"{what}. Where the service has no such method for an operation (on the Gemini\n"
                     f"API: anything but a batch), nothing is sent and the exit status is 1.")
         p.add_argument("names", nargs="+", metavar="NAME", help="the operations' names")
+
+    p = command("history", _history, "the operations tracked on this service, from the local history",
+                "Show every operation tracked on this service (the --base-url and --api-version's), in\n"
+                "this process or any earlier one, from the local history: its last known state, how\n"
+                "long it ran and when it was last seen, the most recent first. The history is kept in\n"
+                "OPS_WIDGETS_HOME (else the user data folder); OPS_WIDGETS_HISTORY=0 turns it off.")
+    p.add_argument("--all", action="store_true", help="every service's operations, not only this one's")
+    p.add_argument("--unfinished", action="store_true", help="only those not done when last seen")
+    p.add_argument("--max", metavar="N", type=_count, help="only the N most recently seen")
+    p.add_argument("--json", action="store_true", help="print the rows as one JSON array")
+
+    p = command("resume", _resume, "follow again what the history saw unfinished, until done",
+                "Track again every operation of this service that the history saw not done (a kernel\n"
+                "or a command that was stopped, a machine that restarted) and follow them live, as\n"
+                "watch does. One the service no longer has is marked vanished and not asked for again.")
+    p.add_argument("--interval", metavar="S", type=_positive,
+                   help="poll at least every S seconds (default: adaptive, from the kind's typical durations)")
 
 
 # --- running a command ---------------------------------------------------------------------------
@@ -351,3 +368,78 @@ def _act(args: argparse.Namespace, ops: Operations, verb: str, can: Callable[[st
 def version_string() -> str:
     return f"{PROG} {__version__}"
 
+
+
+def _history(args: argparse.Namespace, ops: Operations) -> int:
+    frame = ops.history(all_services=args.all)
+    if args.unfinished:
+        frame = frame[~frame["done"] & ~frame["vanished"]]
+    if args.max is not None:
+        frame = frame.head(args.max)
+    if args.json:
+        print(json.dumps([_history_record(name, row) for name, row in frame.iterrows()], indent=2))
+        return 0
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("name", no_wrap=True)
+    if args.all:
+        table.add_column("service")
+    for column in ("kind", "state", "duration", "last seen"):
+        table.add_column(column, justify="right" if column == "duration" else "left")
+    for name, row in frame.iterrows():
+        state = State(row["state"])
+        shown = Text(state.value, style=STYLES.get(state, ""))
+        if row["vanished"]:
+            shown = Text(f"{state.value}, gone", style="dim")  # 404 when last asked: not polled again
+        duration = row["duration"]
+        cells = [str(name), *([str(row["service"])] if args.all else []), str(row["kind"]), shown,
+                 "" if _missing(duration) else format_duration(duration.total_seconds()),
+                 row["last_seen"].tz_convert(None).strftime("%Y-%m-%d %H:%M:%S UTC")]
+        table.add_row(*cells)
+    _out().print(table)
+    if frame.empty:
+        _err().print("no operations in the history" + ("" if args.all else " of this service (try --all)"))
+    return 0
+
+
+def _history_record(name: Any, row: Any) -> dict[str, Any]:
+    """One history row as JSON: the frame's own values, times in RFC 3339, durations in seconds."""
+    def value(v: Any) -> Any:
+        if _missing(v):
+            return None
+        if hasattr(v, "total_seconds"):
+            return v.total_seconds()
+        if hasattr(v, "isoformat"):
+            return str(v.isoformat()).replace("+00:00", "Z")
+        return v.item() if hasattr(v, "item") else v
+
+    keys = ("service", "kind", "model", "state", "done", "progress", "duration", "error_code", "error_message",
+            "first_seen", "last_seen", "vanished")
+    return {"name": str(name), **{k: value(row[k]) for k in keys}}
+
+
+def _missing(value: Any) -> bool:
+    import pandas as pd
+
+    return bool(pd.isna(value)) if not isinstance(value, (list, dict)) else False
+
+
+def _resume(args: argparse.Namespace, ops: Operations) -> int:
+    before = ops.history()
+    wanted = set(before.index[~before["done"] & ~before["vanished"]])
+    handles = ops.track_unfinished(poll_interval=args.interval)
+    err = _err()
+    for name in sorted(wanted - {h.name for h in handles}):
+        err.print(Text(f"{PROG} resume: {name}: the service no longer has it (marked vanished)"))
+    if not handles:
+        err.print(Text(f"{PROG} resume: nothing to resume"))
+        return 0
+    console = _out()
+    try:
+        if console.is_terminal and not console.is_dumb_terminal:
+            _watch_live(handles, console)
+        else:
+            _watch_lines(handles, console)
+    finally:
+        for h in handles:
+            h.close()
+    return 0

@@ -8,17 +8,18 @@ import os
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from . import _batch, _schedule
+from . import _batch, _history, _schedule
 from . import _capabilities as caps
 from ._backends import GeminiBackend
 from ._capabilities import BINDINGS, describe
 from ._clock import SYSTEM_CLOCK, Clock
-from ._engine import AsyncTracked, Engine
+from ._engine import AsyncTracked, Engine, Poller
 from ._exceptions import (
     ApiError,
     AuthenticationError,
     InvalidNameError,
     MalformedOperationError,
+    NotFoundError,
     OpsError,
     UnsupportedError,
     WaitTimeout,
@@ -83,7 +84,9 @@ class AsyncOperations:
     time everything reads and waits on (a VirtualClock simulates hours in milliseconds);
     ``time_scale`` says how many times faster than real life the service runs (an emulator's
     ``speed``): typical durations, the schedule's gaps and the rate cap scale with it, so polling
-    a sped-up emulator looks like polling the real service, sped up.
+    a sped-up emulator looks like polling the real service, sped up. ``history`` keeps every
+    tracked operation in the local history (see history() and resume()); OPS_WIDGETS_HISTORY=0
+    turns it off everywhere.
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class AsyncOperations:
         poll_rate: float | None = 10.0,
         clock: Clock | None = None,
         time_scale: float = 1.0,
+        history: bool = True,
     ) -> None:
         key = api_key or os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY")
         if not key:
@@ -114,7 +118,13 @@ class AsyncOperations:
         self._transport = Transport(headers, clock=self._clock, timeout=timeout, max_retries=max_retries,
                                     transport=transport)
         self._poll_concurrency, self._poll_rate = poll_concurrency, poll_rate
-        self._durations = _schedule.Durations(scale=1.0 / time_scale)
+        self._history: _history.Recorder | _history.NoHistory = _history.NoHistory()
+        if _history.wanted(history):
+            service = _history.service_key("gemini", base_url, api_version)
+            self._history = _history.Recorder(_history.store_for(), service, secrets=list(headers.values()),
+                                              clock=self._clock)
+        # Durations of this service's finished runs, from earlier kernels too.
+        self._durations = _schedule.Durations(scale=1.0 / time_scale, learnt=self._history.runs())
         self._time_scale = time_scale
         self._engine: Engine | None = None
 
@@ -163,8 +173,21 @@ class AsyncOperations:
 
     async def _poll(self, name: str) -> Operation:
         # The engine's poll: no request retries, the poller owns retry and rate-limit policy.
-        data = await self._transport.request("GET", self._backend.operation_url(name), retries=0)
-        return Operation.from_api_response(data)
+        try:
+            data = await self._transport.request("GET", self._backend.operation_url(name), retries=0)
+        except NotFoundError:
+            self._history.vanished(name)
+            raise
+        op = Operation.from_api_response(data)
+        self._history.seen(op)
+        return op
+
+    async def _poller_of(self, name: NameOrOperation, deadline: float | None = None) -> Poller:
+        """The engine's poller of the name, its first snapshot in the history (an Operation in
+        hand, or one a list sweep brought); later ones go in from _poll and _sweep_page."""
+        poller = await self._polling().poller(name, deadline=deadline)
+        self._history.seen(poller.latest)
+        return poller
 
     async def _sweep_page(self, parent: str, token: str | None) -> tuple[_List[Operation], str | None]:
         # A page of a list sweep: the largest the service gives, no request retries (the pollers
@@ -172,6 +195,10 @@ class AsyncOperations:
         url = self._backend.list_url(parent)
         params = self._backend.list_params(_SWEEP_PAGE_SIZE, token, None)
         page = ListOperationsResponse.from_api_response(await self._transport.request("GET", url, params, retries=0))
+        if self._engine is not None:  # what is tracked goes into the history; the rest of the page does not
+            for op in page.operations:
+                if self._engine.active(op.name) is not None:
+                    self._history.seen(op)
         return page.operations, page.next_page_token
 
     async def track(self, name: NameOrOperation, *, poll_interval: float | None = None) -> AsyncTracked:
@@ -186,7 +213,7 @@ class AsyncOperations:
         _positive("poll_interval", poll_interval)
         if not isinstance(name, Operation):
             self._backend.operation_url(name)  # a bad name fails here, before anything is sent
-        poller = await self._polling().poller(name)
+        poller = await self._poller_of(name)
         return AsyncTracked(poller, poll_interval=poll_interval)  # (poller() yields even for an Operation)
 
     async def track_all(
@@ -250,6 +277,41 @@ class AsyncOperations:
         from .widgets import watch_all
 
         return watch_all(await self.track_all(names, poll_interval=poll_interval))
+
+    async def history(self, *, all_services: bool = False, flatten_metadata: bool = False) -> pd.DataFrame:
+        """Every operation tracked on this service (``all_services``: on any), in this kernel or
+        an earlier one, from the local history: to_dataframe()'s columns with each one's last
+        snapshot, plus service, first_seen and last_seen (UTC) and vanished (gone from the
+        service); the most recently seen first. UnsupportedError when the history is off."""
+        recorder = self._recorder()
+        return await asyncio.to_thread(recorder.frame, all_services=all_services, flatten_metadata=flatten_metadata)
+
+    async def track_unfinished(self, *, poll_interval: float | None = None) -> _List[AsyncTracked]:
+        """track() again every operation of this service that the history saw not done (in any
+        kernel, before a restart too). One the service no longer has (404) is marked vanished
+        in the history, and left out now and from then on."""
+        recorder = self._recorder()
+        names = await asyncio.to_thread(recorder.unfinished)
+
+        async def one(name: str) -> AsyncTracked | None:
+            try:
+                return await self.track(name, poll_interval=poll_interval)
+            except NotFoundError:
+                return None  # track() marked it vanished
+
+        return [h for h in await asyncio.gather(*(one(n) for n in names)) if h is not None]
+
+    async def resume(self, *, poll_interval: float | None = None) -> OperationsList:
+        """Pick up where an earlier kernel left off: track_unfinished(), shown as watch_all()."""
+        from .widgets import watch_all
+
+        return watch_all(await self.track_unfinished(poll_interval=poll_interval))
+
+    def _recorder(self) -> _history.Recorder:
+        if not isinstance(self._history, _history.Recorder):
+            raise UnsupportedError(
+                f"this client keeps no history (history=False, or {_history.ENV_SWITCH}=0 in the environment)")
+        return self._history
 
     async def list(
         self,
@@ -601,5 +663,5 @@ class AsyncOperations:
         engine = self._polling()
         start = self._clock.monotonic()
         # One deadline for all of it: the first snapshot's tries, then the polls.
-        poller = await engine.poller(name, deadline=None if timeout is None else start + timeout)
+        poller = await self._poller_of(name, deadline=None if timeout is None else start + timeout)
         return await engine.wait(poller, delays, timeout, on_progress, start=start)

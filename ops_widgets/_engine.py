@@ -467,7 +467,7 @@ class Poller:
         self._subscribers: list[Callback] = []
         self._requests: list[tuple[float | None, asyncio.Future[Operation]]] = []  # (due, answer)
         self._intervals: list[float] = []  # fixed intervals asked for by handles
-        self._schedule = Adaptive(first.kind, engine.durations)
+        self._schedule = Adaptive(first.kind, engine.durations, model=first.model)
         self._base_due = self._started  # next poll of the handles' interval or the adaptive schedule
         self._retry_due: float | None = None  # while polls fail: backoff overrides every due
         self._retry_delays: Iterator[float] | None = None

@@ -10,10 +10,14 @@ import bisect
 import itertools
 import math
 import random
-from collections.abc import Callable, Iterator
+import statistics
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
-__all__ = ["PRIORS", "Adaptive", "Durations", "Estimate", "backoff", "clip_to_deadline", "fixed"]
+__all__ = [
+    "LEARNT_SPREAD", "PRIORS", "Adaptive", "Durations", "Estimate", "Key", "backoff", "clip_to_deadline", "fixed",
+]
 
 
 def fixed(interval: float) -> Iterator[float]:
@@ -69,13 +73,28 @@ PRIORS: dict[str, tuple[float, float]] = {
 }
 
 
+Key: TypeAlias = "tuple[str, str | None]"  # (kind, model); model None: the kind as a whole
+
+# How far either side of a learnt typical duration its prior spreads at least (a factor): runs of one
+# model vary, and a prior that is too narrow would poll late for a slow run.
+LEARNT_SPREAD = 1.6
+
+
 class Durations:
     """What durations of each kind of operation look like: priors refined by durations seen.
 
     Each kind is a sorted sample: ``prior_weight`` log-spaced pseudo-observations across its
     prior range, plus up to ``max_observed`` real durations seen in this process. The CDF is
     piecewise linear through the sample, so estimates move smoothly as evidence arrives.
-    ``scale`` multiplies the priors (the emulator runs faster than real life).
+    ``scale`` multiplies the built-in priors (the emulator runs faster than real life).
+
+    ``learnt`` maps (kind, model) to the durations in seconds of its recent runs, learnt
+    elsewhere (the local history of finished runs, from earlier processes): that kind and
+    model's prior is then the range those runs span, around their median (at least
+    LEARNT_SPREAD either side of it), instead of the kind's wide built-in one, so that the first
+    ETA and the first polls of a run are as good as the last ones of the previous kernel. Every method
+    takes an optional ``model``; durations seen in this process count for the model when it has
+    some, else for the kind as a whole.
     """
 
     def __init__(
@@ -85,40 +104,66 @@ class Durations:
         prior_weight: int = 16,
         max_observed: int = 256,
         scale: float = 1.0,
+        learnt: Mapping[Key, Sequence[float]] | None = None,
     ) -> None:
         self._priors = dict(PRIORS if priors is None else priors)
         self._prior_weight = prior_weight
         self._max_observed = max_observed
         self._scale = scale
-        self._observed: dict[str, list[float]] = {}
-        self._cache: dict[str, list[float]] = {}
+        self._learnt: dict[Key, tuple[float, float, float]] = {}  # (median, low, high)
+        self._observed: dict[Key, list[float]] = {}
+        self._cache: dict[Key, list[float]] = {}
+        self.learn(learnt or {})
 
     @property
     def scale(self) -> float:
         """How much shorter than real life everything runs (1.0: real life)."""
         return self._scale
 
-    def observe(self, kind: str, duration: float) -> None:
+    def learn(self, runs: Mapping[Key, Sequence[float]]) -> None:
+        """Take the durations (seconds) of recent runs per (kind, model) as those keys' priors."""
+        for key, seconds in runs.items():
+            good = [float(x) for x in seconds if x > 0 and math.isfinite(x)]
+            if good:
+                median = statistics.median(good)
+                low = min(median / LEARNT_SPREAD, min(good) / 1.25)
+                high = max(median * LEARNT_SPREAD, max(good) * 1.25)
+                self._learnt[key] = (median, low, high)
+        self._cache.clear()
+
+    def learnt(self, kind: str, model: str | None = None) -> float | None:
+        """The typical (median) duration learnt for (kind, model), if any."""
+        known = self._learnt.get((kind, model))
+        return None if known is None else known[0]
+
+    def observe(self, kind: str, duration: float, model: str | None = None) -> None:
         if not (duration > 0 and math.isfinite(duration)):
             return
-        seen = self._observed.setdefault(kind, [])
-        seen.append(duration)
-        if len(seen) > self._max_observed:
-            del seen[0]  # the oldest: behaviour drifts (a model gets faster), follow it
-        self._cache.pop(kind, None)
+        for key in {(kind, None), (kind, model)}:
+            seen = self._observed.setdefault(key, [])
+            seen.append(duration)
+            if len(seen) > self._max_observed:
+                del seen[0]  # the oldest: behaviour drifts (a model gets faster), follow it
+            self._cache.pop(key, None)
 
-    def sample(self, kind: str) -> list[float]:
-        cached = self._cache.get(kind)
+    def sample(self, kind: str, model: str | None = None) -> list[float]:
+        key = (kind, model)
+        cached = self._cache.get(key)
         if cached is None:
-            lo, hi = self._priors.get(kind, self._priors.get("other", (5.0, 3600.0)))
-            lo, hi = lo * self._scale, hi * self._scale
+            known = self._learnt.get(key)
+            if known is not None:
+                _, lo, hi = known  # already in this client's seconds: no scale
+            else:
+                lo, hi = self._priors.get(kind, self._priors.get("other", (5.0, 3600.0)))
+                lo, hi = lo * self._scale, hi * self._scale
             n = self._prior_weight
             prior = [lo * (hi / lo) ** ((i + 0.5) / n) for i in range(n)]
-            cached = self._cache[kind] = sorted(prior + self._observed.get(kind, []))
+            seen = self._observed.get(key) or self._observed.get((kind, None), [])
+            cached = self._cache[key] = sorted(prior + seen)
         return cached
 
-    def cdf(self, kind: str, t: float) -> float:
-        xs = self.sample(kind)
+    def cdf(self, kind: str, t: float, model: str | None = None) -> float:
+        xs = self.sample(kind, model)
         n = len(xs)
         # Points (x_i, (i + .5) / n), extended to 0 at 0.8 x_0 and to 1 at 1.25 x_last.
         if t <= xs[0]:
@@ -132,10 +177,10 @@ class Durations:
         frac = 0.0 if x1 == x0 else (t - x0) / (x1 - x0)
         return (i + 0.5 + frac) / n
 
-    def quantile(self, kind: str, q: float) -> float:
+    def quantile(self, kind: str, q: float, model: str | None = None) -> float:
         """The inverse of cdf: the least t with cdf(t) >= q, read off the same piecewise-linear
         curve (closed form: every poller's every plan asks, thousands of times a second)."""
-        xs = self.sample(kind)
+        xs = self.sample(kind, model)
         n = len(xs)
         lo, hi = 0.8 * xs[0], 1.25 * xs[-1]
         if q <= 0:
@@ -175,6 +220,7 @@ class Adaptive:
         kind: str,
         durations: Durations,
         *,
+        model: str | None = None,
         floor: float | None = None,
         ceiling: float | None = None,
         step: float = 0.07,
@@ -182,6 +228,7 @@ class Adaptive:
         tail: float = 0.03,
     ) -> None:
         self.kind = kind
+        self.model = model
         self.durations = durations
         # Gaps shrink with the durations (an emulator at speed=300 is real life sped up): by
         # default at least 1 s and at most an hour of the service's own time apart.
@@ -222,7 +269,7 @@ class Adaptive:
         if duration is None:
             last = self._running_elapsed
             duration = elapsed if last is None else (last + elapsed) / 2
-        self.durations.observe(self.kind, duration)
+        self.durations.observe(self.kind, duration, self.model)
 
     def rate(self) -> float | None:
         """Percent per second at which progress rises now, or None when not known yet."""
@@ -265,10 +312,10 @@ class Adaptive:
             return Estimate(max(0.0, self._finishes[-1] - self._elapsed), False)
         # No progress: the median of the durations still possible, minus what has passed.
         d = self.durations
-        c = d.cdf(self.kind, self._elapsed)
+        c = d.cdf(self.kind, self._elapsed, self.model)
         if c >= 0.999:
             return Estimate(None, True)  # ran past every duration we know: no honest guess
-        median = d.quantile(self.kind, c + (1 - c) / 2)
+        median = d.quantile(self.kind, c + (1 - c) / 2, self.model)
         return Estimate(max(0.0, median - self._elapsed), True)
 
     def _confident(self, eta: float) -> bool:
@@ -296,11 +343,11 @@ class Adaptive:
                 delay = min(est.eta / 2, max(e, self.floor))
         else:
             d = self.durations
-            c = d.cdf(self.kind, e)
+            c = d.cdf(self.kind, e, self.model)
             if c >= 0.999:
                 delay = 0.25 * e  # overran every known duration: back off in proportion
             else:
                 # A `step` chance of finishing before the next poll, but never more often than
                 # a small fraction of the elapsed time (the tail of a long job is not urgent).
-                delay = max(d.quantile(self.kind, c + self.step * (1 - c)) - e, self.tail * e)
+                delay = max(d.quantile(self.kind, c + self.step * (1 - c), self.model) - e, self.tail * e)
         return min(self.ceiling, max(self.floor, delay))

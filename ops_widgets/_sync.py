@@ -55,11 +55,12 @@ class Operations:
         poll_rate: float | None = 10.0,
         clock: Clock | None = None,
         time_scale: float = 1.0,
+        history: bool = True,
     ) -> None:
         self._async = AsyncOperations(
             api_key, base_url=base_url, api_version=api_version, timeout=timeout,
             max_retries=max_retries, transport=transport, poll_concurrency=poll_concurrency,
-            poll_rate=poll_rate, clock=clock, time_scale=time_scale,
+            poll_rate=poll_rate, clock=clock, time_scale=time_scale, history=history,
         )
         self._thread = thread_for(self._async.clock)
 
@@ -125,6 +126,20 @@ class Operations:
         from .widgets import watch_all
 
         return watch_all(self.track_all(names, poll_interval=poll_interval))
+
+    @_doc
+    def history(self, *, all_services: bool = False, flatten_metadata: bool = False) -> pd.DataFrame:
+        return self._run(self._async.history(all_services=all_services, flatten_metadata=flatten_metadata))
+
+    @_doc
+    def track_unfinished(self, *, poll_interval: float | None = None) -> _List[Tracked]:
+        return [Tracked(h) for h in self._run(self._async.track_unfinished(poll_interval=poll_interval))]
+
+    @_doc
+    def resume(self, *, poll_interval: float | None = None) -> OperationsList:
+        from .widgets import watch_all
+
+        return watch_all(self.track_unfinished(poll_interval=poll_interval))
 
     @_doc
     def list(

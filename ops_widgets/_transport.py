@@ -21,7 +21,7 @@ from . import _schedule
 from ._clock import Clock, Pause
 from ._exceptions import ApiError, BrokenAnswerError, RateLimitError, TransportError
 
-__all__ = ["RETRYABLE_STATUS", "Secret", "Transport", "is_retryable"]
+__all__ = ["RETRYABLE_STATUS", "Secret", "Transport", "is_retryable", "redact_json"]
 
 logger = logging.getLogger("ops_widgets")
 
@@ -242,3 +242,10 @@ def _redact(text: str, secrets: list[str]) -> str:
     for secret in secrets:
         text = text.replace(secret, "<redacted>")
     return text
+
+
+def redact_json(text: str, secrets: list[Secret]) -> str:
+    """JSON text with each secret cut out, as written and as JSON escapes it: for what is kept
+    (the local history), so that a server that echoes a key back does not get it stored."""
+    values = [s.value for s in secrets if len(s.value) >= 4]
+    return _redact(text, values + [json.dumps(v)[1:-1] for v in values])

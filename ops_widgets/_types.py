@@ -15,7 +15,9 @@ from typing import Any
 from ._exceptions import MalformedOperationError
 from ._progress import as_number, progress_from_metadata, time_from_metadata
 
-__all__ = ["JOB_STATES", "KINDS", "ListOperationsResponse", "Operation", "OperationError", "State", "kind_of"]
+__all__ = [
+    "JOB_STATES", "KINDS", "ListOperationsResponse", "Operation", "OperationError", "State", "kind_of", "model_of",
+]
 
 CANCELLED_CODE = 1  # google.rpc.Code.CANCELLED
 _INT32 = range(-(2**31), 2**31)  # google.rpc.Status.code is an int32
@@ -178,6 +180,11 @@ class Operation:
     def kind(self) -> str:
         """"video", "tuning", "import", "batch" or "other", from the name and metadata @type."""
         return kind_of(self.name, self.metadata)
+
+    @property
+    def model(self) -> str | None:
+        """The model it runs on ("models/veo-3.0-generate-001"), when its name or metadata says."""
+        return model_of(self.name, self.metadata)
 
     @property
     def complete(self) -> bool:
@@ -388,6 +395,16 @@ def kind_of(name: str, metadata: Mapping[str, Any]) -> str:
     if "PredictLongRunning" in type_ or "GenerateVideo" in type_ or "/models/veo" in f"/{name}":
         return "video"
     return "other"
+
+
+def model_of(name: str, metadata: Mapping[str, Any]) -> str | None:
+    """The model an operation runs on: the collection of a model's operations
+    ("models/veo-3.0-generate-001/operations/x"), else metadata.model (a batch's); else None."""
+    head, sep, _ = name.rpartition("/operations/")
+    if sep and head.startswith("models/") and head.count("/") == 1:
+        return head
+    model = metadata.get("model")
+    return model if isinstance(model, str) and model else None
 
 
 # google.ai.generativelanguage BatchState, by its JSON name. Anything else (UNSPECIFIED, a name

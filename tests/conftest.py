@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
 
@@ -8,6 +11,25 @@ def _no_ambient_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     # A developer's real key must never leak into (or change) a test.
     monkeypatch.delenv("GEMINI_API_KEY", raising=False)
     monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_history_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The same before any test's own: servers and kernels that session fixtures start (the
+    browser tests' JupyterLab) never write into the user's data folder either."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OPS_WIDGETS_HOME", str(tmp_path_factory.mktemp("ops-widgets-session-home")))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _history_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's operations history in a folder of its own, never the user's: set in the
+    environment, so that subprocesses (the CLI, notebook kernels) inherit it."""
+    home = tmp_path_factory.mktemp("ops-widgets-home")
+    monkeypatch.setenv("OPS_WIDGETS_HOME", str(home))
+    monkeypatch.delenv("OPS_WIDGETS_HISTORY", raising=False)
+    return home
 
 
 @pytest.fixture(scope="session")

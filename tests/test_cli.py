@@ -40,7 +40,7 @@ def test_version() -> None:
 
 
 def test_help_is_plain_text_and_every_option_has_help() -> None:
-    commands = ["list", "get", "watch", "wait", "cancel", "delete", "emulator", "demo"]
+    commands = ["list", "get", "watch", "wait", "cancel", "delete", "history", "resume", "emulator", "demo"]
     for command in [None, *commands]:
         r = cli(None, *([command] if command else []), "--help")
         assert r.returncode == 0, r.stderr
