@@ -90,8 +90,11 @@ class OperationsList(anywidget.AnyWidget):
         self._displayed = publish(self._repr_mimebundle_(), self._display_id) or self._displayed
 
     def _refresh_if_ended(self) -> None:
+        """Once every row has ended, rewrite the saved output's snapshot. Not row by row: a
+        front-end re-renders the live view on each rewrite (JupyterLab does), which would close
+        an open "Cancel all running?" while others still run."""
         ended = sum(1 for h in self._handles if h.operation.done or not h.polling)
-        if self._displayed and not self._closed and ended != self._ended:
+        if self._displayed and not self._closed and ended == len(self._handles) and ended != self._ended:
             self._ended = ended
             refresh(self._display_id, self._repr_mimebundle_)
 
