@@ -23,6 +23,11 @@ A measurement, not a test: the exit code is 0 whatever it finds. ``run(n, seed)`
 
 from __future__ import annotations
 
+import os
+
+# Made-up operations stay out of the user's local history (bench/history.py measures it).
+os.environ.setdefault("OPS_WIDGETS_HISTORY", "0")
+
 import argparse
 import asyncio
 import logging

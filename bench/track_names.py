@@ -17,6 +17,11 @@ It prints figures beside the issue's goals; it asserts nothing.
 
 from __future__ import annotations
 
+import os
+
+# Made-up operations stay out of the user's local history (bench/history.py measures it).
+os.environ.setdefault("OPS_WIDGETS_HISTORY", "0")
+
 import argparse
 import asyncio
 import gc
