@@ -128,6 +128,7 @@ class Schedule:
     # Per-operation delay iterator for schedules without shared state but no closed form.
     delays: Callable[[Op], Iterator[float]] | None = None
     on_done: OnDone | None = None
+    rate: float | None = None  # requests per second for the whole fleet (the client's cap); None: no cap
 
 
 def _from_iterator(it: Iterator[float]) -> Poller:
@@ -157,7 +158,7 @@ def _table_exact(delays: Callable[[], Iterator[float]], horizon: float) -> Calla
     return exact
 
 
-def schedules(ops: list[Op]) -> list[Schedule]:
+def schedules(ops: list[Op], rate: float = 10.0) -> list[Schedule]:
     horizon = max(op.duration for op in ops) + 1.0
 
     def nojit() -> Iterator[float]:
@@ -179,6 +180,23 @@ def schedules(ops: list[Op]) -> list[Schedule]:
 
         return poll
 
+    capped_durations = _schedule.Durations()  # the capped run learns on its own, as another process
+    capped_live: dict[int, _schedule.Adaptive] = {}
+
+    def adaptive_capped(op: Op) -> Poller:
+        a = capped_live[id(op)] = _schedule.Adaptive(op.kind, capped_durations)
+
+        def poll(elapsed: float, prog: float | None) -> float:
+            a.observe(elapsed, prog)
+            return a.next_delay()
+
+        return poll
+
+    def learn_capped(op: Op, elapsed: float) -> None:
+        a = capped_live.pop(id(op), None)  # None: already done when its first (late) poll went out
+        if a is not None:
+            a.finished(elapsed, op.duration if op.kind != "video" else None)
+
     def learn(op: Op, elapsed: float) -> None:
         # As the engine does: the reported duration where the metadata has update/create times
         # (tuning, imports), else what the polls saw (video reports nothing).
@@ -199,6 +217,7 @@ def schedules(ops: list[Op]) -> list[Schedule]:
         ),
         Schedule("oracle", None, exact=lambda op: (1, 0.0)),
         Schedule("ours (adaptive)", adaptive, on_done=learn),
+        Schedule(f"ours, {rate:g}/s cap", adaptive_capped, on_done=learn_capped, rate=rate),
     ]
 
 
@@ -227,7 +246,10 @@ def simulate(ops: list[Op], sched: Schedule, shortcuts: bool = True) -> tuple[li
 
 
 def _event_loop(ops: list[Op], sched: Schedule) -> tuple[list[int], list[float]]:
-    """One discrete-event simulation: a heap of (virtual time of next poll, operation)."""
+    """One discrete-event simulation: a heap of (virtual time of next poll, operation). With
+    ``sched.rate``, requests go out at most that many a second, in the order they fall due, as
+    the client's limiter sends them (a poll due while the turns are taken goes out late, and
+    sees the operation as it is then)."""
     assert sched.poller is not None
     n = len(ops)
     reqs, delays = [0] * n, [0.0] * n
@@ -238,9 +260,15 @@ def _event_loop(ops: list[Op], sched: Schedule) -> tuple[list[int], list[float]]
     heap = [(op.start, i) for i, op in enumerate(ops)]  # everyone polls once at creation
     heapq.heapify(heap)
     pop, push, make, on_done = heapq.heappop, heapq.heappush, sched.poller, sched.on_done
+    gap = 1.0 / sched.rate if sched.rate else 0.0
+    turn = -math.inf  # when the limiter gives its next turn
     while heap:
-        _, i = pop(heap)
+        due, i = pop(heap)
         op, e = ops[i], elapsed[i]
+        if gap:
+            sent = max(due, turn)
+            turn = sent + gap
+            e = elapsed[i] = sent - op.start
         reqs[i] += 1
         if e >= op.duration:
             delays[i] = e - op.duration
@@ -288,11 +316,11 @@ def _summary(ops: list[Op], reqs: list[int], delays: list[float]) -> dict[str, A
     return out
 
 
-def run(n: int = 10_000, seed: int = 1, *, shortcuts: bool = True) -> dict[str, Any]:
+def run(n: int = 10_000, seed: int = 1, *, shortcuts: bool = True, rate: float = 10.0) -> dict[str, Any]:
     """All figures of one run: per schedule, the ratios of ours to the baselines, the targets."""
     ops = make_ops(n, seed)
     results: dict[str, dict[str, Any]] = {}
-    for sched in schedules(ops):
+    for sched in schedules(ops, rate):
         t0 = time.perf_counter()
         reqs, delays = simulate(ops, sched, shortcuts)
         results[sched.name] = _summary(ops, reqs, delays)
@@ -322,6 +350,13 @@ def run(n: int = 10_000, seed: int = 1, *, shortcuts: bool = True) -> dict[str, 
             "limit": 3 * oracle["requests"]["progress"],
         },
     }
+    capped = results[f"ours, {rate:g}/s cap"]
+    targets.update({
+        "d": {"what": f"capped ({rate:g}/s, the default client): requests <= 1/20 of fixed 10 s's",
+              "value": capped["requests"]["all"], "limit": f10["requests"]["all"] / 20},
+        "e": {"what": f"capped ({rate:g}/s): p50 delay <= 5 s", "value": capped["delay_p50"]["all"], "limit": 5.0},
+        "f": {"what": f"capped ({rate:g}/s): p95 delay <= 10 s", "value": capped["delay_p95"]["all"], "limit": 10.0},
+    })
     for t in targets.values():
         t["met"] = t["value"] <= t["limit"]
     counts = {k: sum(op.kind == k for op in ops) for k in KINDS}
@@ -385,10 +420,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=10_000, help="operations (default 10000)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-shortcuts", action="store_true", help="run every schedule through the event heap")
+    ap.add_argument("--rate", type=float, default=10.0, help="the capped run's requests per second (default 10, "
+                    "the client's default poll_rate)")
     args = ap.parse_args(argv)
     if args.n < 3:
         ap.error("--n must be at least 3 (one operation per kind)")
-    print(report(run(args.n, args.seed, shortcuts=not args.no_shortcuts)))
+    print(report(run(args.n, args.seed, shortcuts=not args.no_shortcuts, rate=args.rate)))
     return 0
 
 
