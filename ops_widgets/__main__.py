@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._cli import add_commands, add_global_options, version_string
+from ._cli import add_commands, add_global_options, checked, version_string
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -51,34 +51,9 @@ FAULT_MODES = {
 }
 
 
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a probability from 0 to 1, got {text!r}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text!r}")
-    return value
-
-
-def _requests(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
-    return value
+_rate = checked(float, lambda v: 0.0 <= v <= 1.0, "a probability from 0 to 1")
+_seconds = checked(float, lambda v: 0.0 <= v < float("inf"), "a number of seconds >= 0")
+_requests = checked(int, lambda v: v >= 0, "0 or more")
 
 
 def _add_fault_options(parser: argparse.ArgumentParser) -> None:

@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -34,7 +34,9 @@ from ._text import format_duration, summary_line
 if TYPE_CHECKING:
     from .emulator import Emulator
 
-__all__ = ["EXIT_CODES", "add_commands", "add_global_options", "run_command"]
+__all__ = ["EXIT_CODES", "add_commands", "add_global_options", "checked", "run_command"]
+
+T = TypeVar("T")
 
 PROG = "ops-widgets"
 # What `wait` exits with. 5: it could not find out (no key, not found, the network...).
@@ -71,24 +73,25 @@ def add_global_options(parser: argparse.ArgumentParser, *, suppress: bool = Fals
                        help="say what the command connects to (on stderr)")
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text!r}")
-    return value
+def checked(convert: Callable[[str], T], accept: Callable[[T], bool], requirement: str) -> Callable[[str], T]:
+    """An argparse ``type``: ``convert`` the text, then refuse what ``accept`` does not, saying
+    what it ``must be``. (Every numeric option of ops-widgets is read this way.)"""
+    noun = "whole number" if convert is int else "number"
+
+    def parse(text: str) -> T:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a {noun}: {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {requirement}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text!r}")
-    return value
+_positive = checked(float, lambda v: v > 0 and v != float("inf"), "a number of seconds above 0")
+_count = checked(int, lambda v: v >= 1, "1 or more")
 
 
 def add_commands(sub: Any) -> None:
