@@ -278,7 +278,13 @@ def _get(args: argparse.Namespace, ops: Operations) -> int:
 
 
 def _watch(args: argparse.Namespace, ops: Operations) -> int:
-    handles = ops.track_all(args.names, poll_interval=args.interval)
+    _follow(ops.track_all(args.names, poll_interval=args.interval))
+    return 0
+
+
+def _follow(handles: Sequence[Tracked]) -> None:
+    """Show ``handles`` until each is done: live lines on a terminal, plain lines elsewhere;
+    then drop them (watch and resume)."""
     console = _out()
     try:
         if console.is_terminal and not console.is_dumb_terminal:
@@ -288,7 +294,6 @@ def _watch(args: argparse.Namespace, ops: Operations) -> int:
     finally:
         for h in handles:
             h.close()
-    return 0
 
 
 def _watch_live(handles: Sequence[Tracked], console: Console) -> None:
@@ -436,13 +441,5 @@ def _resume(args: argparse.Namespace, ops: Operations) -> int:
     if not handles:
         err.print(Text(f"{PROG} resume: nothing to resume"))
         return 0
-    console = _out()
-    try:
-        if console.is_terminal and not console.is_dumb_terminal:
-            _watch_live(handles, console)
-        else:
-            _watch_lines(handles, console)
-    finally:
-        for h in handles:
-            h.close()
+    _follow(handles)
     return 0
