@@ -170,6 +170,18 @@ function onTraits(model, traits, fn) {
   return () => traits.forEach((trait) => model.off(`change:${trait}`, schedule));
 }
 
+// The inline "are you sure?" of a cancel, hidden until asked: v.confirm holding v.confirmText,
+// v.confirmYes and v.confirmNo (the widget's and the list's).
+function confirmBar(v, className, yes, no) {
+  v.confirm = el("div", className);
+  v.confirm.setAttribute("role", "group");
+  v.confirmText = el("span", "opw-confirm-text");
+  v.confirmYes = button("opw-confirm-yes", yes);
+  v.confirmNo = button("opw-confirm-no", no);
+  v.confirm.append(v.confirmText, v.confirmYes, v.confirmNo);
+  v.confirm.hidden = true;
+}
+
 function operationDom(host) {
   const v = {};
   v.root = el("div", "opw");
@@ -181,13 +193,7 @@ function operationDom(host) {
   v.badge.setAttribute("role", "status"); // state changes are announced
   v.cancel = button("opw-cancel", "Cancel");
   head.append(v.kind, v.id, v.copy, v.badge, v.cancel);
-  v.confirm = el("div", "opw-confirm");
-  v.confirm.setAttribute("role", "group");
-  v.confirmText = el("span", "opw-confirm-text");
-  v.confirmYes = button("opw-confirm-yes", "Yes, cancel it");
-  v.confirmNo = button("opw-confirm-no", "Keep it running");
-  v.confirm.append(v.confirmText, v.confirmYes, v.confirmNo);
-  v.confirm.hidden = true;
+  confirmBar(v, "opw-confirm", "Yes, cancel it", "Keep it running");
   v.bar = el("div", "opw-bar");
   v.fill = el("div", "opw-fill");
   v.bar.append(v.fill);
@@ -759,13 +765,7 @@ function listDom(host) {
   v.summary.setAttribute("role", "status"); // progress of the whole list is announced
   v.cancelAll = button("opl-cancel-all", "Cancel all running");
   head.append(v.summary, v.cancelAll);
-  v.confirm = el("div", "opw-confirm opl-confirm");
-  v.confirm.setAttribute("role", "group");
-  v.confirmText = el("span", "opw-confirm-text");
-  v.confirmYes = button("opw-confirm-yes", "");
-  v.confirmNo = button("opw-confirm-no", "Keep them running");
-  v.confirm.append(v.confirmText, v.confirmYes, v.confirmNo);
-  v.confirm.hidden = true;
+  confirmBar(v, "opw-confirm opl-confirm", "", "Keep them running");
   v.grid = el("div", "opl-grid");
   v.grid.setAttribute("role", "list");
   v.root.append(head, v.confirm, v.grid);
