@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["publish", "refresh", "with_snapshot"]
+__all__ = ["Sightings", "publish", "refresh", "with_snapshot"]
 
 logger = logging.getLogger("ops_widgets")
 
@@ -89,3 +89,18 @@ def _hook(shell: Any) -> None:
     if shell is not None and not any(s is shell for s in _hooked):
         shell.events.register("post_run_cell", _after_cell)
         _hooked.append(shell)
+
+
+class Sightings:
+    """Which front-end views of a widget are in sight now (each view reports for itself, by id):
+    a widget is on screen while any of them is. Any thread."""
+
+    def __init__(self) -> None:
+        self._views: set[str] = set()
+        self._lock = threading.Lock()
+
+    def report(self, view: object, visible: bool) -> bool:
+        """Take one view's report; whether any view is in sight now."""
+        with self._lock:
+            (self._views.add if visible else self._views.discard)(str(view))
+            return bool(self._views)

@@ -10,7 +10,6 @@ of the first handle (the others are handed over to it).
 from __future__ import annotations
 
 import functools
-import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
@@ -23,7 +22,7 @@ from .._client import AsyncOperations
 from .._engine import AsyncTracked
 from .._sync import Operations
 from .._types import Operation
-from ._display import publish, refresh, with_snapshot
+from ._display import Sightings, publish, refresh, with_snapshot
 from ._operation import HEARTBEAT, STATIC, Target, default_client
 from ._snapshot import list_html
 from ._view import LIST_ROW_KEYS, Throttle, list_summary, poll_status, view_state
@@ -49,8 +48,7 @@ class OperationsList(anywidget.AnyWidget):
         self._cancelling: set[int] = set()  # these two: on the first handle's engine thread only
         self._cancel_errors: dict[int, str] = {}
         self._closed = False
-        self._views_on_screen: set[str] = set()  # front-end views in sight now (their ids)
-        self._views_lock = threading.Lock()
+        self._sightings = Sightings()
         self._display_id = uuid.uuid4().hex
         self._displayed = False
         self._ended = 0  # operations seen ended when the saved output was last rewritten
@@ -170,9 +168,7 @@ class OperationsList(anywidget.AnyWidget):
     def _on_screen(self, view: str, visible: bool) -> None:
         """A view of the list came into sight or left it: while any is in sight, its operations
         are polled at the watched cadence."""
-        with self._views_lock:
-            (self._views_on_screen.add if visible else self._views_on_screen.discard)(view)
-            on = bool(self._views_on_screen)
+        on = self._sightings.report(view, visible)
         if not self._closed:
             for h in self._handles:
                 h.set_on_screen(on)

@@ -24,7 +24,7 @@ from .._engine import AsyncTracked
 from .._sync import Operations
 from .._text import summary_line
 from .._types import Operation
-from ._display import publish, refresh, with_snapshot
+from ._display import Sightings, publish, refresh, with_snapshot
 from ._snapshot import operation_html
 from ._view import Throttle, poll_status, view_state
 
@@ -100,8 +100,7 @@ class OperationWidget(anywidget.AnyWidget):
         self._cancelling = False  # these two: engine thread only
         self._cancel_error = ""
         self._closed = False
-        self._views_on_screen: set[str] = set()  # front-end views in sight now (their ids)
-        self._views_lock = threading.Lock()
+        self._sightings = Sightings()
         # Saved outputs: every display of this widget shares one display id, so that the static
         # snapshot in them is rewritten once it has ended (see _ipython_display_).
         self._display_id = uuid.uuid4().hex
@@ -234,9 +233,7 @@ class OperationWidget(anywidget.AnyWidget):
     def _on_screen(self, view: Any, visible: bool) -> None:
         """A view (of possibly several of this widget) came into sight or left it: while any is
         in sight, the operation is polled at the watched cadence."""
-        with self._views_lock:
-            (self._views_on_screen.add if visible else self._views_on_screen.discard)(str(view))
-            on = bool(self._views_on_screen)
+        on = self._sightings.report(view, visible)
         if not self._closed:
             self._handle.set_on_screen(on)
 
