@@ -652,12 +652,11 @@ class Poller:
     def _plan(self, now: float | None = None) -> None:
         """The next poll of the handles' fixed interval, else of the adaptive schedule."""
         now = self._clock.monotonic() if now is None else now
-        if self._watchers:
-            delay = self._schedule.watched_delay()
-        else:
-            delay = self._schedule.next_delay()
-        if self._intervals:
-            delay = min(self._intervals) if not self._watchers else min(delay, *self._intervals)
+        if self._intervals and not self._watchers:
+            delay = min(self._intervals)  # a handle's fixed interval replaces the adaptive schedule
+        else:  # while someone looks: the watched cadence, or a handle's interval if that is sooner
+            delay = min([self._schedule.watched_delay() if self._watchers else self._schedule.next_delay(),
+                         *self._intervals])
         self._base_due = now + delay
 
     def _next_due(self) -> float:
@@ -706,27 +705,27 @@ class Poller:
                     logger.exception("polling %s failed unexpectedly; retrying", self.name)
                 self._retry_later(exc if isinstance(exc, OpsError) else OpsError(f"{type(exc).__name__}: {exc}"))
                 continue
-            try:
-                self._update(op, sent)
-            except Exception as exc:  # reading the snapshot failed: a failed poll, not a dead poller
-                logger.exception("polling %s: could not take in a snapshot; retrying", self.name)
-                self._retry_later(OpsError(f"{type(exc).__name__}: {exc}"))
-                continue
-            self._failures = 0
-            self._retry_due = self._retry_delays = None
+            error = self._take(op, sent)
+            if error is not None:  # reading the snapshot failed: a failed poll, not a dead poller
+                self._retry_later(error)
 
     def offer(self, op: Operation, sent: float) -> None:
         """A fresher snapshot brought by someone else's request (a list sweep): take it in as a
-        poll of ours, which moves our own next poll on."""
-        if self.stopped or sent <= self._latest_sent or op.name != self.name:
-            return
+        poll of ours, which moves our own next poll on. (One it cannot take in is not a failed
+        poll of ours: our own polls go on as planned.)"""
+        if not self.stopped and sent > self._latest_sent and op.name == self.name:
+            self._take(op, sent)
+
+    def _take(self, op: Operation, sent: float) -> OpsError | None:
+        """Take in a snapshot, the end of any run of failures; the error if it could not be."""
         try:
             self._update(op, sent)
-        except Exception:
-            logger.exception("polling %s: could not take in a swept snapshot", self.name)
-            return
+        except Exception as exc:
+            logger.exception("polling %s: could not take in a snapshot", self.name)
+            return OpsError(f"{type(exc).__name__}: {exc}")
         self._failures = 0
         self._retry_due = self._retry_delays = None
+        return None
 
     def _retry_later(self, exc: OpsError) -> None:
         if self._retry_delays is None:
