@@ -167,40 +167,33 @@ def schedules(ops: list[Op], rate: float = 10.0) -> list[Schedule]:
     def jittered(op: Op) -> Iterator[float]:
         return _schedule.backoff(1.0, 20.0, 1.5, jitter=True, rand=random.Random(op.seed).random)
 
-    durations = _schedule.Durations()  # one per run: shared by all operations, as in one process
+    def adaptive_run() -> tuple[Callable[[Op], Poller], OnDone]:
+        """The adaptive schedule of one process: a Durations shared by all its operations (learnt
+        as they finish), and the poller and on-done hook of each."""
+        durations = _schedule.Durations()
+        live: dict[int, _schedule.Adaptive] = {}
 
-    live: dict[int, _schedule.Adaptive] = {}
+        def adaptive(op: Op) -> Poller:
+            a = live[id(op)] = _schedule.Adaptive(op.kind, durations)
 
-    def adaptive(op: Op) -> Poller:
-        a = live[id(op)] = _schedule.Adaptive(op.kind, durations)
+            def poll(elapsed: float, prog: float | None) -> float:
+                a.observe(elapsed, prog)
+                return a.next_delay()
 
-        def poll(elapsed: float, prog: float | None) -> float:
-            a.observe(elapsed, prog)
-            return a.next_delay()
+            return poll
 
-        return poll
+        def learn(op: Op, elapsed: float) -> None:
+            # As the engine does: the reported duration where the metadata has update/create times
+            # (tuning, imports), else what the polls saw (video reports nothing). None: already
+            # done when its first poll went out (a late one, behind a rate cap).
+            a = live.pop(id(op), None)
+            if a is not None:
+                a.finished(elapsed, op.duration if op.kind != "video" else None)
 
-    capped_durations = _schedule.Durations()  # the capped run learns on its own, as another process
-    capped_live: dict[int, _schedule.Adaptive] = {}
+        return adaptive, learn
 
-    def adaptive_capped(op: Op) -> Poller:
-        a = capped_live[id(op)] = _schedule.Adaptive(op.kind, capped_durations)
-
-        def poll(elapsed: float, prog: float | None) -> float:
-            a.observe(elapsed, prog)
-            return a.next_delay()
-
-        return poll
-
-    def learn_capped(op: Op, elapsed: float) -> None:
-        a = capped_live.pop(id(op), None)  # None: already done when its first (late) poll went out
-        if a is not None:
-            a.finished(elapsed, op.duration if op.kind != "video" else None)
-
-    def learn(op: Op, elapsed: float) -> None:
-        # As the engine does: the reported duration where the metadata has update/create times
-        # (tuning, imports), else what the polls saw (video reports nothing).
-        live.pop(id(op)).finished(elapsed, op.duration if op.kind != "video" else None)
+    adaptive, learn = adaptive_run()
+    adaptive_capped, learn_capped = adaptive_run()  # the capped run learns on its own, as another process
 
     return [
         Schedule("fixed 10 s", lambda op: _from_iterator(_schedule.fixed(10.0)), exact=_fixed_exact(10.0)),

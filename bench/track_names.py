@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import gc
 import multiprocessing
-import socket
 import statistics
 import sys
 import time
@@ -37,6 +36,8 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fleet import free_port  # noqa: E402  (bench/ is the script's folder, first on sys.path)
 
 from ops_widgets import AsyncOperations  # noqa: E402
 
@@ -53,12 +54,6 @@ def _serve(port: int, n: int, n_unlistable: int, conn: Any) -> None:
     conn.send((listable, unlistable))
     while True:
         time.sleep(3600)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def raw(base_url: str, names: list[str], concurrency: int = 16) -> float:
