@@ -51,12 +51,17 @@ from .. import _capabilities as caps
 from . import _vertex
 from ._faults import AFTER, Faults
 from ._state import (
+    JSON_TYPE,
     KINDS,
     VIDEO_MODELS,
+    ApiError,
     BatchPlan,
+    Response,
     Store,
     decode_token,
     encode_token,
+    error_response,
+    json_object,
     parent_of,
     render,
     slug,
@@ -66,17 +71,7 @@ from ._state import (
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-# status, content type, body, extra headers; a body that is not bytes is streamed chunk by chunk.
-Response = tuple[int, str, bytes | Iterable[bytes], dict[str, str]]
-
-JSON_TYPE = "application/json; charset=UTF-8"
 VERSIONS = ("v1beta", "v1")
-# Canonical google.rpc.Code names for the HTTP statuses we answer with.
-STATUS_NAMES = {
-    400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-    405: "UNIMPLEMENTED", 409: "ABORTED", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL",
-    501: "UNIMPLEMENTED", 502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED",
-}
 DEFAULT_MESSAGES = {
     429: "Resource has been exhausted (e.g. check quota).",
     500: "Internal error encountered.",
@@ -138,27 +133,6 @@ def _operations_route(version: str, method: str, rest: str) -> tuple[str, str] |
     elif method == "DELETE" and caps.allowed(version, "delete", rest):
         return "{name}", "_delete"
     return None
-
-
-class ApiError(Exception):
-    """A Google-shaped error answer: {"error": {code, message, status, details?}}."""
-
-    def __init__(self, code: int, message: str, details: list[dict[str, Any]] | None = None,
-                 headers: dict[str, str] | None = None, status: str | None = None) -> None:
-        super().__init__(message)
-        self.code, self.message, self.details, self.headers = code, message, details, headers or {}
-        self.status = status
-
-    def response(self) -> Response:
-        return error_response(self.code, self.message, self.details, self.headers, self.status)
-
-
-def error_response(code: int, message: str, details: list[dict[str, Any]] | None = None,
-                   headers: dict[str, str] | None = None, status: str | None = None) -> Response:
-    err: dict[str, Any] = {"code": code, "message": message, "status": status or STATUS_NAMES.get(code, "UNKNOWN")}
-    if details:
-        err["details"] = details
-    return code, JSON_TYPE, json.dumps({"error": err}, indent=2).encode(), headers or {}
 
 
 def _json(obj: Any, status: int = 200) -> Response:
@@ -390,8 +364,6 @@ class EmulatorApp:
                 try:
                     answer = self._api(scope, path, query, body, exchange)
                     response = await answer if inspect.isawaitable(answer) else answer
-                except _vertex.VertexError as exc:
-                    response = error_response(exc.code, exc.message, exc.details, exc.headers, exc.status)
                 except ApiError as exc:
                     response = exc.response()
                 except _Drop:
@@ -655,7 +627,7 @@ class EmulatorApp:
 
     def _predict(self, rest: str, query: dict[str, str], body: bytes, base_url: str) -> Response:
         """Starts a video operation; API-started operations always succeed (use create() for others)."""
-        request = _body(body)
+        request = json_object(body)
         instances = request.get("instances")
         if not isinstance(instances, list) or not instances or not isinstance(instances[0], dict):
             raise ApiError(400, "Invalid request: 'instances' must be a non-empty list of objects.")
@@ -667,7 +639,7 @@ class EmulatorApp:
 
     def _tune(self, rest: str, query: dict[str, str], body: bytes, base_url: str) -> Response:
         """Starts a tuning operation and answers it (with CreateTunedModelMetadata)."""
-        request = _body(body)
+        request = json_object(body)
         base = request.get("baseModel")
         if not isinstance(base, str) or not base:
             raise ApiError(400, "Invalid request: 'baseModel' is required.")
@@ -693,7 +665,7 @@ class EmulatorApp:
 
     def _batch(self, rest: str, query: dict[str, str], body: bytes, base_url: str) -> Response:
         """models/{m}:batchGenerateContent: starts a batch; answers its Operation (batches/{id})."""
-        request = _body(body).get("batch")
+        request = json_object(body).get("batch")
         if not isinstance(request, dict):
             raise ApiError(400, "Invalid request: 'batch' is required.")
         config = request.get("inputConfig") or {}
@@ -716,7 +688,7 @@ class EmulatorApp:
 
     def _import(self, rest: str, query: dict[str, str], body: bytes, base_url: str) -> Response:
         """fileSearchStores/{s}:importFile: starts an import; answers its Operation (no metadata)."""
-        file_name = _body(body).get("fileName")
+        file_name = json_object(body).get("fileName")
         if not isinstance(file_name, str) or not file_name.startswith("files/"):
             raise ApiError(400, "Invalid request: 'fileName' must name a file (files/...).")
         with self._lock:
@@ -772,7 +744,7 @@ class EmulatorApp:
     # --- admin ------------------------------------------------------------------------------------
     def _admin(self, method: str, rest: str, body: bytes) -> Response:
         try:
-            args = _body(body) if method == "POST" else {}
+            args = json_object(body) if method == "POST" else {}
             if (method, rest) == ("POST", "seed"):
                 if "kinds" in args:
                     args["kinds"] = tuple(args["kinds"])
@@ -813,16 +785,6 @@ class EmulatorApp:
         except (TypeError, ValueError) as exc:
             raise ApiError(400, f"Invalid admin request: {exc}") from None
         raise ApiError(404, f"No admin route {method} /_emulator/{rest}.")
-
-
-def _body(body: bytes) -> dict[str, Any]:
-    try:
-        parsed = json.loads(body or b"{}")
-    except ValueError:
-        raise ApiError(400, "Invalid JSON payload received.") from None
-    if not isinstance(parsed, dict):
-        raise ApiError(400, "Invalid JSON payload received: expected an object.")
-    return parsed
 
 
 def _coalesce(parts: Iterable[bytes]) -> Iterator[bytes]:

@@ -15,11 +15,57 @@ import math
 import random
 import re
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
+
+# --- answers and errors, shared by both services' surfaces ---------------------------------------
+# status, content type, body, extra headers; a body that is not bytes is streamed chunk by chunk.
+Response = tuple[int, str, bytes | Iterable[bytes], dict[str, str]]
+
+JSON_TYPE = "application/json; charset=UTF-8"
+
+# Canonical google.rpc.Code names for the HTTP statuses we answer with.
+STATUS_NAMES = {
+    400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+    405: "UNIMPLEMENTED", 409: "ABORTED", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL",
+    501: "UNIMPLEMENTED", 502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED",
+}
+
+class ApiError(Exception):
+    """A Google-shaped error answer: {"error": {code, message, status, details?}}."""
+
+    def __init__(self, code: int, message: str, details: list[dict[str, Any]] | None = None,
+                 headers: dict[str, str] | None = None, status: str | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.details, self.headers = code, message, details, headers or {}
+        self.status = status
+
+    def response(self) -> Response:
+        return error_response(self.code, self.message, self.details, self.headers, self.status)
+
+
+def error_response(code: int, message: str, details: list[dict[str, Any]] | None = None,
+                   headers: dict[str, str] | None = None, status: str | None = None) -> Response:
+    err: dict[str, Any] = {"code": code, "message": message, "status": status or STATUS_NAMES.get(code, "UNKNOWN")}
+    if details:
+        err["details"] = details
+    return code, JSON_TYPE, json.dumps({"error": err}, indent=2).encode(), headers or {}
+
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """A request body that must be a JSON object (an empty body is {}), or a 400 ApiError."""
+    try:
+        parsed = json.loads(body or b"{}")
+    except ValueError:
+        raise ApiError(400, "Invalid JSON payload received.") from None
+    if not isinstance(parsed, dict):
+        raise ApiError(400, "Invalid JSON payload received: expected an object.")
+    return parsed
+
 
 API_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1beta."
 BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main."  # what batches really carry

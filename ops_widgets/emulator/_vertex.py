@@ -36,7 +36,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from .. import _capabilities as caps
-from ._state import Op, decode_token, encode_token, rfc3339, video_bytes
+from ._state import ApiError, Op, decode_token, encode_token, json_object, rfc3339, video_bytes
 
 VERSIONS = ("v1", "v1beta1")
 KINDS = ("video", "tuning", "batch", "import", "generic")
@@ -73,20 +73,11 @@ NOT_FOUND = "Requested entity was not found."
 _SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
 
 
-class VertexError(Exception):
-    """A Google-shaped error: EmulatorApp answers it as {"error": {code, message, status, details}}."""
-
-    def __init__(self, code: int, message: str, status: str | None = None,
-                 details: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.code, self.message, self.status, self.details, self.headers = code, message, status, details, headers
-
-
-def _unauthenticated(message: str, reason: str) -> VertexError:
+def _unauthenticated(message: str, reason: str) -> ApiError:
     info = {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": "googleapis.com",
             "metadata": {"service": "aiplatform.googleapis.com"}}
-    return VertexError(401, message, "UNAUTHENTICATED", [info],
-                       {"www-authenticate": 'Bearer realm="https://accounts.google.com/"'})
+    return ApiError(401, message, [info], {"www-authenticate": 'Bearer realm="https://accounts.google.com/"'},
+                    status="UNAUTHENTICATED")
 
 
 @dataclass
@@ -424,9 +415,10 @@ class VertexSurface:
             if key is not None and not found.express:
                 raise _unauthenticated(NO_API_KEYS, "CREDENTIALS_MISSING")
             if key is not None:  # express mode with a key that is not the emulator's
-                raise VertexError(400, "API key not valid. Please pass a valid API key.", "INVALID_ARGUMENT", [
+                raise ApiError(400, "API key not valid. Please pass a valid API key.", [
                     {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
-                     "domain": "googleapis.com", "metadata": {"service": "aiplatform.googleapis.com"}}])
+                     "domain": "googleapis.com", "metadata": {"service": "aiplatform.googleapis.com"}}],
+                    status="INVALID_ARGUMENT")
             raise _unauthenticated(NO_CREDENTIALS, "CREDENTIALS_MISSING")
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -482,7 +474,7 @@ class VertexSurface:
     def _find(self, name: str) -> Op:
         op = self.state.ops.get(name)
         if op is None:
-            raise VertexError(404, NOT_FOUND)
+            raise ApiError(404, NOT_FOUND)
         return op
 
     def _get(self, name: str, query: dict[str, str], body: bytes) -> dict[str, Any]:
@@ -494,9 +486,9 @@ class VertexSurface:
             size = int(query.get("pageSize") or 0)
             after = decode_token(query["pageToken"]) if query.get("pageToken") else 0
         except ValueError:
-            raise VertexError(400, "Invalid pageSize or pageToken.") from None
+            raise ApiError(400, "Invalid pageSize or pageToken.") from None
         if size < 0:
-            raise VertexError(400, "pageSize must not be negative.")
+            raise ApiError(400, "pageSize must not be negative.")
         collection = parent.rsplit("/", 1)[-1]
         jobs = collection in caps.VERTEX_JOBS  # listed at the collection; operations under their parent
         with self._lock:
@@ -514,7 +506,7 @@ class VertexSurface:
             if is_job(op):
                 state = job_state(op, now)
                 if state not in ("JOB_STATE_PENDING", "JOB_STATE_RUNNING"):
-                    raise VertexError(400, f"Cannot cancel a job in state {state}.", "FAILED_PRECONDITION")
+                    raise ApiError(400, f"Cannot cancel a job in state {state}.", status="FAILED_PRECONDITION")
                 op.cancelled, op.ended = True, now + CANCEL_SECONDS / self.state.speed
             elif now < op.end:  # a done operation stays as it is
                 op.cancelled, op.ended = True, now
@@ -528,8 +520,8 @@ class VertexSurface:
                 return {}
             state = job_state(op, now)
             if state in ("JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_CANCELLING"):
-                raise VertexError(400, f"The job is in state {state} and cannot be deleted; cancel it first.",
-                                  "FAILED_PRECONDITION")
+                raise ApiError(400, f"The job is in state {state} and cannot be deleted; cancel it first.",
+                               status="FAILED_PRECONDITION")
             self.state.remove(name)
             # DeleteBatchPredictionJob answers a (here already done) delete operation of the location.
             loc = name.split("/batchPredictionJobs/")[0]
@@ -545,9 +537,9 @@ class VertexSurface:
         try:
             timeout = min(MAX_WAIT, float(raw.removesuffix("s"))) if raw else MAX_WAIT
         except ValueError:
-            raise VertexError(400, f"Invalid value for timeout: {raw[:40]!r}.") from None
+            raise ApiError(400, f"Invalid value for timeout: {raw[:40]!r}.") from None
         if not timeout >= 0:
-            raise VertexError(400, "timeout must not be negative.")
+            raise ApiError(400, "timeout must not be negative.")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -564,7 +556,7 @@ class VertexSurface:
             await asyncio.sleep(max(0.0, min(left, until_done, 1.0)))
 
     def _create(self, parent: str, query: dict[str, str], body: bytes) -> dict[str, Any]:
-        request = _body(body)
+        request = json_object(body)
         loc, _, collection = parent.rpartition("/")
         project, location = loc.split("/")[1], loc.split("/")[3]
         extra: dict[str, Any] = {}
@@ -572,9 +564,9 @@ class VertexSurface:
             base = request.get("baseModel")
             spec = request.get("supervisedTuningSpec")
             if not isinstance(base, str) or not base:
-                raise VertexError(400, "baseModel is required.")
+                raise ApiError(400, "baseModel is required.")
             if not isinstance(spec, dict) or not isinstance(spec.get("trainingDatasetUri"), str):
-                raise VertexError(400, "supervisedTuningSpec.trainingDatasetUri is required.")
+                raise ApiError(400, "supervisedTuningSpec.trainingDatasetUri is required.")
             extra.update(base=base, dataset=spec["trainingDatasetUri"],
                          display=str(request.get("tunedModelDisplayName") or base + "-tuned"))
             kind = "tuning"
@@ -582,9 +574,9 @@ class VertexSurface:
             model = request.get("model")
             output = ((request.get("outputConfig") or {}).get("gcsDestination") or {}).get("outputUriPrefix")
             if not isinstance(model, str) or not model:
-                raise VertexError(400, "model is required.")
+                raise ApiError(400, "model is required.")
             if not isinstance(request.get("inputConfig"), dict):
-                raise VertexError(400, "inputConfig is required.")
+                raise ApiError(400, "inputConfig is required.")
             extra.update(model=model, display=str(request.get("displayName") or "batch prediction"))
             if isinstance(output, str) and output:
                 extra["output"] = output.rstrip("/")
@@ -596,15 +588,15 @@ class VertexSurface:
             return render_job(op, now)
 
     def _predict(self, model: str, query: dict[str, str], body: bytes) -> dict[str, Any]:
-        request = _body(body)
+        request = json_object(body)
         instances = request.get("instances")
         if not isinstance(instances, list) or not instances or not isinstance(instances[0], dict):
-            raise VertexError(400, "Invalid request: 'instances' must be a non-empty list of objects.")
+            raise ApiError(400, "Invalid request: 'instances' must be a non-empty list of objects.")
         short = model.rsplit("/", 1)[-1]
         if "/endpoints/" in f"/{model}":  # the emulator deploys no models to endpoints
-            raise VertexError(404, f"Endpoint `{model}` not found.")
+            raise ApiError(404, f"Endpoint `{model}` not found.")
         if not model.rpartition("/models/")[0].endswith("publishers/google") or not short.startswith("veo-"):
-            raise VertexError(404, f"Publisher Model `{model}` was not found or your project does not have "
+            raise ApiError(404, f"Publisher Model `{model}` was not found or your project does not have "
                                    "access to it.")
         given = request.get("parameters")
         params: dict[str, Any] = given if isinstance(given, dict) else {}
@@ -624,11 +616,11 @@ class VertexSurface:
         return {"name": op.name}
 
     def _fetch(self, model: str, query: dict[str, str], body: bytes) -> dict[str, Any]:
-        name = _body(body).get("operationName")
+        name = json_object(body).get("operationName")
         if not isinstance(name, str) or not name:
-            raise VertexError(400, "operationName is required.")
+            raise ApiError(400, "operationName is required.")
         if name.rpartition("/operations/")[0] != model:
-            raise VertexError(400, f"The operation {name[:200]} does not belong to {model}.")
+            raise ApiError(400, f"The operation {name[:200]} does not belong to {model}.")
         with self._lock:
             return render(self._find(name), self._clock())
 
@@ -661,13 +653,3 @@ class VertexSurface:
         if now < op.end:
             op.ended = now
         return True
-
-
-def _body(body: bytes) -> dict[str, Any]:
-    try:
-        parsed = json.loads(body or b"{}")
-    except ValueError:
-        raise VertexError(400, "Invalid JSON payload received.") from None
-    if not isinstance(parsed, dict):
-        raise VertexError(400, "Invalid JSON payload received: expected an object.")
-    return parsed
