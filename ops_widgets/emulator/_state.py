@@ -396,6 +396,19 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "model"
 
 
+def backdate(op: Op, r: float, running_fraction: float, now: float, rng: random.Random, *,
+             cancellable: bool = True) -> None:
+    """Place a seeded operation in time by its draw ``r``: below ``running_fraction`` still running
+    (started a fraction of its duration ago), else finished some time in the last three days, a
+    few of those (when ``cancellable``) cancelled part-way."""
+    if r < running_fraction:
+        op.created = now - rng.uniform(0.0, 0.95) * op.duration
+    else:
+        op.created = now - op.duration - rng.uniform(1.0, 3 * 86400.0)
+        if cancellable and r < running_fraction + 0.05 * (1 - running_fraction):
+            op.cancelled, op.ended = True, op.created + rng.uniform(0.05, 0.9) * op.duration
+
+
 class Store:
     """Operations in creation order, with one sorted sequence index per parent for fast paging.
 
@@ -502,12 +515,7 @@ class Store:
             op = self.new_op(kind, now, outcome=outcome)
             if failing and rng.random() < 0.2:
                 op.error_code = 3
-            if r < running_fraction:  # still running: started a fraction of its duration ago
-                op.created = now - rng.uniform(0.0, 0.95) * op.duration
-            else:  # finished some time in the last three days
-                op.created = now - op.duration - rng.uniform(1.0, 3 * 86400.0)
-                if r < running_fraction + 0.05 * (1 - running_fraction):
-                    op.cancelled, op.ended = True, op.created + rng.uniform(0.05, 0.9) * op.duration
+            backdate(op, r, running_fraction, now, rng)
             ops.append(op)
         ops.sort(key=lambda o: o.created)
         for op in ops:

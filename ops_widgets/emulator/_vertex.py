@@ -36,7 +36,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from .. import _capabilities as caps
-from ._state import ApiError, Op, decode_token, encode_token, json_object, rfc3339, video_bytes
+from ._state import ApiError, Op, backdate, decode_token, encode_token, json_object, rfc3339, video_bytes
 
 VERSIONS = ("v1", "v1beta1")
 KINDS = ("video", "tuning", "batch", "import", "generic")
@@ -387,12 +387,7 @@ class VertexSurface:
                 op = state.new_op(kind, now, project=project or DEFAULT_PROJECT,
                                   location=location or DEFAULT_LOCATION, outcome=outcome)
                 r = rng.random()
-                if r < running_fraction:  # started a fraction of its duration ago
-                    op.created = now - rng.uniform(0.0, 0.95) * op.duration
-                else:  # ended some time in the last three days
-                    op.created = now - op.duration - rng.uniform(1.0, 3 * 86400.0)
-                    if kind != "video" and r < running_fraction + 0.05 * (1 - running_fraction):
-                        op.cancelled, op.ended = True, op.created + rng.uniform(0.05, 0.9) * op.duration
+                backdate(op, r, running_fraction, now, rng, cancellable=kind != "video")
                 made.append(op)
             made.sort(key=lambda o: o.created)
             for op in made:
