@@ -13,7 +13,7 @@ from . import _capabilities as caps
 from ._backends import GeminiBackend
 from ._capabilities import BINDINGS, describe
 from ._clock import SYSTEM_CLOCK, Clock
-from ._engine import AsyncTracked, Engine, Poller
+from ._engine import AsyncTracked, Engine
 from ._exceptions import (
     ApiError,
     AuthenticationError,
@@ -148,6 +148,7 @@ class AsyncOperations:
                 max_rate=None if self._poll_rate is None else self._poll_rate * self._time_scale,
                 pause=self._transport.pause, list_page=self._sweep_page,
                 sweep_parent=lambda name: caps.listing_parent(self._backend.api_version, name),
+                seen=self._history.seen, gone=self._history.vanished,  # every tracked snapshot, in one place
             )
         return self._engine
 
@@ -173,21 +174,8 @@ class AsyncOperations:
 
     async def _poll(self, name: str) -> Operation:
         # The engine's poll: no request retries, the poller owns retry and rate-limit policy.
-        try:
-            data = await self._transport.request("GET", self._backend.operation_url(name), retries=0)
-        except NotFoundError:
-            self._history.vanished(name)
-            raise
-        op = Operation.from_api_response(data)
-        self._history.seen(op)
-        return op
-
-    async def _poller_of(self, name: NameOrOperation, deadline: float | None = None) -> Poller:
-        """The engine's poller of the name, its first snapshot in the history (an Operation in
-        hand, or one a list sweep brought); later ones go in from _poll and _sweep_page."""
-        poller = await self._polling().poller(name, deadline=deadline)
-        self._history.seen(poller.latest)
-        return poller
+        data = await self._transport.request("GET", self._backend.operation_url(name), retries=0)
+        return Operation.from_api_response(data)
 
     async def _sweep_page(self, parent: str, token: str | None) -> tuple[_List[Operation], str | None]:
         # A page of a list sweep: the largest the service gives, no request retries (the pollers
@@ -195,10 +183,6 @@ class AsyncOperations:
         url = self._backend.list_url(parent)
         params = self._backend.list_params(_SWEEP_PAGE_SIZE, token, None)
         page = ListOperationsResponse.from_api_response(await self._transport.request("GET", url, params, retries=0))
-        if self._engine is not None:  # what is tracked goes into the history; the rest of the page does not
-            for op in page.operations:
-                if self._engine.active(op.name) is not None:
-                    self._history.seen(op)
         return page.operations, page.next_page_token
 
     async def track(self, name: NameOrOperation, *, poll_interval: float | None = None) -> AsyncTracked:
@@ -213,7 +197,7 @@ class AsyncOperations:
         _positive("poll_interval", poll_interval)
         if not isinstance(name, Operation):
             self._backend.operation_url(name)  # a bad name fails here, before anything is sent
-        poller = await self._poller_of(name)
+        poller = await self._polling().poller(name)
         return AsyncTracked(poller, poll_interval=poll_interval)  # (poller() yields even for an Operation)
 
     async def track_all(
@@ -663,5 +647,5 @@ class AsyncOperations:
         engine = self._polling()
         start = self._clock.monotonic()
         # One deadline for all of it: the first snapshot's tries, then the polls.
-        poller = await self._poller_of(name, deadline=None if timeout is None else start + timeout)
+        poller = await engine.poller(name, deadline=None if timeout is None else start + timeout)
         return await engine.wait(poller, delays, timeout, on_progress, start=start)

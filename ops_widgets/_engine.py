@@ -134,11 +134,16 @@ class Engine:
         pause: Pause | None = None,
         list_page: ListPage | None = None,
         sweep_parent: Callable[[str], str | None] = lambda name: None,
+        seen: Callable[[Operation], None] = lambda op: None,
+        gone: Callable[[str], None] = lambda name: None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.clock = clock
         self.rand = rand
         self._poll, self._cancel = poll, cancel
+        # Told of every snapshot of a polled operation (first, polled or swept), and of one the
+        # service no longer has (404): the client's history listens.
+        self.seen, self.gone = seen, gone
         self.can_cancel = can_cancel
         self.limiter = Limiter(clock, max_concurrency, max_rate, rand, pause)
         self.durations = durations or Durations()
@@ -221,6 +226,9 @@ class Engine:
             except RateLimitError as exc:
                 self.rate_limited(exc)  # the limiter holds the next try past the pause
                 error: OpsError = exc
+            except NotFoundError:
+                self.gone(name)
+                raise
             except _PERMANENT:
                 raise
             except OpsError as exc:
@@ -451,6 +459,7 @@ class Poller:
         self.name = first.name
         self.parent = engine.sweep_parent(first.name)  # the collection a list sweep reads it from
         self.latest = first
+        engine.seen(first)
         self.last_error: OpsError | None = None
         self.requests = 0  # GETs sent by this poller (the first snapshot's excluded)
         self.stopped = False
@@ -693,6 +702,8 @@ class Poller:
                 self._failed(exc)
                 continue
             except _PERMANENT as exc:
+                if isinstance(exc, NotFoundError):
+                    self.engine.gone(self.name)
                 self._failures = _REPORT_AFTER - 1
                 self.stopped = True  # before _failed tells subscribers: they read `polling` then
                 self._failed(exc)
@@ -748,6 +759,7 @@ class Poller:
             self._schedule.observe(0.0 if elapsed is None else elapsed, op.progress)
 
     def _update(self, op: Operation, sent: float) -> None:
+        self.engine.seen(op)
         changed = op.raw != self.latest.raw or self.last_error is not None
         self.saw_running = self.saw_running or not op.done
         self.last_error = None
