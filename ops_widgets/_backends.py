@@ -2,18 +2,26 @@
 
 Names are checked before they are put in a URL path, so that a name can never smuggle in a
 query string, a fragment, ``..`` or another host.
+
+Both services' backends have one shape, so that the client does not branch on the service:
+``read``/``cancel``/``delete``/``wait`` give the Call (verb, URL, JSON body) that does it,
+``list_url``/``list_params`` a listing, ``can(action, name)`` what the service binds, and
+``parse``/``parse_list`` read what it answers.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from ._capabilities import BINDINGS, allowed, list_path, listable_parents
+from . import _capabilities as caps
+from ._capabilities import BINDINGS, allowed, describe, list_path, listable_parents
 from ._exceptions import InvalidNameError, UnsupportedError
+from ._types import ListOperationsResponse, Operation
 
-__all__ = ["GeminiBackend", "validate_name", "validate_parent"]
+__all__ = ["Call", "GeminiBackend", "VertexBackend", "validate_name", "validate_parent", "validate_vertex_name",
+           "vertex_host"]
 
 _SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
 
@@ -67,14 +75,29 @@ def validate_parent(parent: str) -> str:
 
 
 @dataclass(frozen=True)
+class Call:
+    """One request to send: the verb, the URL and a JSON body (None: no body)."""
+
+    verb: str
+    url: str
+    body: dict[str, Any] | None = None
+    params: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
 class GeminiBackend:
     """The Gemini API (generativelanguage): key in the x-goog-api-key header."""
 
     base_url: str
     api_version: str
+    service: ClassVar[str] = "gemini"
 
     def __post_init__(self) -> None:
         _segments(self.api_version, "api_version")
+
+    @property
+    def title(self) -> str:
+        return f"the Gemini API ({self.api_version})"
 
     @property
     def root(self) -> str:
@@ -85,6 +108,41 @@ class GeminiBackend:
 
     def cancel_url(self, name: str) -> str:
         return f"{self.operation_url(name)}:cancel"
+
+    def read(self, name: str) -> Call:
+        """How to read the operation ``name`` now."""
+        return Call("GET", self.operation_url(name))
+
+    def cancel(self, name: str) -> Call:
+        return Call("POST", self.cancel_url(name))
+
+    def delete(self, name: str) -> Call:
+        return Call("DELETE", self.operation_url(name))
+
+    def wait(self, name: str, timeout: float) -> Call:
+        """The Gemini API has no :wait: UnsupportedError (can("wait", name) is False)."""
+        validate_name(name)
+        raise UnsupportedError(f"{self.title} has no long-poll (:wait); poll with GET")
+
+    def supported(self, action: str, name: str) -> None:
+        """UnsupportedError, saying what can, unless the service binds ``action`` for ``name``."""
+        if not self.can(action, name):
+            raise UnsupportedError(
+                f"{name[:200]}: {self.title} cannot {action} this operation; "
+                f"it can {action} {describe(self.api_version, action)}"
+            )
+
+    def listing_parent(self, name: str) -> str | None:
+        """The collection whose list pages show ``name`` (for list sweeps), or None."""
+        return caps.listing_parent(self.api_version, name) if self.api_version in BINDINGS else None
+
+    @staticmethod
+    def parse(data: Any) -> Operation:
+        return Operation.from_api_response(data)
+
+    @staticmethod
+    def parse_list(data: Any) -> ListOperationsResponse:
+        return ListOperationsResponse.from_api_response(data)
 
     def list_url(self, parent: str | None) -> str:
         """Where ``parent``'s operations are listed ("operations" for the top level). Where the
@@ -107,6 +165,8 @@ class GeminiBackend:
             validate_name(name)
         except InvalidNameError:
             return False
+        if action not in caps.ACTIONS:
+            return False
         # A version we have no table for (say a future v1alpha): the service will say.
         return self.api_version not in BINDINGS or allowed(self.api_version, action, name)
 
@@ -126,3 +186,177 @@ class GeminiBackend:
     @staticmethod
     def auth_headers(api_key: str) -> dict[str, str]:
         return {"x-goog-api-key": api_key}
+
+
+# --- Vertex AI ------------------------------------------------------------------------------------
+VERTEX_GLOBAL_HOST = "https://aiplatform.googleapis.com"
+# Multi-region locations are served from their own regional endpoints (as google-genai does).
+_MULTI_REGIONS = frozenset({"us", "eu"})
+_LOCATION = re.compile(r"[a-z][a-z0-9-]{0,62}")
+_VERTEX_EXAMPLES = (
+    "'projects/<p>/locations/<l>/operations/<id>', '<...>/ragCorpora/<id>/operations/<id>', "
+    "'projects/<p>/locations/<l>/tuningJobs/<id>' (or batchPredictionJobs/<id>), or a Veo operation "
+    "'projects/<p>/locations/<l>/publishers/google/models/<model>/operations/<id>'"
+)
+
+
+def vertex_host(location: str) -> str:
+    """The Vertex AI endpoint that serves ``location``: regional, or the global one."""
+    if location == "global":
+        return VERTEX_GLOBAL_HOST
+    if location in _MULTI_REGIONS:
+        return f"https://aiplatform.{location}.rep.googleapis.com"
+    if not isinstance(location, str) or not _LOCATION.fullmatch(location):
+        raise InvalidNameError(f"location {str(location)[:80]!r} is not a Google Cloud location "
+                               "(e.g. 'us-central1', 'europe-west4', 'global')")
+    return f"https://{location}-aiplatform.googleapis.com"
+
+
+def _in_location(parts: list[str]) -> bool:
+    return len(parts) >= 4 and parts[0] == "projects" and parts[2] == "locations"
+
+
+def validate_vertex_name(name: str) -> str:
+    """Return ``name`` if it names a Vertex AI operation or job: an operation of a location or of
+    any resource in it, a tuning or batch prediction job, or a publisher model's (or endpoint's)
+    operation, in a location or (express mode) without one."""
+    parts = _segments(name, "operation name")
+    located = _in_location(parts)
+    is_op = len(parts) >= 2 and parts[-2] == "operations" and (
+        (located and len(parts) >= 6) or parts[0] in ("publishers", "endpoints"))
+    is_job = located and len(parts) == 6 and parts[4] in caps.VERTEX_JOBS
+    if not (is_op or is_job):
+        gemini = " (that looks like a Gemini API name: use a client without vertexai=True)" if (
+            parts[0] in ("models", "tunedModels", "batches", "fileSearchStores", "operations")) else ""
+        raise InvalidNameError(f"{name[:120]!r} is not a Vertex AI operation or job name{gemini}: "
+                               f"expected {_VERTEX_EXAMPLES}")
+    return name
+
+
+@dataclass(frozen=True)
+class VertexBackend:
+    """Vertex AI (aiplatform): ``https://{location}-aiplatform.googleapis.com`` (the global
+    endpoint for "global"), or ``base_url`` for every location (an emulator, a proxy). A name
+    whose location is not the client's goes to its own location's host."""
+
+    project: str | None
+    location: str
+    api_version: str = "v1"
+    base_url: str | None = None
+    service: ClassVar[str] = "vertex"
+
+    def __post_init__(self) -> None:
+        if self.api_version not in caps.VERTEX_BINDINGS:
+            raise ValueError(f"unknown Vertex AI api_version {self.api_version!r}; "
+                             f"choose one of {', '.join(caps.VERTEX_BINDINGS)}")
+        vertex_host(self.location)  # a location that cannot be a host fails here
+        if self.project is not None:
+            _segments(self.project, "project")
+
+    @property
+    def title(self) -> str:
+        return f"Vertex AI ({self.api_version})"
+
+    def _root(self, location: str) -> str:
+        host = self.base_url.rstrip("/") if self.base_url else vertex_host(location)
+        return f"{host}/{self.api_version}"
+
+    @property
+    def root(self) -> str:
+        return self._root(self.location)
+
+    def root_for(self, name: str) -> str:
+        """The root URL that serves ``name``: its own location's host (the client's for a name
+        with no location: express mode)."""
+        parts = name.split("/")
+        return self._root(parts[3] if _in_location(parts) else self.location)
+
+    def operation_url(self, name: str) -> str:
+        return f"{self.root_for(validate_vertex_name(name))}/{name}"
+
+    def read(self, name: str) -> Call:
+        """GET {name}; for a publisher model's or endpoint's operation (Veo), which has no GET,
+        POST {model}:fetchPredictOperation {"operationName": name}."""
+        url = self.operation_url(name)
+        model = caps.fetch_endpoint(self.api_version, name)
+        if model is not None:
+            return Call("POST", f"{self.root_for(name)}/{model}:fetchPredictOperation", {"operationName": name})
+        self.supported("get", name)
+        return Call("GET", url)
+
+    def cancel(self, name: str) -> Call:
+        url = self.operation_url(name)
+        self.supported("cancel", name)
+        return Call("POST", f"{url}:cancel")
+
+    def delete(self, name: str) -> Call:
+        url = self.operation_url(name)
+        self.supported("delete", name)
+        return Call("DELETE", url)
+
+    def wait_url(self, name: str) -> str:
+        """POST here (``?timeout=30s``) to long-poll ``name`` until done or the timeout; where
+        the service binds :wait (see can("wait", name)), else UnsupportedError."""
+        url = self.operation_url(name)
+        self.supported("wait", name)
+        return f"{url}:wait"
+
+    def wait(self, name: str, timeout: float) -> Call:
+        if not timeout >= 0:
+            raise ValueError(f"timeout must be >= 0, got {timeout!r}")
+        return Call("POST", self.wait_url(name), params={"timeout": f"{timeout:g}s"})
+
+    def can(self, action: str, name: str) -> bool:
+        """Whether Vertex AI binds ``action`` for ``name`` (False for a bad name). ``get`` is
+        False for a Veo operation: it is read with fetchPredictOperation (see read)."""
+        try:
+            validate_vertex_name(name)
+        except InvalidNameError:
+            return False
+        return action in caps.VERTEX_ACTIONS and caps.allowed(self.api_version, action, name, service="vertex")
+
+    def supported(self, action: str, name: str) -> None:
+        if not self.can(action, name):
+            what = "read" if action == "get" else action
+            raise UnsupportedError(
+                f"{name[:200]}: {self.title} cannot {what} this operation with {action}; it can {action} "
+                f"{describe(self.api_version, action, service='vertex')[:600]}"
+            )
+
+    def default_parent(self) -> str:
+        if self.project is None:
+            raise UnsupportedError("no project: pass project=... (or set GOOGLE_CLOUD_PROJECT) to list "
+                                   "a location's operations, or pass parent=...")
+        return f"projects/{self.project}/locations/{self.location}"
+
+    def list_url(self, parent: str | None) -> str:
+        """Where ``parent``'s operations are listed: a location ("projects/p/locations/l", the
+        default), a resource ("…/ragCorpora/123"), or a job collection ("…/tuningJobs",
+        "…/batchPredictionJobs", listed at the collection itself)."""
+        target = self.default_parent() if parent is None else validate_parent(parent)
+        path = caps.list_path(self.api_version, target, service="vertex")
+        if path is None:
+            raise UnsupportedError(
+                f"{self.title} has no list of {target[:200]!r}; it lists a location's operations "
+                "('projects/<p>/locations/<l>'), its 'tuningJobs' and 'batchPredictionJobs', and the "
+                "operations of most resources in it (e.g. '.../ragCorpora/<id>')")
+        return f"{self.root_for(target)}/{path}"
+
+    def sweep_parents(self) -> list[str]:
+        """What list_all() with no parent reads: the location's operations and its jobs."""
+        loc = self.default_parent()
+        return [loc, *(f"{loc}/{jobs}" for jobs in caps.VERTEX_JOBS if
+                       caps.allowed(self.api_version, "list", f"{loc}/{jobs}", service="vertex"))]
+
+    def listing_parent(self, name: str) -> str | None:
+        return caps.listing_parent(self.api_version, name, service="vertex")
+
+    list_params = staticmethod(GeminiBackend.list_params)
+
+    @staticmethod
+    def parse(data: Any) -> Operation:
+        return Operation.from_api_response(data, vertex=True)
+
+    @staticmethod
+    def parse_list(data: Any) -> ListOperationsResponse:
+        return ListOperationsResponse.from_api_response(data, vertex=True)

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from . import _batch, _history, _schedule
 from . import _capabilities as caps
-from ._backends import GeminiBackend
-from ._capabilities import BINDINGS, describe
+from ._auth import GoogleAuth, LoopRequest, default_credentials
+from ._backends import Call, GeminiBackend, VertexBackend
+from ._capabilities import BINDINGS
 from ._clock import SYSTEM_CLOCK, Clock
 from ._engine import AsyncTracked, Engine
 from ._exceptions import (
@@ -25,7 +26,7 @@ from ._exceptions import (
     WaitTimeout,
 )
 from ._frame import FrameBuilder, ListingProgress
-from ._transport import Secret, Transport
+from ._transport import Auth, Secret, StaticAuth, Transport
 from ._types import ListOperationsResponse, Operation, State
 
 if TYPE_CHECKING:
@@ -34,9 +35,10 @@ if TYPE_CHECKING:
 
     from .widgets import OperationsList, OperationWidget
 
-__all__ = ["DEFAULT_BASE_URL", "AsyncOperations", "NameOrOperation", "ProgressCallback"]
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_VERTEX_LOCATION", "AsyncOperations", "NameOrOperation", "ProgressCallback"]
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+DEFAULT_VERTEX_LOCATION = "global"  # as google-genai: no location given or in GOOGLE_CLOUD_LOCATION
 
 NameOrOperation = str | Operation
 ProgressCallback = Callable[[Operation], None | Awaitable[None]]
@@ -48,6 +50,12 @@ _NO_KEY = (
     "To try ops_widgets with no account, use the local emulator: "
     "`from ops_widgets.emulator import Emulator; emu = Emulator.start(); ops = emu.client()` "
     "(or run `ops-widgets emulator` and pass its base_url and key)."
+)
+_EXPRESS_HINT = (
+    "Vertex AI takes an API key (express mode) only for some methods, such as a publisher model's "
+    "predictLongRunning and fetchPredictOperation with no project in the name; for this one use Google "
+    "credentials: Operations(vertexai=True, project=..., location=...) with no api_key uses Application "
+    "Default Credentials (`gcloud auth application-default login`), or pass credentials=..."
 )
 _CHUNK = 250  # operations laid out into a frame between two turns of the event loop
 _MAX_EMPTY_PAGES = 50  # empty pages in a row, each with a new token, before a listing gives up
@@ -61,7 +69,12 @@ def _name(op: NameOrOperation) -> str:
 
 
 def _cancelled_or_cancelling(op: Operation) -> bool:
-    return op.state is State.CANCELLED or (op.batch_state or "").endswith("_CANCELLING")
+    return op.state is State.CANCELLED or op.cancelling
+
+
+def _env_flag(name: str) -> bool | None:
+    value = os.environ.get(name)
+    return None if value is None else value.strip().lower() in ("true", "1")
 
 
 def _positive(what: str, value: float | None, *, allow_zero: bool = False) -> None:
@@ -93,8 +106,12 @@ class AsyncOperations:
         self,
         api_key: str | None = None,
         *,
-        base_url: str = DEFAULT_BASE_URL,
-        api_version: str = "v1beta",
+        vertexai: bool | None = None,
+        project: str | None = None,
+        location: str | None = None,
+        credentials: Any = None,
+        base_url: str | None = None,
+        api_version: str | None = None,
         timeout: float | None = 30.0,
         max_retries: int = 5,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -104,32 +121,76 @@ class AsyncOperations:
         time_scale: float = 1.0,
         history: bool = True,
     ) -> None:
-        key = api_key or os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY")
-        if not key:
-            raise AuthenticationError(_NO_KEY)
         if isinstance(poll_concurrency, bool) or not isinstance(poll_concurrency, int) or poll_concurrency < 1:
             raise ValueError(f"poll_concurrency must be an integer >= 1, got {poll_concurrency!r}")
         _positive("poll_rate", poll_rate)
         _positive("time_scale", time_scale)
         _positive("timeout", timeout)
-        self._backend = GeminiBackend(base_url, api_version)
         self._clock = clock or SYSTEM_CLOCK
-        headers = {name: Secret(value) for name, value in self._backend.auth_headers(key).items()}
-        self._transport = Transport(headers, clock=self._clock, timeout=timeout, max_retries=max_retries,
+        self._backend: GeminiBackend | VertexBackend
+        auth: Auth
+        if vertexai is None:
+            vertexai = bool(_env_flag("GOOGLE_GENAI_USE_VERTEXAI"))
+        if not vertexai:
+            if project is not None or location is not None or credentials is not None:
+                raise ValueError("project, location and credentials are for Vertex AI: pass vertexai=True "
+                                 "(or set GOOGLE_GENAI_USE_VERTEXAI=true)")
+            key = api_key or os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY")
+            if not key:
+                raise AuthenticationError(_NO_KEY)
+            self._backend = GeminiBackend(base_url or DEFAULT_BASE_URL, api_version or "v1beta")
+            auth = StaticAuth({name: Secret(value) for name, value in self._backend.auth_headers(key).items()})
+            service = _history.service_key("gemini", self._backend.base_url, self._backend.api_version)
+        else:
+            self._backend, auth = self._vertex(api_key, project, location, credentials, base_url, api_version,
+                                               custom_transport=transport is not None)
+            service = _history.service_key("vertex", self._backend.root.rsplit("/", 1)[0],
+                                           self._backend.api_version, project=self._backend.project,
+                                           location=self._backend.location)
+        self._transport = Transport(auth, clock=self._clock, timeout=timeout, max_retries=max_retries,
                                     transport=transport)
         self._poll_concurrency, self._poll_rate = poll_concurrency, poll_rate
         self._history: _history.Recorder | _history.NoHistory = _history.NoHistory()
         if _history.wanted(history):
-            service = _history.service_key("gemini", base_url, api_version)
-            self._history = _history.Recorder(_history.store_for(), service, secrets=list(headers.values()),
+            self._history = _history.Recorder(_history.store_for(), service, secrets=auth.secrets(),
                                               clock=self._clock)
         # Durations of this service's finished runs, from earlier kernels too.
         self._durations = _schedule.Durations(scale=1.0 / time_scale, learnt=self._history.runs())
         self._time_scale = time_scale
         self._engine: Engine | None = None
 
+    def _vertex(self, api_key: str | None, project: str | None, location: str | None, credentials: Any,
+                base_url: str | None, api_version: str | None, *,
+                custom_transport: bool) -> tuple[VertexBackend, Auth]:
+        """Vertex AI's backend and auth, resolved as google-genai resolves them: arguments first,
+        then GOOGLE_CLOUD_PROJECT and GOOGLE_CLOUD_LOCATION; an API key is express mode."""
+        if api_key and credentials is not None:
+            raise ValueError("api_key (express mode) and credentials exclude each other: pass one")
+        env_key = os.environ.get("GOOGLE_API_KEY") or os.environ.get("GEMINI_API_KEY")
+        project = project or os.environ.get("GOOGLE_CLOUD_PROJECT") or None
+        location = location or os.environ.get("GOOGLE_CLOUD_LOCATION") or DEFAULT_VERTEX_LOCATION
+        # An explicit key is express mode; a key from the environment only when nothing names a project.
+        key = api_key or (env_key if credentials is None and project is None else None)
+        auth: Auth
+        if key:
+            auth = StaticAuth({"x-goog-api-key": Secret(key)}, hint=_EXPRESS_HINT)
+        else:
+            if credentials is None:
+                credentials, found = default_credentials()
+                project = project or found
+            project = project or getattr(credentials, "project_id", None) or None
+            # With its own httpx transport (an in-process emulator), token requests go through it too.
+            request = (lambda loop: LoopRequest(loop, self._transport.exchange)) if custom_transport else None
+            auth = GoogleAuth(credentials, clock=self._clock, request=request, project=project)
+        backend = VertexBackend(project, location, api_version or "v1", base_url)
+        return backend, auth
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={self._backend.base_url!r}, api_version={self._backend.api_version!r})"
+        b = self._backend
+        if isinstance(b, VertexBackend):
+            return (f"{type(self).__name__}(vertexai=True, project={b.project!r}, location={b.location!r}, "
+                    f"api_version={b.api_version!r})")
+        return f"{type(self).__name__}(base_url={b.base_url!r}, api_version={b.api_version!r})"
 
     @property
     def clock(self) -> Clock:
@@ -147,7 +208,7 @@ class AsyncOperations:
                 # Durations) and the rate cap, so a sped-up emulator looks like real life sped up.
                 max_rate=None if self._poll_rate is None else self._poll_rate * self._time_scale,
                 pause=self._transport.pause, list_page=self._sweep_page,
-                sweep_parent=lambda name: caps.listing_parent(self._backend.api_version, name),
+                sweep_parent=self._backend.listing_parent,
                 seen=self._history.seen, gone=self._history.vanished,  # every tracked snapshot, in one place
             )
         return self._engine
@@ -167,22 +228,24 @@ class AsyncOperations:
 
     # -- the API -------------------------------------------------------------------------
 
+    async def _send(self, call: Call, *, retries: int | None = None) -> Any:
+        return await self._transport.request(call.verb, call.url, call.params, retries=retries, body=call.body)
+
     async def get(self, name: NameOrOperation) -> Operation:
-        """The operation as it is now (one GET, with request retries)."""
-        data = await self._transport.request("GET", self._backend.operation_url(_name(name)))
-        return Operation.from_api_response(data)
+        """The operation (or Vertex AI job) as it is now: one GET, with request retries (a Veo
+        operation on Vertex AI, which has no GET: one POST {model}:fetchPredictOperation)."""
+        return self._backend.parse(await self._send(self._backend.read(_name(name))))
 
     async def _poll(self, name: str) -> Operation:
         # The engine's poll: no request retries, the poller owns retry and rate-limit policy.
-        data = await self._transport.request("GET", self._backend.operation_url(name), retries=0)
-        return Operation.from_api_response(data)
+        return self._backend.parse(await self._send(self._backend.read(name), retries=0))
 
     async def _sweep_page(self, parent: str, token: str | None) -> tuple[_List[Operation], str | None]:
         # A page of a list sweep: the largest the service gives, no request retries (the pollers
         # that asked own retry and rate-limit policy, as for their GETs).
         url = self._backend.list_url(parent)
         params = self._backend.list_params(_SWEEP_PAGE_SIZE, token, None)
-        page = ListOperationsResponse.from_api_response(await self._transport.request("GET", url, params, retries=0))
+        page = self._backend.parse_list(await self._transport.request("GET", url, params, retries=0))
         return page.operations, page.next_page_token
 
     async def track(self, name: NameOrOperation, *, poll_interval: float | None = None) -> AsyncTracked:
@@ -196,7 +259,7 @@ class AsyncOperations:
         """
         _positive("poll_interval", poll_interval)
         if not isinstance(name, Operation):
-            self._backend.operation_url(name)  # a bad name fails here, before anything is sent
+            self._backend.read(name)  # a bad (or unreadable) name fails here, before anything is sent
         poller = await self._polling().poller(name)
         return AsyncTracked(poller, poll_interval=poll_interval)  # (poller() yields even for an Operation)
 
@@ -311,7 +374,7 @@ class AsyncOperations:
         collection)."""
         url = self._backend.list_url(parent)
         params = self._backend.list_params(page_size, page_token, filter)
-        return ListOperationsResponse.from_api_response(await self._transport.request("GET", url, params))
+        return self._backend.parse_list(await self._transport.request("GET", url, params))
 
     async def list_all(
         self,
@@ -408,6 +471,8 @@ class AsyncOperations:
     async def _sweep_parents(self) -> _List[str]:
         """The collections list_all() with no parent reads (from GET models and GET tunedModels
         where the version has no top-level list)."""
+        if isinstance(self._backend, VertexBackend):
+            return self._backend.sweep_parents()
         version = self._backend.api_version
         if version not in BINDINGS or caps.allowed(version, "list", "operations"):
             return ["operations"]
@@ -480,6 +545,9 @@ class AsyncOperations:
         it failed or was cancelled: such a batch has no results.
         """
         name = _name(name)
+        if isinstance(self._backend, VertexBackend):
+            raise UnsupportedError("batch_results() reads the Gemini API's batches; a Vertex AI batch prediction "
+                                   "job writes its results to Cloud Storage (outputInfo.gcsOutputDirectory)")
         self._backend.operation_url(name)  # a bad name fails here, before anything is sent
         if not name.startswith("batches/"):
             raise InvalidNameError(f"{name[:200]}: not a batch (batches/<id>); only batches have results")
@@ -573,10 +641,10 @@ class AsyncOperations:
         cancelled (a retry whose first attempt's answer was lost, or anyone's earlier cancel),
         that is the outcome asked for and nothing is raised.
         UnsupportedError, with nothing sent, where the service cannot cancel (see can_cancel)."""
-        url = self._backend.cancel_url(_name(name))
-        self._supported("cancel", _name(name))
+        call = self._backend.cancel(_name(name))
+        self._backend.supported("cancel", _name(name))
         try:
-            await self._transport.request("POST", url)
+            await self._send(call)
         except ApiError as exc:
             if exc.status_code not in (400, 409) or not _cancelled_or_cancelling(await self.get(name)):
                 raise
@@ -585,16 +653,9 @@ class AsyncOperations:
         """Forget the operation on the server (it does not cancel it).
 
         UnsupportedError, with nothing sent, where the service cannot delete (see can_delete)."""
-        url = self._backend.operation_url(_name(name))
-        self._supported("delete", _name(name))
-        await self._transport.request("DELETE", url)
-
-    def _supported(self, action: str, name: str) -> None:
-        if not self._backend.can(action, name):
-            raise UnsupportedError(
-                f"{name[:200]}: the Gemini API ({self._backend.api_version}) cannot {action} this operation; "
-                f"it can {action} {describe(self._backend.api_version, action)}"
-            )
+        call = self._backend.delete(_name(name))
+        self._backend.supported("delete", _name(name))
+        await self._send(call)
 
     async def wait(
         self,
@@ -643,7 +704,7 @@ class AsyncOperations:
         on_progress: ProgressCallback | None,
     ) -> Operation:
         name = _name(name)
-        self._backend.operation_url(name)  # reject a bad name before anything is sent
+        self._backend.read(name)  # reject a bad (or unreadable) name before anything is sent
         engine = self._polling()
         start = self._clock.monotonic()
         # One deadline for all of it: the first snapshot's tries, then the polls.

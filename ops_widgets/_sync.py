@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._client import DEFAULT_BASE_URL, AsyncOperations, NameOrOperation, ProgressCallback
+from ._client import AsyncOperations, NameOrOperation, ProgressCallback
 from ._clock import Clock
 from ._engine import Tracked
 from ._loop import thread_for
@@ -46,8 +46,12 @@ class Operations:
         self,
         api_key: str | None = None,
         *,
-        base_url: str = DEFAULT_BASE_URL,
-        api_version: str = "v1beta",
+        vertexai: bool | None = None,
+        project: str | None = None,
+        location: str | None = None,
+        credentials: Any = None,
+        base_url: str | None = None,
+        api_version: str | None = None,
         timeout: float | None = 30.0,
         max_retries: int = 5,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -58,7 +62,8 @@ class Operations:
         history: bool = True,
     ) -> None:
         self._async = AsyncOperations(
-            api_key, base_url=base_url, api_version=api_version, timeout=timeout,
+            api_key, vertexai=vertexai, project=project, location=location, credentials=credentials,
+            base_url=base_url, api_version=api_version, timeout=timeout,
             max_retries=max_retries, transport=transport, poll_concurrency=poll_concurrency,
             poll_rate=poll_rate, clock=clock, time_scale=time_scale, history=history,
         )

@@ -13,15 +13,15 @@ import json
 import logging
 import random
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
 from . import _schedule
 from ._clock import Clock, Pause
-from ._exceptions import ApiError, BrokenAnswerError, RateLimitError, TransportError
+from ._exceptions import ApiError, AuthenticationError, BrokenAnswerError, RateLimitError, TransportError
 
-__all__ = ["RETRYABLE_STATUS", "Secret", "Transport", "is_retryable", "redact_json"]
+__all__ = ["RETRYABLE_STATUS", "Auth", "Secret", "StaticAuth", "Transport", "is_retryable", "redact_json"]
 
 logger = logging.getLogger("ops_widgets")
 
@@ -51,6 +51,49 @@ class Secret:
         return "<secret>"
 
 
+class Auth(Protocol):
+    """Where a request's credentials come from: asked before every attempt."""
+
+    async def headers(self) -> dict[str, Secret]:
+        """The auth headers to send now (a token may be refreshed first)."""
+        ...
+
+    async def rejected(self, sent: dict[str, Secret]) -> bool:
+        """The service answered 401 to ``sent``: True when there are new credentials to try once
+        more (a refreshed token), False when sending again would not help."""
+        ...
+
+    def secrets(self) -> list[Secret]:
+        """The credential values to cut out of any server text that echoes them."""
+        ...
+
+    def explain(self, error: AuthenticationError) -> AuthenticationError:
+        """The error, saying what to do about it for this kind of credential."""
+        ...
+
+
+class StaticAuth:
+    """Fixed headers (an API key), with a hint added to a 401's message."""
+
+    def __init__(self, headers: dict[str, Secret], hint: str = "") -> None:
+        self._headers, self._hint = headers, hint
+
+    async def headers(self) -> dict[str, Secret]:
+        return self._headers
+
+    async def rejected(self, sent: dict[str, Secret]) -> bool:
+        return False
+
+    def secrets(self) -> list[Secret]:
+        return list(self._headers.values())
+
+    def explain(self, error: AuthenticationError) -> AuthenticationError:
+        if self._hint and error.status_code == 401:
+            error.message = f"{error.message} ({self._hint})"
+            error.args = (error.message,)
+        return error
+
+
 def is_retryable(error: Exception) -> bool:
     """Worth sending again: 429, 5xx, requests that got no answer or a broken one."""
     if isinstance(error, BrokenAnswerError):
@@ -65,7 +108,7 @@ class Transport:
 
     def __init__(
         self,
-        headers: dict[str, Secret],
+        headers: dict[str, Secret] | Auth,
         *,
         clock: Clock,
         timeout: float | None = 30.0,
@@ -76,7 +119,8 @@ class Transport:
     ) -> None:
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries!r}")
-        self._headers = headers
+        # Asked for the headers before every attempt: a token can be refreshed between two.
+        self.auth: Auth = StaticAuth(headers) if isinstance(headers, dict) else headers
         self.clock = clock
         self.max_retries = max_retries
         self._timeout = timeout
@@ -114,21 +158,27 @@ class Transport:
         return self._http
 
     async def request(
-        self, method: str, url: str, params: dict[str, str] | None = None, *, retries: int | None = None
+        self, method: str, url: str, params: dict[str, str] | None = None, *, retries: int | None = None,
+        body: Any = None,
     ) -> Any:
-        """Send with retries; return the decoded JSON or raise a typed error."""
+        """Send with retries (``body``: a JSON body); return the decoded JSON or raise a typed error.
+
+        A 401 gets one more try, not counted as a retry, when the auth has new credentials (a
+        token refreshed because the service said the one sent had expired)."""
         http = self._client()
-        headers = {k: v.value for k, v in self._headers.items()}
+        reauthorized = False
         delays = _schedule.backoff(_RETRY_INITIAL, _RETRY_MAX, 2.0, rand=self._rand)
         retries = self.max_retries if retries is None else retries
         began = self.clock.monotonic()
         attempt = 0  # retries used up
         for tried in itertools.count():
             await self.pause.wait()
+            sent = await self.auth.headers()
+            headers = {k: v.value for k, v in sent.items()}
             started = self.clock.monotonic()
             error: ApiError | TransportError | BrokenAnswerError
             try:
-                resp = await http.request(method, url, params=params, headers=headers)
+                resp = await http.request(method, url, params=params, headers=headers, json=body)
             except _HTTPX_ERRORS as exc:
                 error = TransportError(f"{method} {url}: {type(exc).__name__}: {exc or 'no details'}")
                 error.__cause__ = exc  # as `raise ... from exc` would, once we raise it below
@@ -150,6 +200,12 @@ class Transport:
                     error = self._scrubbed(ApiError.from_response(
                         resp.status_code, resp.content, resp.headers.get("content-type", "")
                     ))
+                    if resp.status_code == 401 and not reauthorized and await self.auth.rejected(sent):
+                        reauthorized = True
+                        logger.info("%s %s: 401, sending again with new credentials", method, url)
+                        continue
+            if isinstance(error, AuthenticationError):
+                error = self.auth.explain(error)
             # A 429 storm is ridden out (for a while) without using up the retries meant for faults.
             free = (isinstance(error, RateLimitError) and retries > 0
                     and self.clock.monotonic() - began < RATE_LIMIT_PATIENCE)
@@ -178,10 +234,10 @@ class Transport:
         a broken answer is a TransportError: nothing is retried mid-stream.
         """
         http = self._client()
-        headers = {k: v.value for k, v in self._headers.items()}
         delays = _schedule.backoff(_RETRY_INITIAL, _RETRY_MAX, 2.0, rand=self._rand)
         for attempt in range(self.max_retries + 1):
             await self.pause.wait()
+            headers = {k: v.value for k, v in (await self.auth.headers()).items()}
             started = False
             error: ApiError | TransportError
             try:
@@ -209,10 +265,18 @@ class Transport:
                 raise error
             await self._before_retry(error, next(delays), f"{method} {url}", attempt, self.max_retries)
 
+    async def exchange(self, method: str, url: str, *, content: bytes | None,
+                       headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        """One plain request through this transport's pool: no auth headers, no retries, no
+        typed errors (httpx's own). For google-auth's token requests, which its own
+        Request adapter sends and reads."""
+        resp = await self._client().request(method, url, content=content, headers=headers)
+        return resp.status_code, dict(resp.headers), resp.content
+
     def _scrubbed(self, error: ApiError) -> ApiError:
         """The error with this client's own credentials cut out of the server's text: a server (or
         proxy) that echoes the key back must not put it into exceptions, logs or widgets."""
-        secrets = [v.value for v in self._headers.values() if len(v.value) >= 4]
+        secrets = [v.value for v in self.auth.secrets() if len(v.value) >= 4]
         if not any(secret in error.message or secret in repr(error.details) for secret in secrets):
             return error
         error.message = _redact(error.message, secrets)

@@ -110,7 +110,19 @@ class Emulator:
 
     def _client_options(self, kw: dict[str, Any]) -> dict[str, Any]:
         # Typical durations shrink with the emulator's speed; in-process, the app is the transport.
-        options: dict[str, Any] = {"api_key": self.api_key, "base_url": self.base_url, "time_scale": self.speed}
+        options: dict[str, Any] = {"base_url": self.base_url, "time_scale": self.speed}
+        if kw.get("vertexai"):
+            # Vertex AI: the emulator's project and location unless others are named, and a new
+            # service account of it (real google-auth signing; token requests go to its /token,
+            # in-process through the client's own transport) unless an API key (express mode) or
+            # other credentials are given.
+            from ._vertex import DEFAULT_LOCATION, DEFAULT_PROJECT
+
+            options.update(project=DEFAULT_PROJECT, location=DEFAULT_LOCATION)
+            if kw.get("api_key") is None and kw.get("credentials") is None:
+                options["credentials"] = self.vertex_credentials(project=kw.get("project") or DEFAULT_PROJECT)
+        else:
+            options["api_key"] = self.api_key
         if self._server is None:
             import httpx
 
