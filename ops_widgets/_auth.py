@@ -55,16 +55,18 @@ _ADC_HELP = (
 
 
 def refresh_plan(began: float, lifetime: float | None) -> tuple[float, float]:
-    """(refresh at, expires at) on the client's clock for a token whose refresh began at ``began``
-    and that lives ``lifetime`` seconds (None: no expiry given, refresh only when refused).
+    """(refresh at, stop using at) on the client's clock for a token whose refresh began at
+    ``began`` and that lives ``lifetime`` seconds (None: no expiry given, refresh only when refused).
 
     Refresh once 80% of the lifetime has passed or 5 minutes before the end, whichever comes
-    first, but never before half of it (a 2-minute token is refreshed after a minute)."""
+    first, but never before half of it (a 2-minute token is refreshed after a minute). Until the
+    new token is in, the old one is sent, but not in its last tenth (at most a minute): a request
+    on its way must not arrive after the service's expiry."""
     if lifetime is None:
         return math.inf, math.inf
     lifetime = max(lifetime, 0.0)
     lead = max(0.2 * lifetime, min(300.0, 0.5 * lifetime))
-    return began + lifetime - lead, began + lifetime
+    return began + lifetime - lead, began + lifetime - min(60.0, 0.1 * lifetime)
 
 
 def default_credentials() -> tuple[Any, str | None]:

@@ -11,6 +11,10 @@ def _no_ambient_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     # A developer's real key must never leak into (or change) a test.
     monkeypatch.delenv("GEMINI_API_KEY", raising=False)
     monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    # Nor a developer's Vertex AI setup (google-genai's variables, Application Default Credentials).
+    for name in ("GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION",
+                 "GOOGLE_APPLICATION_CREDENTIALS"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -37,3 +37,17 @@ class Recorder:
         """Client keywords that send through this recorder, on its clock."""
         return {"api_key": self.emu.api_key, "base_url": self.emu.base_url, "clock": self.clock,
                 "transport": httpx.ASGITransport(app=self), **kw}
+
+    def vertex_options(self, **kw: Any) -> dict[str, Any]:
+        """The same for Vertex AI: the emulator's project and location, and a service account of
+        it (its token requests go through this recorder too) unless ``api_key`` or ``credentials``."""
+        options: dict[str, Any] = {"vertexai": True, "project": "emulator-project", "location": "us-central1",
+                                   "base_url": self.emu.base_url, "clock": self.clock,
+                                   "transport": httpx.ASGITransport(app=self)}
+        if kw.get("api_key") is None and kw.get("credentials") is None:
+            options["credentials"] = self.emu.vertex_credentials()
+        return {**options, **kw}
+
+    def sent(self, *, token: bool = False) -> list[tuple[str, str]]:
+        """(method, path) of every request, POST /token left out unless ``token``."""
+        return [(m, p) for _t, m, p, _s in self.log if token or p != "/token"]

@@ -1,0 +1,285 @@
+"""The Vertex AI client against the emulator: jobs, Veo through fetchPredictOperation, express mode,
+credentials and their refresh, hosts per location, and what is never sent.
+
+In-process on a VirtualClock (a Recorder in front of the app logs every request) unless a flow
+needs google-auth's own transport (a served emulator over loopback)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import pytest
+from google.oauth2 import service_account
+from recorder import Recorder
+
+import ops_widgets as ow
+from ops_widgets import AuthenticationError, InvalidNameError, State, UnsupportedError
+from ops_widgets.emulator import Emulator
+
+PROJECT, LOCATION = "emulator-project", "us-central1"
+LOC = f"projects/{PROJECT}/locations/{LOCATION}"
+VEO_MODEL = "publishers/google/models/veo-3.0-generate-001"
+SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+
+
+def in_process(seed: int = 1) -> tuple[ow.VirtualClock, Emulator, Recorder]:
+    clock = ow.VirtualClock()
+    emu = Emulator.in_process(clock, random_seed=seed)
+    return clock, emu, Recorder(emu, clock)
+
+
+def test_jobs_get_list_cancel_track_delete() -> None:
+    clock, emu, rec = in_process()
+    tuning = emu.create("tuning", service="vertex", duration=7200)
+    batch = emu.create("batch", service="vertex", duration=600)
+
+    async def flow() -> None:
+        async with ow.AsyncOperations(**rec.vertex_options()) as ops:
+            job = await ops.get(tuning)
+            assert job.job and job.running and job.job_state == "JOB_STATE_PENDING" and job.vertex
+            frame = await ops.list_dataframe(parent=f"{LOC}/tuningJobs", progress=False)
+            assert list(frame.index) == [tuning] and frame.loc[tuning, "state"] == "running"
+            assert frame.loc[tuning, "kind"] == "tuning"
+            everything = {op.name for op in await ops.list_all()}  # the location's operations and its jobs
+            assert everything == {tuning, batch}
+
+            assert ops.can_cancel(tuning) and not ops.can_delete(tuning)
+            await ops.cancel(tuning)
+            assert (await ops.get(tuning)).cancelling
+            await ops.cancel(tuning)  # already cancelling: the service's 400 is the outcome asked for
+            handle = await ops.track(tuning)
+            done = await handle.wait()
+            assert done.state is State.CANCELLED and done.job_state == "JOB_STATE_CANCELLED"
+
+            finished = await ops.wait(batch, poll_interval=30, timeout=None)
+            assert finished.succeeded and finished.kind == "batch" and "completionStats" in finished.metadata
+            assert ops.can_delete(batch)
+            await ops.delete(batch)
+            with pytest.raises(ow.NotFoundError):
+                await ops.get(batch)
+
+            before = len(rec.log)
+            with pytest.raises(UnsupportedError, match="cannot delete"):
+                await ops.delete(tuning)  # a tuning job has no delete: nothing is sent
+            with pytest.raises(UnsupportedError, match="batch_results"):
+                await ops.batch_results(batch)
+            assert len(rec.log) == before
+
+    clock.run(flow())
+    sent = rec.sent()
+    assert ("POST", f"/v1/{tuning}:cancel") in sent and ("DELETE", f"/v1/{batch}") in sent
+    assert ("GET", f"/v1/{LOC}/tuningJobs") in sent
+    assert all(path != "/token" or method == "POST" for method, path in rec.sent(token=True))
+
+
+def test_veo_in_express_mode_is_fetched_never_got() -> None:
+    """Express mode (an API key, no project): predictLongRunning, then wait() and track() read the
+    video through fetchPredictOperation only."""
+    clock, emu, rec = in_process(2)
+
+    async def flow() -> tuple[str, ow.Operation, ow.Operation]:
+        app: Any = rec
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=emu.base_url) as http:
+            started = await http.post(f"/v1/{VEO_MODEL}:predictLongRunning", headers={"x-goog-api-key": emu.api_key},
+                                      json={"instances": [{"prompt": "a lighthouse at dusk"}]})
+            name = started.json()["name"]
+        async with ow.AsyncOperations(**rec.vertex_options(api_key=emu.api_key, project=None)) as ops:
+            waited = await ops.wait(name, poll_interval=20, timeout=None)
+            tracked = await (await ops.track(name)).wait()
+        return name, waited, tracked
+
+    name, waited, tracked = clock.run(flow())
+    assert name.startswith(VEO_MODEL + "/operations/")
+    for op in (waited, tracked):
+        assert op.succeeded and op.vertex and op.response is not None and op.response["videos"][0]["bytesBase64Encoded"]
+    assert not any(method == "GET" for method, _path in rec.sent())  # zero GETs
+    assert rec.sent().count(("POST", f"/v1/{VEO_MODEL}:fetchPredictOperation")) >= 2
+
+
+def test_veo_with_credentials_on_a_served_emulator() -> None:
+    """Acceptance 3: a service account starts a Veo video with predictLongRunning; wait() and
+    track() reach the video through fetchPredictOperation, never a GET (which answers 404)."""
+    from google.auth.transport.requests import Request
+
+    with Emulator.start(speed=600, random_seed=5) as emu:
+        creds = emu.vertex_credentials()
+        creds.refresh(Request())
+        model = f"{LOC}/{VEO_MODEL}"
+        started = httpx.post(f"{emu.base_url}/v1/{model}:predictLongRunning",
+                             headers={"authorization": f"Bearer {creds.token}"},
+                             json={"instances": [{"prompt": "p"}], "parameters": {"storageUri": "gs://b/out"}})
+        name = started.json()["name"]
+        with emu.client(vertexai=True) as ops:
+            assert not ops.can_cancel(name)
+            done = ops.wait(name, poll_interval=0.05, timeout=60)
+            tracked = ops.track(name).wait(timeout=60)
+        stats = emu.stats()
+    assert done.succeeded and tracked.succeeded
+    assert done.response is not None and done.response["videos"][0]["gcsUri"].startswith("gs://b/out/")
+    assert "GET /v1/{name}" not in stats["by_route"]
+    assert stats["by_route"]["POST /v1/{model}:fetchPredictOperation"] == stats["by_name"][name] >= 2
+    assert 404 not in stats["by_status"] and 401 not in stats["by_status"]
+
+
+def test_a_refused_token_is_refreshed_once_and_sent_again() -> None:
+    clock, emu, rec = in_process(3)
+    name = emu.create("generic", service="vertex", duration=3600)
+
+    async def flow() -> None:
+        async with ow.AsyncOperations(**rec.vertex_options()) as ops:
+            await ops.get(name)
+            emu.app.vertex.state.tokens.clear()  # the service forgets (revokes) every token
+            await asyncio.gather(*(ops.get(name) for _ in range(5)))  # the first refused: one refresh for all
+
+    clock.run(flow())
+    statuses = [(p, s) for _t, _m, p, s in rec.log]
+    assert statuses.count(("/token", 200)) == 2
+    assert statuses.count((f"/v1/{name}", 401)) == 1 and statuses.count((f"/v1/{name}", 200)) == 6
+
+
+def test_express_mode_where_vertex_wants_credentials_says_to_use_them() -> None:
+    clock, emu, rec = in_process(4)
+    job = emu.create("tuning", service="vertex")
+
+    async def flow() -> AuthenticationError:
+        async with ow.AsyncOperations(**rec.vertex_options(api_key=emu.api_key)) as ops:
+            with pytest.raises(AuthenticationError) as caught:
+                await ops.get(job)
+            return caught.value
+
+    error = clock.run(flow())
+    assert error.status_code == 401 and "use Google credentials" in str(error)
+    assert "application-default login" in str(error) and emu.api_key not in str(error)
+    assert rec.sent() == [("GET", f"/v1/{job}")]  # sent once: a refused key is not retried
+
+
+def test_bad_credentials_say_what_to_do() -> None:
+    clock, emu, rec = in_process(5)
+    job = emu.create("tuning", service="vertex")
+    info = emu.vertex_key_info()
+    info["client_email"] = "stranger@elsewhere.iam.gserviceaccount.com"  # an account the service does not know
+    stranger = service_account.Credentials.from_service_account_info(info, scopes=[SCOPE])
+
+    async def flow() -> AuthenticationError:
+        async with ow.AsyncOperations(**rec.vertex_options(credentials=stranger)) as ops:
+            with pytest.raises(AuthenticationError) as caught:
+                await ops.get(job)
+            return caught.value
+
+    error = clock.run(flow())
+    assert "could not be refreshed" in str(error) and "invalid_grant" in str(error)
+    assert "gcloud auth application-default login" in str(error)
+    assert rec.sent() == []  # nothing went to Vertex AI without a token
+
+
+def test_no_credentials_anywhere_says_how_to_get_them(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    with pytest.raises(AuthenticationError, match="gcloud auth application-default login"):
+        ow.AsyncOperations(vertexai=True, project="p")
+
+
+def test_settings_as_google_genai_reads_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    emu = Emulator.in_process(ow.VirtualClock())
+    creds = emu.vertex_credentials(project="key-project")
+    monkeypatch.setenv("GOOGLE_GENAI_USE_VERTEXAI", "true")
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "env-project")
+    monkeypatch.setenv("GOOGLE_CLOUD_LOCATION", "europe-west4")
+    ops = ow.AsyncOperations(credentials=creds, history=False)
+    assert repr(ops) == ("AsyncOperations(vertexai=True, project='env-project', location='europe-west4', "
+                         "api_version='v1')")
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT")
+    monkeypatch.delenv("GOOGLE_CLOUD_LOCATION")
+    ops = ow.AsyncOperations(credentials=creds, api_version="v1beta1", history=False)
+    assert "project='key-project', location='global', api_version='v1beta1'" in repr(ops)  # as google-genai
+    monkeypatch.setenv("GOOGLE_GENAI_USE_VERTEXAI", "0")
+    assert "base_url='https://generativelanguage" in repr(ow.AsyncOperations(api_key="k", history=False))
+    with pytest.raises(ValueError, match="vertexai=True"):
+        ow.AsyncOperations(api_key="k", project="p")
+    with pytest.raises(ValueError, match="exclude each other"):
+        ow.AsyncOperations(api_key="k", vertexai=True, credentials=creds)
+
+
+def test_each_location_is_sent_to_its_own_host() -> None:
+    """No base_url: the real hosts, picked by the location in each name. The token endpoint and
+    the service are answered by an httpx.MockTransport standing where Google's would (the
+    credentials are google-auth's own service-account credentials, signing for real)."""
+    clock = ow.VirtualClock()
+    info = Emulator.in_process(clock).vertex_key_info()
+    info["token_uri"] = "https://oauth2.googleapis.com/token"
+    creds = service_account.Credentials.from_service_account_info(info, scopes=[SCOPE])
+    seen: list[tuple[str, str, str]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.host, request.url.path))
+        if request.url.path == "/token":
+            return httpx.Response(200, json={"access_token": "ya29.test-token", "expires_in": 3600})
+        assert request.headers["authorization"] == "Bearer ya29.test-token"
+        return httpx.Response(200, json={"name": request.url.path.split("/", 2)[2], "done": True, "response": {}})
+
+    names = ["projects/p/locations/europe-west4/operations/1", "projects/p/locations/global/operations/2",
+             "projects/p/locations/us-central1/ragCorpora/3/operations/4"]
+
+    async def flow() -> None:
+        async with ow.AsyncOperations(vertexai=True, project="p", location="us-central1", credentials=creds,
+                                      transport=httpx.MockTransport(answer), clock=clock, history=False) as ops:
+            for name in names:
+                assert (await ops.get(name)).succeeded
+
+    clock.run(flow())
+    assert seen == [("POST", "oauth2.googleapis.com", "/token"),
+                    ("GET", "europe-west4-aiplatform.googleapis.com", f"/v1/{names[0]}"),
+                    ("GET", "aiplatform.googleapis.com", f"/v1/{names[1]}"),
+                    ("GET", "us-central1-aiplatform.googleapis.com", f"/v1/{names[2]}")]
+
+
+def test_bad_names_and_unbound_methods_send_nothing() -> None:
+    clock, emu, rec = in_process(6)
+
+    async def flow() -> None:
+        async with ow.AsyncOperations(**rec.vertex_options()) as ops:
+            with pytest.raises(InvalidNameError, match="Gemini API name"):
+                await ops.get("models/veo-3.0-generate-001/operations/x")
+            with pytest.raises(InvalidNameError):
+                await ops.track(f"{LOC}/operations/../x")
+            with pytest.raises(UnsupportedError, match="cannot cancel"):
+                await ops.cancel(f"{LOC}/{VEO_MODEL}/operations/o")
+            with pytest.raises(UnsupportedError, match="no list"):
+                await ops.list(parent=f"{LOC}/{VEO_MODEL}")
+
+    clock.run(flow())
+    assert rec.log == []
+
+
+def test_a_job_in_the_widget_cancelled_from_its_button(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Acceptance 5: a tuning job shows live in OperationWidget and is cancelled from the button."""
+    import test_widget as tw
+
+    comms = tw.Comms()
+    monkeypatch.setattr(tw.ipywidgets.widgets.widget.comm, "create_comm",
+                        lambda **kw: tw.RecordingComm(comms.now, **kw))
+    clock = ow.VirtualClock(auto=False)
+    comms.now = clock.monotonic
+    emu = Emulator.in_process(clock, random_seed=8)
+    rec = Recorder(emu, clock)
+    job = emu.create("tuning", service="vertex", duration=3600)
+    ops = ow.Operations(**rec.vertex_options(poll_rate=None))
+    try:
+        ops.get(job)  # the token, before time is moved by hand
+        widget = ops.watch(job)
+        clock.advance(60)
+        assert widget.state == "running" and widget.kind == "tuning"
+        widget.comm.from_front({"type": "cancel"})
+        clock.settle()
+        assert ("POST", f"/v1/{job}:cancel") in rec.sent()
+        for _ in range(30):  # the job spends a few emulated seconds CANCELLING
+            clock.advance(1)
+            if widget.state == "cancelled":
+                break
+        assert widget.state == "cancelled"
+        assert json.dumps(widget.get_state(), default=str).count("ya29.") == 0
+    finally:
+        ops.close()
+        tw.stop_thread(clock)
