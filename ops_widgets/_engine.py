@@ -22,6 +22,7 @@ import asyncio
 import concurrent.futures
 import inspect
 import logging
+import math
 import random
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -29,6 +30,7 @@ from typing import Any, TypeVar
 
 from ._clock import Clock, Pause
 from ._exceptions import (
+    ApiError,
     AuthenticationError,
     BadRequestError,
     InvalidNameError,
@@ -36,6 +38,7 @@ from ._exceptions import (
     OpsError,
     PermissionDeniedError,
     RateLimitError,
+    UnsupportedError,
     WaitTimeout,
 )
 from ._loop import block_on, call_soon
@@ -44,13 +47,16 @@ from ._schedule import Adaptive, Durations, backoff, clip_to_deadline
 from ._text import summary_line
 from ._types import Operation
 
-__all__ = ["DEADLINE_GRACE", "FIRST_SNAPSHOT_PATIENCE", "AsyncTracked", "Engine", "Limiter", "Poller", "Tracked"]
+__all__ = ["DEADLINE_GRACE", "FIRST_SNAPSHOT_PATIENCE", "LONG_POLL_TIMEOUT", "AsyncTracked", "Engine", "Limiter",
+           "Poller", "Tracked"]
 
 logger = logging.getLogger("ops_widgets")
 
 T = TypeVar("T")
 Callback = Callable[[Operation], Any]
 Fetch = Callable[[str], Awaitable[Operation]]
+# A long-poll: (name, timeout in seconds) -> the operation once done, or as it is when the timeout passed.
+LongPoll = Callable[[str, float], Awaitable[Operation]]
 # One list page of a collection: (the operations on it, the next page's token or None).
 ListPage = Callable[[str, "str | None"], Awaitable[tuple[list[Operation], "str | None"]]]
 
@@ -70,6 +76,10 @@ _SWEEP_SAVING = 4
 _SWEEP_MAX_PAGES = 100  # a sweep reads at most this many pages; what it did not see is GET
 _SWEEP_CHUNK = 100  # operations of a page taken in per turn of the event loop
 _SWEEP_BROKEN_FOR = 60.0  # after a sweep failed (not a 429), GETs for this long (service time)
+# The timeout a long-poll asks for (real seconds, whatever the time scale: the server holds the
+# request on its own clock). Vertex AI holds a :wait for at most about a minute (the emulator's
+# MAX_WAIT); asking for more gains nothing. The request's own HTTP timeout must exceed it.
+LONG_POLL_TIMEOUT = 60.0
 
 
 class Limiter:
@@ -92,8 +102,13 @@ class Limiter:
         self._next = 0.0
         self.pause = pause or Pause(clock)
         self._rand = rand
+        # Long-polls hold their slot for up to a minute: they may take all but a few, so that
+        # first GETs, list pages and the polls of other names never queue behind them.
+        self.long_cap = max_concurrency - max(1, max_concurrency // 8)
+        self.long_held = 0
 
-    async def acquire(self) -> None:
+    async def _turn(self) -> None:
+        """Wait for this request's rate turn (and past any pause)."""
         while True:
             now = self._clock.monotonic()
             at = max(now, self._next, self.pause.until)
@@ -105,10 +120,34 @@ class Limiter:
                 await asyncio.sleep(at - now)
             if self.pause.until <= self._clock.monotonic():
                 break  # else a pause began while we queued: queue again behind it
+
+    async def acquire(self) -> None:
+        await self._turn()
         await self._sem.acquire()
 
     def release(self) -> None:
         self._sem.release()
+
+    def _long_room(self) -> bool:
+        return self.long_held < self.long_cap and not self._sem.locked()  # a slot free, nobody queued
+
+    async def acquire_long(self) -> bool:
+        """A slot for a long-poll, if one is free now: True once it is held (after a rate turn:
+        the long-poll is one request, sent once, so it spends one turn, and never holds the rate
+        while it waits on the server); False, holding nothing, when long-polls fill their share
+        of the slots or requests queue for slots (the caller polls by GET this time)."""
+        if not self._long_room():
+            return False
+        await self._turn()
+        if not self._long_room():
+            return False
+        await self._sem.acquire()  # free and nobody queued: does not wait
+        self.long_held += 1
+        return True
+
+    def release_long(self) -> None:
+        self.long_held -= 1
+        self.release()
 
 
 class Engine:
@@ -118,6 +157,30 @@ class Engine:
     policy, for first snapshots and pollers alike); ``cancel`` sends a cancel, and
     ``can_cancel`` says whether the service has one for a name. ``pause`` is the client's 429
     pause, shared with its direct calls. The engine knows nothing of HTTP.
+
+    Long-polls (Vertex AI's ``POST {name}:wait?timeout=...``): ``long_poll(name, timeout)``
+    returns the operation once it is done, or as it is when ``timeout`` seconds
+    (``long_poll_timeout``, LONG_POLL_TIMEOUT by default) have passed; ``can_long_poll(name)``
+    says whether the service binds it for that name. A poller of such a name keeps ONE long-poll
+    outstanding instead of its adaptive schedule: a change to done is seen as it happens, with
+    about one request per timeout. The hook must send with an HTTP timeout longer than the one
+    it is given, and must not retry (the engine's policy does). Everything else still polls by
+    GET beside it: a handle's ``poll_interval``, a view on screen (for an operation that reports
+    progress), a wait with ``on_progress``, the check after a cancel. A wait without
+    ``on_progress`` and ``AsyncTracked.wait`` / ``as_completed`` only need the done, and take
+    it from the long-poll. Long-polled names are not read by list sweeps.
+
+    A long-poll holds a concurrency slot while the server holds it, but spends one rate turn,
+    when it is sent, like any request. Long-polls take at most ``Limiter.long_cap`` slots (all
+    but an eighth of ``max_concurrency``, at least one slot kept back for short requests), and
+    only a slot that is free now: a name that finds none polls by GET on its adaptive schedule
+    and tries again at its next poll. So N operations long-poll at once when ``max_concurrency``
+    leaves N slots to them (100 need ``max_concurrency`` 115).
+
+    When the service does not bind ``:wait`` (the hook raises UnsupportedError or an ApiError of
+    status 501; or a 404 while a GET of the same name still finds it), the engine remembers it,
+    for every name of this client, and polls on the adaptive schedule. Other failures of a
+    long-poll go through the pollers' usual policy (backoff, 429 pause, permanent errors).
     """
 
     def __init__(
@@ -136,6 +199,9 @@ class Engine:
         sweep_parent: Callable[[str], str | None] = lambda name: None,
         seen: Callable[[Operation], None] = lambda op: None,
         gone: Callable[[str], None] = lambda name: None,
+        long_poll: LongPoll | None = None,
+        can_long_poll: Callable[[str], bool] = lambda name: True,
+        long_poll_timeout: float = LONG_POLL_TIMEOUT,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.clock = clock
@@ -160,6 +226,29 @@ class Engine:
         self._asking: dict[str, int] = {}
         self.closed: OpsError | None = None
         self._pause_backoff: Iterator[float] | None = None
+        if not long_poll_timeout > 0:
+            raise ValueError(f"long_poll_timeout must be > 0 seconds, got {long_poll_timeout!r}")
+        self._long_poll, self._can_long_poll = long_poll, can_long_poll
+        self.long_poll_timeout = long_poll_timeout
+        self.long_poll_unbound = False  # the service answered that it has no :wait: GETs from now on
+
+    def long_polls(self, name: str) -> bool:
+        """Whether ``name`` is polled by long-polls (while the service binds them)."""
+        return self._long_poll is not None and not self.long_poll_unbound and self._can_long_poll(name)
+
+    async def send_long_poll(self, name: str) -> tuple[Operation, float]:
+        """One long-poll, in a limiter slot the caller holds: the snapshot, and when it was
+        answered (it tells how the operation was then, not when it was sent)."""
+        assert self._long_poll is not None
+        op = await self._long_poll(name, self.long_poll_timeout)
+        self._pause_backoff = None
+        return op, self.clock.monotonic()
+
+    def unbound(self, name: str, exc: OpsError) -> None:
+        """The service has no :wait (as ``name``'s long-poll just learnt): poll by GET from now on."""
+        if not self.long_poll_unbound:
+            self.long_poll_unbound = True
+            logger.info("the service has no long-poll (:wait) for %s (%s): polling by GET instead", name, exc)
 
     def active(self, name: str) -> Poller | None:
         poller = self.pollers.get(name)
@@ -249,7 +338,7 @@ class Engine:
         """One poll: the snapshot, and when the request went out. From the next list sweep of
         its collection where that is worth it (and it was there), else one GET; each request
         through the limiter."""
-        parent = self.sweep_parent(name)
+        parent = None if self.long_polls(name) and not first else self.sweep_parent(name)
         if parent is None:
             return await self._get_one(name)
         sweep = self._sweeps.get(parent)
@@ -332,7 +421,9 @@ class Engine:
         try:
             due = start
             while True:
-                op = await self._poll_at(poller, due if delays is not None else None, deadline, timeout)
+                # With no on_progress, only the done matters: a long-poll in flight watches for it.
+                op = await self._poll_at(poller, due if delays is not None else None, deadline, timeout,
+                                         done_only=on_progress is None)
                 if on_progress is not None:
                     result = on_progress(op)
                     if inspect.isawaitable(result):
@@ -350,8 +441,8 @@ class Engine:
             poller.release()
 
     async def _poll_at(self, poller: Poller, due: float | None, deadline: float | None,
-                       timeout: float | None) -> Operation:
-        request = poller.poll_at(due)
+                       timeout: float | None, *, done_only: bool = False) -> Operation:
+        request = poller.poll_at(due, done_only=done_only)
         if deadline is None:
             return await request
         left = deadline + DEADLINE_GRACE - self.clock.monotonic()
@@ -457,11 +548,12 @@ class Poller:
     def __init__(self, engine: Engine, first: Operation, sent: float) -> None:
         self.engine = engine
         self.name = first.name
-        self.parent = engine.sweep_parent(first.name)  # the collection a list sweep reads it from
+        # The collection a list sweep reads it from (none for a long-polled name).
+        self.parent = None if engine.long_polls(first.name) else engine.sweep_parent(first.name)
         self.latest = first
         engine.seen(first)
         self.last_error: OpsError | None = None
-        self.requests = 0  # GETs sent by this poller (the first snapshot's excluded)
+        self.requests = 0  # GETs and long-polls sent by this poller (the first snapshot's excluded)
         self.stopped = False
         self.cancel_requested = False
         self.saw_running = not first.done  # seen running at least once (elapsed is then known)
@@ -474,7 +566,8 @@ class Poller:
         self._refs = 0
         self._watchers = 0  # views on screen now: while any, poll at the watched cadence
         self._subscribers: list[Callback] = []
-        self._requests: list[tuple[float | None, asyncio.Future[Operation]]] = []  # (due, answer)
+        # (due, answer, done_only): done_only asks are met by a long-poll in flight (it answers at done).
+        self._requests: list[tuple[float | None, asyncio.Future[Operation], bool]] = []
         self._intervals: list[float] = []  # fixed intervals asked for by handles
         self._schedule = Adaptive(first.kind, engine.durations, model=first.model)
         self._base_due = self._started  # next poll of the handles' interval or the adaptive schedule
@@ -486,6 +579,10 @@ class Poller:
         self._cancel_task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._long: asyncio.Task[None] | None = None  # the long-poll in flight
+        self._planned_long = False  # whether _base_due was planned with a long-poll in flight
+        # A long-poll met a 404: GET now. Found: the service has no :wait (else the 404 stands).
+        self._probe: OpsError | None = None
         self._observe(first)
         self._plan()
         if first.done:
@@ -611,9 +708,10 @@ class Poller:
 
     # -- poll requests (waiters) and cancel ----------------------------------------------------
 
-    def poll_at(self, due: float | None) -> asyncio.Future[Operation]:
+    def poll_at(self, due: float | None, *, done_only: bool = False) -> asyncio.Future[Operation]:
         """The first snapshot from a poll sent at or after ``due`` (None: the next change that
-        ends it, i.e. done); at once if the latest is that recent, or final."""
+        ends it, i.e. done); at once if the latest is that recent, or final. ``done_only``: the
+        asker only looks for the done, so a long-poll in flight stands in for the poll."""
         answer: asyncio.Future[Operation] = self.engine.loop.create_future()
         if self.stopped:
             if self.latest.done or self.last_error is None:
@@ -623,7 +721,7 @@ class Poller:
         elif due is not None and self._latest_sent >= due - _EPS:
             answer.set_result(self.latest)
         else:
-            self._requests.append((due, answer))
+            self._requests.append((due, answer, done_only))
             self.wake()
         return answer
 
@@ -659,8 +757,16 @@ class Poller:
             self._wakeup.set_result(None)
 
     def _plan(self, now: float | None = None) -> None:
-        """The next poll of the handles' fixed interval, else of the adaptive schedule."""
+        """The next poll of the handles' fixed interval, else of the adaptive schedule. With a
+        long-poll in flight, no schedule: only what handles and views ask for."""
         now = self._clock.monotonic() if now is None else now
+        self._planned_long = self._long is not None
+        if self._planned_long:
+            asked = list(self._intervals)
+            if self._watchers and self.latest.progress is not None:  # a bar to move between answers
+                asked.append(self._schedule.watched_delay())
+            self._base_due = now + min(asked) if asked else math.inf
+            return
         if self._intervals and not self._watchers:
             delay = min(self._intervals)  # a handle's fixed interval replaces the adaptive schedule
         else:  # while someone looks: the watched cadence, or a handle's interval if that is sooner
@@ -674,7 +780,11 @@ class Poller:
         dues = [self._base_due]
         if self._cancel_due is not None:
             dues.append(self._cancel_due)
-        dues.extend(due for due, answer in self._requests if due is not None and not answer.done())
+        if self._probe is not None:
+            return self._clock.monotonic()
+        watched = self._long is not None  # a long-poll in flight answers the done-only asks
+        dues.extend(due for due, answer, done_only in self._requests
+                    if due is not None and not answer.done() and not (done_only and watched))
         return min(dues)
 
     async def _sleep(self, delay: float) -> None:
@@ -689,6 +799,10 @@ class Poller:
 
     async def _run(self) -> None:
         while not self.stopped:
+            if self._long_ready() and await self._start_long_poll():
+                continue  # the long-poll is this round's poll
+            if self._planned_long != (self._long is not None):
+                self._plan()  # a long-poll ended without an answer: the schedule again
             wait = self._next_due() - self._clock.monotonic()
             if wait > _EPS:
                 await self._sleep(wait)
@@ -696,29 +810,91 @@ class Poller:
             self.requests += 1
             try:
                 op, sent = await self.engine.fetch(self.name)
-            except RateLimitError as exc:
-                self.engine.rate_limited(exc)
-                self._retry_due = self._clock.monotonic()  # queue again: the limiter holds it past the pause
-                self._failed(exc)
-                continue
-            except _PERMANENT as exc:
-                if isinstance(exc, NotFoundError):
-                    self.engine.gone(self.name)
-                self._failures = _REPORT_AFTER - 1
-                self.stopped = True  # before _failed tells subscribers: they read `polling` then
-                self._failed(exc)
-                self._finish()
-                return
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # 5xx, transport, a broken body, even a bug: keep going
-                if not isinstance(exc, OpsError):
-                    logger.exception("polling %s failed unexpectedly; retrying", self.name)
-                self._retry_later(exc if isinstance(exc, OpsError) else OpsError(f"{type(exc).__name__}: {exc}"))
+            except Exception as exc:
+                if self._failure(exc):
+                    return
                 continue
+            if self.stopped:
+                return  # a long-poll saw it done meanwhile
+            if self._probe is not None:  # a long-poll's 404, and the GET finds it: :wait is not bound
+                self.engine.unbound(self.name, self._probe)
+                self._probe = None
             error = self._take(op, sent)
             if error is not None:  # reading the snapshot failed: a failed poll, not a dead poller
                 self._retry_later(error)
+
+    def _failure(self, exc: Exception) -> bool:
+        """A failed poll (GET or long-poll) under the one policy; True when polling stopped for good."""
+        if isinstance(exc, RateLimitError):
+            self.engine.rate_limited(exc)
+            self._retry_due = self._clock.monotonic()  # queue again: the limiter holds it past the pause
+            self._failed(exc)
+        elif isinstance(exc, _PERMANENT):
+            if isinstance(exc, NotFoundError):
+                self.engine.gone(self.name)
+            self._failures = _REPORT_AFTER - 1
+            self.stopped = True  # before _failed tells subscribers: they read `polling` then
+            self._failed(exc)
+            self._finish()
+            return True
+        else:  # 5xx, transport, a broken body, even a bug: keep going
+            if not isinstance(exc, OpsError):
+                logger.exception("polling %s failed unexpectedly; retrying", self.name)
+            self._retry_later(exc if isinstance(exc, OpsError) else OpsError(f"{type(exc).__name__}: {exc}"))
+        return False
+
+    # -- long-polls ---------------------------------------------------------------------------
+
+    def _long_ready(self) -> bool:
+        """Whether to send a long-poll now: the name has them, none is in flight, no 404 is being
+        checked, and polling is not backing off after failures."""
+        return (self._long is None and self._probe is None and self.engine.long_polls(self.name)
+                and (self._retry_due is None or self._retry_due <= self._clock.monotonic() + _EPS))
+
+    async def _start_long_poll(self) -> bool:
+        """Send a long-poll if a limiter slot is free for it (False: none, GET this round)."""
+        if not await self.engine.limiter.acquire_long():
+            return False
+        if self.stopped or not self.engine.long_polls(self.name):  # changed during the rate turn
+            self.engine.limiter.release_long()
+            return False
+        self._retry_due = None  # this is the retry, if one was due (the backoff goes on growing)
+        self.requests += 1
+        self._long = self.engine.loop.create_task(self._long_poll(), name=f"ops-widgets long-poll {self.name}")
+        # Its slot is freed however it ends, even cancelled before it ran.
+        self._long.add_done_callback(lambda task: self.engine.limiter.release_long())
+        self._plan()
+        return True
+
+    async def _long_poll(self) -> None:
+        try:
+            op, answered = await self.engine.send_long_poll(self.name)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._long = None
+            if self.stopped:
+                return
+            if isinstance(exc, NotFoundError) and not self.engine.long_poll_unbound:
+                self._probe = exc  # gone, or no :wait at all: a GET now tells which
+            elif isinstance(exc, (UnsupportedError, NotFoundError)) or (
+                    isinstance(exc, ApiError) and exc.status_code == 501):
+                self.engine.unbound(self.name, exc)
+                self._probe = exc if isinstance(exc, NotFoundError) else None
+            elif self._failure(exc):
+                return
+            self._plan()
+            self.wake()
+            return
+        self._long = None
+        if self.stopped:
+            return
+        error = self._take(op, answered)  # plans the next poll, or finishes
+        if error is not None:
+            self._retry_later(error)
+        self.wake()
 
     def offer(self, op: Operation, sent: float) -> None:
         """A fresher snapshot brought by someone else's request (a list sweep): take it in as a
@@ -766,7 +942,7 @@ class Poller:
         now = self._clock.monotonic()
         if op.done and not self.latest.done:
             self._done_at = now
-        self.latest, self._latest_sent = op, sent
+        self.latest, self._latest_sent = op, max(sent, self._latest_sent)
         self._observe(op)
         if op.done:
             create, update = op.create_time, op.update_time
@@ -780,13 +956,13 @@ class Poller:
             self._deliver()
         # Every request this poll answers: sent at or after its due time, or any if it is done.
         waiting, self._requests = self._requests, []
-        for due, answer in waiting:
+        for due, answer, done_only in waiting:
             if answer.done():
                 continue
             if op.done or (due is not None and sent >= due - _EPS):
                 answer.set_result(op)
             else:
-                self._requests.append((due, answer))
+                self._requests.append((due, answer, done_only))
         if op.done:
             self._finish()
 
@@ -794,7 +970,8 @@ class Poller:
         """Done, or stopped for good by an error: answer everyone still waiting."""
         self.stopped = True
         self.engine.forget(self)
-        for _, answer in self._requests:
+        self._cancel_long()
+        for _, answer, _done_only in self._requests:
             if answer.done():
                 continue
             if self.latest.done or self.last_error is None:
@@ -816,8 +993,14 @@ class Poller:
     def _stop(self) -> None:
         self.stopped = True
         self.engine.forget(self)
+        self._cancel_long()
         if self._task is not None and self._task is not _current_task():
             self._task.cancel()
+
+    def _cancel_long(self) -> None:
+        long, self._long = self._long, None
+        if long is not None and long is not _current_task():
+            long.cancel()  # its request is dropped, its slot freed
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:
