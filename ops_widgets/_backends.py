@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from . import _capabilities as caps
 from ._capabilities import BINDINGS, allowed, describe, list_path, listable_parents
 from ._exceptions import InvalidNameError, UnsupportedError
-from ._types import ListOperationsResponse, Operation
+from ._types import ListOperationsResponse, Operation, RawPage, read_list_page
 
 __all__ = ["Call", "GeminiBackend", "VertexBackend", "validate_name", "validate_parent", "validate_vertex_name",
            "vertex_host"]
@@ -143,6 +143,11 @@ class GeminiBackend:
     @staticmethod
     def parse_list(data: Any) -> ListOperationsResponse:
         return ListOperationsResponse.from_api_response(data)
+
+    @staticmethod
+    def read_list(data: Any) -> RawPage:
+        """A list answer as checked fields (what list_dataframe lays out without Operations)."""
+        return read_list_page(data)
 
     def list_url(self, parent: str | None) -> str:
         """Where ``parent``'s operations are listed ("operations" for the top level). Where the
@@ -360,3 +365,7 @@ class VertexBackend:
     @staticmethod
     def parse_list(data: Any) -> ListOperationsResponse:
         return ListOperationsResponse.from_api_response(data, vertex=True)
+
+    @staticmethod
+    def read_list(data: Any) -> RawPage:
+        return read_list_page(data, vertex=True)

@@ -27,7 +27,7 @@ from ._exceptions import (
 )
 from ._frame import FrameBuilder, ListingProgress
 from ._transport import Auth, Secret, StaticAuth, Transport
-from ._types import ListOperationsResponse, Operation, State
+from ._types import ListOperationsResponse, Operation, RawOperation, RawPage, State
 
 if TYPE_CHECKING:
     import httpx
@@ -372,9 +372,15 @@ class AsyncOperations:
         "models/veo-3.0-generate-001", "tunedModels/my-model"; None is the top level, which only
         v1 has (UnsupportedError on v1beta, with nothing sent: use list_all(), which reads every
         collection)."""
+        return ListOperationsResponse.from_page(await self._list_page(parent, page_size, page_token, filter))
+
+    async def _list_page(
+        self, parent: str | None, page_size: int | None, page_token: str | None, filter: str | None
+    ) -> RawPage:
+        # A page as checked fields: list() makes Operations of them, list_dataframe() lays them out as they are.
         url = self._backend.list_url(parent)
         params = self._backend.list_params(page_size, page_token, filter)
-        return self._backend.parse_list(await self._transport.request("GET", url, params))
+        return self._backend.read_list(await self._transport.request("GET", url, params))
 
     async def list_all(
         self,
@@ -390,7 +396,7 @@ class AsyncOperations:
         several at a time)."""
         result: _List[Operation] = []
         async for page in self._listing(parent, page_size, filter, max_items):
-            result.extend(page)
+            result.extend(map(Operation.from_fields, page))
         return result
 
     async def list_dataframe(
@@ -403,7 +409,8 @@ class AsyncOperations:
         flatten_metadata: bool = True,
         progress: bool = True,
     ) -> pd.DataFrame:
-        """list_all() as a DataFrame (see to_dataframe), built page by page: no page is kept.
+        """list_all() as a DataFrame (see to_dataframe), built page by page: no page is kept, and
+        no Operation is made (each page's checked JSON is laid out as it is, by the same rules).
 
         ``progress`` shows how far the listing got: a small widget in a notebook, a text line
         on stderr elsewhere.
@@ -422,7 +429,7 @@ class AsyncOperations:
 
     async def _listing(
         self, parent: str | None, page_size: int | None, filter: str | None, max_items: int | None
-    ) -> AsyncIterator[_List[Operation]]:
+    ) -> AsyncIterator[_List[RawOperation]]:
         """The pages of ``parent``; with none, of every collection the service lists, in a fixed
         order, the next few collections fetched while this one is read (a bounded queue each)."""
         if parent is not None:
@@ -496,7 +503,7 @@ class AsyncOperations:
 
     async def _pages(
         self, parent: str | None, page_size: int | None, filter: str | None, max_items: int | None
-    ) -> AsyncIterator[_List[Operation]]:
+    ) -> AsyncIterator[_List[RawOperation]]:
         """The operations of each page in turn, up to ``max_items``: the one pager.
 
         The next page is requested as soon as this one's token is known, so the server works on
@@ -504,7 +511,7 @@ class AsyncOperations:
         """
         seen: set[str] = set()
         count = empty = 0
-        fetch = asyncio.ensure_future(self.list(parent=parent, page_size=page_size, filter=filter))
+        fetch = asyncio.ensure_future(self._list_page(parent, page_size, None, filter))
         try:
             while True:
                 page = await fetch
@@ -523,9 +530,7 @@ class AsyncOperations:
                     if token in seen:  # a server bug would otherwise loop forever
                         raise MalformedOperationError(f"the server sent page token {token[:40]!r} twice")
                     seen.add(token)
-                    fetch = asyncio.ensure_future(
-                        self.list(parent=parent, page_size=page_size, page_token=token, filter=filter)
-                    )
+                    fetch = asyncio.ensure_future(self._list_page(parent, page_size, token, filter))
                 yield ops
                 if not more:
                     return

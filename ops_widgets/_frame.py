@@ -1,8 +1,11 @@
 """Operations as a pandas DataFrame: typed columns, one row per operation, indexed by name.
 
-The decisions (state, kind, progress, where a time is and how it reads) are the Operation
-model's; this module only lays them out in columns. The time columns hold exactly
-Operation.create_time / update_time (NaT where those are None), converted once per column.
+The decisions (state, kind, progress, where a time is and how it reads, the error, the model)
+are the Operation model's rules, functions over OperationFields (ops_widgets._types and
+_progress) that Operation's properties call too; this module only lays them out in columns, from
+Operations or straight from the checked page dicts (RawOperation: a listing builds no Operation per
+row). The time columns hold exactly Operation.create_time / update_time (NaT where those are
+None), converted once per column.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from ._types import Operation, State
+from ._progress import progress_from_metadata, time_from_metadata
+from ._types import Operation, OperationFields, State, id_of, is_failed, kind_of, model_of, state_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -68,10 +72,14 @@ def _parent(name: str) -> str:
     return name.rsplit("/", 1)[0]  # "batches/x" -> "batches", "operations/x" -> "operations"
 
 
+_LEAVES = frozenset({str, int, float, bool, list, type(None)})  # JSON's non-objects
+
+
 def _flatten(value: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
     for key, item in value.items():
         path = f"{prefix}.{key}"
-        if isinstance(item, Mapping) and item:
+        # The exact type first: the abc check of Mapping costs more than the rest of the row.
+        if item and (type(item) is dict or (type(item) not in _LEAVES and isinstance(item, Mapping))):
             _flatten(item, path, out)
         else:
             out[path] = item
@@ -86,31 +94,39 @@ class FrameBuilder:
         self._meta: list[dict[str, Any]] = []
         self.count = 0
 
-    def add(self, operations: Iterable[Operation]) -> None:
+    def add(self, operations: Iterable[OperationFields]) -> None:
+        """Lay out Operations, or RawOperations (read_list_page's: no Operation is built)."""
         c = self._cols
+        # Bound appends: this loop runs once per row of a 100,000-row listing.
+        names, ids, kinds, states = c["name"].append, c["id"].append, c["kind"].append, c["state"].append
+        dones, progresses = c["done"].append, c["progress"].append
+        creates, updates = c["create_time"].append, c["update_time"].append
+        codes, messages = c["error_code"].append, c["error_message"].append
+        parents, models = c["parent"].append, c["model"].append
+        meta = self._meta.append if self.flatten_metadata else None
+        count = 0
         for op in operations:
-            md = op.metadata
-            err = op.error if op.failed else None
-            kind = op.kind
-            c["name"].append(op.name)
-            c["id"].append(op.id)
-            c["kind"].append(kind)
-            c["state"].append(op.state.value)
-            c["done"].append(op.done)
-            c["progress"].append(op.progress)
-            c["create_time"].append(op.create_time)
-            c["update_time"].append(op.update_time)
-            c["error_code"].append(None if err is None else err.code)
-            c["error_message"].append(None if err is None else err.message)
-            parent = _parent(op.name)
-            c["parent"].append(parent)
-            model = None if kind != "video" else parent if parent.startswith("models/") else md.get("model")
-            c["model"].append(model if isinstance(model, str) else None)  # metadata.model is server JSON
-            if self.flatten_metadata:
+            name, md = op.name, op.metadata
+            err = op.error if is_failed(op) else None
+            kind = kind_of(name, md)
+            names(name)
+            ids(id_of(name))
+            kinds(kind)
+            states(state_of(op).value)
+            dones(op.done)
+            progresses(progress_from_metadata(md))
+            creates(time_from_metadata(md, "createTime"))
+            updates(time_from_metadata(md, "updateTime"))
+            codes(None if err is None else err.code)
+            messages(None if err is None else err.message)
+            parents(_parent(name))
+            models(model_of(name, md) if kind == "video" else None)  # the column is videos' model
+            if meta is not None:
                 flat: dict[str, Any] = {}
                 _flatten(md, "metadata", flat)
-                self._meta.append(flat)
-            self.count += 1
+                meta(flat)
+            count += 1
+        self.count += count
 
     def build(self, now: datetime | None = None) -> pd.DataFrame:
         import pandas as pd

@@ -10,13 +10,15 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 from ._exceptions import MalformedOperationError
 from ._progress import as_number, progress_from_metadata, time_from_metadata
 
 __all__ = [
-    "JOB_STATES", "KINDS", "ListOperationsResponse", "Operation", "OperationError", "State", "kind_of", "model_of",
+    "JOB_STATES", "KINDS", "ListOperationsResponse", "Operation", "OperationError", "OperationFields", "RawOperation",
+    "RawPage", "State", "batch_state_of", "id_of", "is_failed", "is_filtered", "job_state_of", "kind_of", "model_of",
+    "read_list_page", "read_operation", "state_of",
 ]
 
 CANCELLED_CODE = 1  # google.rpc.Code.CANCELLED
@@ -95,71 +97,31 @@ class Operation:
 
         A Vertex AI job (a tuningJobs or batchPredictionJobs resource: a ``state`` JOB_STATE_*
         where an Operation has ``done``) reads into the same model, see ``job_state``."""
-        if not isinstance(data, Mapping):
-            raise MalformedOperationError(f"an operation must be a JSON object, got {_kind(data)}")
-        name = data.get("name")
-        if not isinstance(name, str) or not name:
-            raise MalformedOperationError(f"an operation needs a string 'name', got {_kind(name)}")
-        where = name if len(name) <= 100 else name[:100] + "..."  # server text of any length
-        if _is_job(name, data):
-            return cls._from_job(name, where, data)
-        # proto3 omits false (a running operation has no "done" key), and null means the default
-        # too: missing and null are both "not done", as the seed's .NET `bool? Done` reads them.
-        done = _or_default(data, "done", False)
-        if not isinstance(done, bool):
-            raise MalformedOperationError(f"{where}: 'done' must be a boolean, got {_kind(done)}")
-        metadata = _or_default(data, "metadata", {})
-        if not isinstance(metadata, Mapping):
-            raise MalformedOperationError(f"{where}: 'metadata' must be an object, got {_kind(metadata)}")
-        response = data.get("response")
-        if response is not None and not isinstance(response, Mapping):
-            raise MalformedOperationError(f"{where}: 'response' must be an object, got {_kind(response)}")
-        error = data.get("error")
-        try:
-            parsed_error = None if error is None else OperationError.from_api_response(error)
-        except MalformedOperationError as exc:
-            raise MalformedOperationError(f"{where}: {exc}") from None
-        return cls(
-            name=name,
-            done=done,
-            metadata=dict(metadata),
-            response=None if response is None else dict(response),
-            error=parsed_error,
-            raw=dict(data),
-            vertex=vertex,
-        )
+        return cls.from_fields(read_operation(data, vertex=vertex))
 
     @classmethod
-    def _from_job(cls, name: str, where: str, data: Mapping[str, Any]) -> Operation:
-        """A Vertex job: done and the outcome from its state (JOB_STATES); its error; the job
-        itself as the metadata (times, completionStats) and, once it succeeded, as the response."""
-        state = data.get("state")
-        outcome = JOB_STATES.get(state) if isinstance(state, str) else None
-        done = outcome is not None and outcome is not State.RUNNING
-        error = data.get("error")
-        try:
-            parsed = None if error is None else OperationError.from_api_response(error)
-        except MalformedOperationError as exc:
-            raise MalformedOperationError(f"{where}: {exc}") from None
-        if outcome is State.SUCCEEDED:
-            parsed = None  # a partial success may carry an error; it stays in raw
-        elif done and (parsed is None or (parsed.code == CANCELLED_CODE) != (outcome is State.CANCELLED)):
-            # A job that ended badly says so in its state; an error that says otherwise is kept as the message.
-            code = CANCELLED_CODE if outcome is State.CANCELLED else 4 if state == "JOB_STATE_EXPIRED" else 2
-            message = parsed.message if parsed is not None and parsed.message else f"The job ended in {state}."
-            parsed = OperationError(code, message, [] if parsed is None else parsed.details)
-        job = dict(data)
-        return cls(name=name, done=done, metadata=job, response=job if outcome is State.SUCCEEDED else None,
-                   error=parsed, raw=dict(data), vertex=True, job=True)
+    def from_fields(cls, fields: RawOperation) -> Operation:
+        """The Operation of fields read_operation() checked: its own copies of the dicts."""
+        if fields.job:
+            job = dict(fields.raw)  # a job is its own metadata, and once it succeeded its response
+            return cls(name=fields.name, done=fields.done, metadata=job,
+                       response=None if fields.response is None else job, error=fields.error,
+                       raw=dict(fields.raw), vertex=True, job=True)
+        return cls(
+            name=fields.name,
+            done=fields.done,
+            metadata=dict(fields.metadata),
+            response=None if fields.response is None else dict(fields.response),
+            error=fields.error,
+            raw=dict(fields.raw),
+            vertex=fields.vertex,
+        )
 
     @property
     def job_state(self) -> str | None:
         """A Vertex AI job's own state, as sent ("JOB_STATE_RUNNING"); None for an Operation, and
         for a job whose state is absent or not a string."""
-        if not self.job:
-            return None
-        value = self.raw.get("state")
-        return value if isinstance(value, str) else None
+        return job_state_of(self)
 
     @property
     def partial(self) -> bool:
@@ -174,7 +136,7 @@ class Operation:
 
     @property
     def id(self) -> str:
-        return self.name.rsplit("/", 1)[-1]
+        return id_of(self.name)
 
     @property
     def kind(self) -> str:
@@ -201,7 +163,7 @@ class Operation:
     @property
     def failed(self) -> bool:
         """Done with an error; a cancelled operation has failed too."""
-        return self.done and self.error is not None
+        return is_failed(self)
 
     @property
     def cancelled(self) -> bool:
@@ -215,35 +177,20 @@ class Operation:
         A Gemini API batch that is not done yet reports its own state in metadata.state
         (BATCH_STATE_*), which can be final before the operation is: that state is used then.
         """
-        if self.job:
-            state = self.raw.get("state")
-            return JOB_STATES.get(state, State.RUNNING) if isinstance(state, str) else State.RUNNING
-        if not self.done:
-            return _batch_state(self.batch_state)
-        if self.error is not None:
-            return State.CANCELLED if self.error.code == CANCELLED_CODE else State.FAILED
-        return State.FILTERED if self.filtered else State.SUCCEEDED
+        return state_of(self)
 
     @property
     def batch_state(self) -> str | None:
         """A batch's own state, as sent ("BATCH_STATE_RUNNING"); None for other kinds, or when
         metadata.state is absent or not a string."""
-        value = self.metadata.get("state")
-        if not isinstance(value, str) or kind_of(self.name, self.metadata) != "batch":
-            return None
-        return value
+        return batch_state_of(self)
 
     @property
     def filtered(self) -> bool:
         """Done without an error, with no video, and the safety checks say they withheld some
         (a raiMediaFilteredCount above 0, or reasons). ``succeeded`` is True for it too: the
         operation itself did not fail."""
-        if not self.done or self.error is not None or not self.response:
-            return False
-        boxes = _video_boxes(self.response, self.vertex)
-        if any(_has_samples(box.get(key)) for box in boxes for key in ("generatedSamples", "videos")):
-            return False
-        return any(_filtered_count(box) > 0 or _reasons(box) for box in boxes)
+        return is_filtered(self)
 
     @property
     def filter_reasons(self) -> list[str]:
@@ -352,28 +299,195 @@ class ListOperationsResponse:
 
     @classmethod
     def from_api_response(cls, data: Any, *, vertex: bool = False) -> ListOperationsResponse:
-        if not isinstance(data, Mapping):
-            raise MalformedOperationError(f"a list answer must be a JSON object, got {_kind(data)}")
-        # A Vertex AI job listing names its list after the collection: each job reads as one operation.
-        key = next((k for k in _JOB_LISTS if data.get(k) is not None and data.get("operations") is None), "operations")
-        ops = _or_default(data, key, [])
-        if not isinstance(ops, list):
-            raise MalformedOperationError(f"{key!r} must be a list, got {_kind(ops)}")
-        token = data.get("nextPageToken")
-        if token is not None and not isinstance(token, str):
-            raise MalformedOperationError(f"'nextPageToken' must be a string, got {_kind(token)}")
-        unreachable = _or_default(data, "unreachable", [])
-        if not isinstance(unreachable, list):
-            raise MalformedOperationError(f"'unreachable' must be a list, got {_kind(unreachable)}")
-        return cls(
-            operations=[Operation.from_api_response(o, vertex=vertex) for o in ops],
-            next_page_token=token or None,  # "" and absent both mean: last page
-            unreachable=[str(u) for u in unreachable],
-        )
+        return cls.from_page(read_list_page(data, vertex=vertex))
+
+    @classmethod
+    def from_page(cls, page: RawPage) -> ListOperationsResponse:
+        """The page read_list_page() checked, each operation an Operation."""
+        return cls(operations=[Operation.from_fields(o) for o in page.operations],
+                   next_page_token=page.next_page_token, unreachable=page.unreachable)
 
     def __repr__(self) -> str:
         more = f", next_page_token={self.next_page_token!r}" if self.next_page_token else ""
         return f"ListOperationsResponse({len(self.operations)} operations{more})"
+
+
+# -- reading the wire, and the rules over what was read ------------------------------------------
+# The rules are functions over OperationFields, which an Operation is and a RawOperation (the light,
+# uncopied view a listing lays into a frame) is too: Operation's properties and the DataFrame call
+# the same functions, so each decision is written once.
+
+
+class OperationFields(Protocol):
+    """What the rules read: an Operation, or a RawOperation."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def done(self) -> bool: ...
+    @property
+    def metadata(self) -> Mapping[str, Any]: ...
+    @property
+    def response(self) -> Mapping[str, Any] | None: ...
+    @property
+    def error(self) -> OperationError | None: ...
+    @property
+    def raw(self) -> Mapping[str, Any]: ...
+    @property
+    def vertex(self) -> bool: ...
+    @property
+    def job(self) -> bool: ...
+
+
+class RawOperation(NamedTuple):
+    """One operation's fields as read_operation() checked them, the server's dicts not copied
+    (a frame of 100,000 rows needs no Operation, nor a copy of every dict, per row)."""
+
+    name: str
+    done: bool
+    metadata: Mapping[str, Any]
+    response: Mapping[str, Any] | None
+    error: OperationError | None
+    raw: Mapping[str, Any]
+    vertex: bool
+    job: bool
+
+
+class RawPage(NamedTuple):
+    """One list page as read_list_page() checked it."""
+
+    operations: list[RawOperation]
+    next_page_token: str | None
+    unreachable: list[str]
+
+
+def _is_map(value: Any) -> bool:
+    # JSON objects are dicts: the exact check first, the (slower) abc check for other mappings.
+    return type(value) is dict or isinstance(value, Mapping)
+
+
+def read_operation(data: Any, *, vertex: bool = False) -> RawOperation:
+    """The one reading of an operation's JSON: its fields, checked (MalformedOperationError if it
+    is not an operation). A Vertex AI job reads as one too (``job``, see Operation.job_state)."""
+    if not _is_map(data):
+        raise MalformedOperationError(f"an operation must be a JSON object, got {_kind(data)}")
+    name = data.get("name")
+    if not isinstance(name, str) or not name:
+        raise MalformedOperationError(f"an operation needs a string 'name', got {_kind(name)}")
+    get = data.get
+    done, metadata, response, error = get("done"), get("metadata"), get("response"), get("error")
+    if done is None and metadata is None and response is None and _is_job(name, data):
+        return _read_job(name, data)
+    # proto3 omits false (a running operation has no "done" key), and null means the default
+    # too: missing and null are both "not done", as the seed's .NET `bool? Done` reads them.
+    if done is None:
+        done = False
+    elif type(done) is not bool:
+        raise MalformedOperationError(f"{_where(name)}: 'done' must be a boolean, got {_kind(done)}")
+    if metadata is None:
+        metadata = {}
+    elif not _is_map(metadata):
+        raise MalformedOperationError(f"{_where(name)}: 'metadata' must be an object, got {_kind(metadata)}")
+    if response is not None and not _is_map(response):
+        raise MalformedOperationError(f"{_where(name)}: 'response' must be an object, got {_kind(response)}")
+    return RawOperation(name, done, metadata, response, _read_error(name, error), data, vertex, False)
+
+
+def _where(name: str) -> str:
+    return name if len(name) <= 100 else name[:100] + "..."  # server text of any length
+
+
+def _read_error(name: str, error: Any) -> OperationError | None:
+    try:
+        return None if error is None else OperationError.from_api_response(error)
+    except MalformedOperationError as exc:
+        raise MalformedOperationError(f"{_where(name)}: {exc}") from None
+
+
+def _read_job(name: str, data: Mapping[str, Any]) -> RawOperation:
+    """A Vertex job: done and the outcome from its state (JOB_STATES); its error; the job itself
+    as the metadata (times, completionStats) and, once it succeeded, as the response."""
+    state = data.get("state")
+    outcome = JOB_STATES.get(state) if isinstance(state, str) else None
+    done = outcome is not None and outcome is not State.RUNNING
+    parsed = _read_error(name, data.get("error"))
+    if outcome is State.SUCCEEDED:
+        parsed = None  # a partial success may carry an error; it stays in raw
+    elif done and (parsed is None or (parsed.code == CANCELLED_CODE) != (outcome is State.CANCELLED)):
+        # A job that ended badly says so in its state; an error that says otherwise is kept as the message.
+        code = CANCELLED_CODE if outcome is State.CANCELLED else 4 if state == "JOB_STATE_EXPIRED" else 2
+        message = parsed.message if parsed is not None and parsed.message else f"The job ended in {state}."
+        parsed = OperationError(code, message, [] if parsed is None else parsed.details)
+    return RawOperation(name, done, data, data if outcome is State.SUCCEEDED else None, parsed, data, True, True)
+
+
+def read_list_page(data: Any, *, vertex: bool = False) -> RawPage:
+    """The one reading of a list answer: its operations (read_operation), the next page's token
+    (None on the last page) and the unreachable locations; MalformedOperationError if it is not one."""
+    if not _is_map(data):
+        raise MalformedOperationError(f"a list answer must be a JSON object, got {_kind(data)}")
+    # A Vertex AI job listing names its list after the collection: each job reads as one operation.
+    key = next((k for k in _JOB_LISTS if data.get(k) is not None and data.get("operations") is None), "operations")
+    ops = _or_default(data, key, [])
+    if not isinstance(ops, list):
+        raise MalformedOperationError(f"{key!r} must be a list, got {_kind(ops)}")
+    token = data.get("nextPageToken")
+    if token is not None and not isinstance(token, str):
+        raise MalformedOperationError(f"'nextPageToken' must be a string, got {_kind(token)}")
+    unreachable = _or_default(data, "unreachable", [])
+    if not isinstance(unreachable, list):
+        raise MalformedOperationError(f"'unreachable' must be a list, got {_kind(unreachable)}")
+    return RawPage([read_operation(o, vertex=vertex) for o in ops],
+                   token or None,  # "" and absent both mean: last page
+                   [str(u) for u in unreachable])
+
+
+def id_of(name: str) -> str:
+    """The last part of an operation's name ("abc" of "models/veo/operations/abc")."""
+    return name.rsplit("/", 1)[-1]
+
+
+def is_failed(op: OperationFields) -> bool:
+    """Done with an error; a cancelled operation has failed too."""
+    return op.done and op.error is not None
+
+
+def job_state_of(op: OperationFields) -> str | None:
+    """A Vertex AI job's own state, as sent; None for an Operation, or one absent or not a string."""
+    if not op.job:
+        return None
+    value = op.raw.get("state")
+    return value if isinstance(value, str) else None
+
+
+def batch_state_of(op: OperationFields) -> str | None:
+    """A batch's own state, as sent (metadata.state); None for other kinds, or absent or not a string."""
+    value = op.metadata.get("state")
+    if not isinstance(value, str) or kind_of(op.name, op.metadata) != "batch":
+        return None
+    return value
+
+
+def state_of(op: OperationFields) -> State:
+    """What became of it: see Operation.state."""
+    if op.job:
+        state = op.raw.get("state")
+        return JOB_STATES.get(state, State.RUNNING) if isinstance(state, str) else State.RUNNING
+    if not op.done:
+        return _batch_state(batch_state_of(op))
+    if op.error is not None:
+        return State.CANCELLED if op.error.code == CANCELLED_CODE else State.FAILED
+    return State.FILTERED if is_filtered(op) else State.SUCCEEDED
+
+
+def is_filtered(op: OperationFields) -> bool:
+    """A video the safety checks withheld: see Operation.filtered."""
+    if not op.done or op.error is not None or not op.response:
+        return False
+    boxes = _video_boxes(op.response, op.vertex)
+    if any(_has_samples(box.get(key)) for box in boxes for key in ("generatedSamples", "videos")):
+        return False
+    return any(_filtered_count(box) > 0 or _reasons(box) for box in boxes)
 
 
 KINDS = ("video", "tuning", "import", "batch", "other")

@@ -4,6 +4,7 @@ and the bulk actions."""
 from __future__ import annotations
 
 import io
+import random
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -12,8 +13,10 @@ import pytest
 from wiredata import wire
 
 import ops_widgets as ow
-from ops_widgets import Operation, to_dataframe
-from ops_widgets._frame import COLUMNS, ListingProgress
+from ops_widgets import ListOperationsResponse, Operation, to_dataframe
+from ops_widgets._frame import COLUMNS, FrameBuilder, ListingProgress
+from ops_widgets._types import read_list_page
+from ops_widgets.emulator import EmulatorApp
 
 DTYPES = {
     "id": "string", "kind": "string", "state": "category", "done": "bool", "progress": "Float64",
@@ -228,3 +231,83 @@ def test_listing_progress_leaves_nothing_in_a_notebook(tmp_path: Any) -> None:
     shown = [o for o in outputs if o["output_type"] == "display_data"]
     assert [o["data"] for o in shown] == [{"text/plain": ""}]  # emptied when it was done
     assert "listing" not in nbformat.writes(nb) and "listed" not in nbformat.writes(nb)
+
+
+# -- the frame from raw page dicts (what list_dataframe builds) equals the frame from Operations --
+NOW = datetime(2026, 12, 5, 12, 0, tzinfo=timezone.utc)  # one "now" for both durations
+
+
+def frames_from_both(pages: list[dict[str, Any]], *, vertex: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The frame laid out from read_list_page's RawOperations (no Operation made), and the one
+    to_dataframe lays out from the same pages' Operations (its builder, with a fixed now)."""
+    raw, objects = FrameBuilder(), FrameBuilder()
+    for page in pages:
+        raw.add(read_list_page(page, vertex=vertex).operations)
+        objects.add(ListOperationsResponse.from_api_response(page, vertex=vertex).operations)
+    return raw.build(NOW), objects.build(NOW)
+
+
+@pytest.mark.parametrize("vertex", [False, True])
+def test_raw_frame_equals_operation_frame_on_the_wire_examples(vertex: bool) -> None:
+    pages = [{"operations": [wire(n) for n in SHAPES]}, wire("list_page1"), wire("list_page2")]
+    raw, objects = frames_from_both(pages, vertex=vertex)
+    check_dtypes(raw)
+    assert len(raw) == 6 + len(wire("list_page1")["operations"]) + len(wire("list_page2")["operations"])
+    pd.testing.assert_frame_equal(raw, objects)
+    # and to_dataframe itself (its own now: the running rows' durations aside)
+    done = raw["done"].to_numpy()
+    public = to_dataframe([Operation.from_api_response(o, vertex=vertex) for p in pages for o in p["operations"]])
+    pd.testing.assert_frame_equal(raw.drop(columns="duration"), public.drop(columns="duration"))
+    pd.testing.assert_series_equal(raw["duration"][done], public["duration"][done])
+
+
+def emulator_pages(seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Pages of what the emulator answers for every kind and outcome it has, Gemini API and
+    Vertex AI (operations and jobs, the jobs in their own list shapes), at a random moment."""
+    rng = random.Random(seed)
+    start = 1.79e9
+    now = [start]
+    app = EmulatorApp(random_seed=seed, clock=lambda: now[0])
+    gemini = app.seed(rng.randint(50, 150))
+    vertex = app.seed(rng.randint(50, 150), service="vertex")
+    for kind in ("video", "tuning", "batch", "import", "upload"):
+        for outcome in ("success", "failure", "filtered") if kind == "video" else ("success", "failure"):
+            for duration in (rng.uniform(1, 600), rng.uniform(1, 7200), 86400):  # the last still runs
+                gemini.append(app.create(kind, duration=duration, outcome=outcome))
+    for kind, outcomes in (("video", ("success", "failure", "filtered")), ("tuning", ("success", "failure")),
+                           ("batch", ("success", "failure", "partial")), ("import", ("success", "failure")),
+                           ("generic", ("success", "failure"))):
+        for outcome in outcomes:
+            for duration in (rng.uniform(1, 600), rng.uniform(1, 7200), 86400):
+                vertex.append(app.create(kind, duration=duration, outcome=outcome, service="vertex"))
+    now[0] = start + rng.uniform(900, 4 * 3600)  # some done (the first of each three), some running
+    for name in rng.sample(gemini, 5):
+        app.complete(name)
+
+    def pages(names: list[str]) -> list[dict[str, Any]]:
+        bodies = [app.get_operation(n) for n in names]
+        ops = [b for b in bodies if b is not None and "/tuningJobs/" not in b["name"]
+               and "/batchPredictionJobs/" not in b["name"]]
+        out = [{"operations": ops[i:i + 40], "nextPageToken": "t"} for i in range(0, len(ops), 40)]
+        for jobs in ("tuningJobs", "batchPredictionJobs"):
+            listed = [b for b in bodies if b is not None and f"/{jobs}/" in b["name"]]
+            assert listed or jobs not in " ".join(names)
+            out.append({jobs: listed})
+        return out
+
+    return pages(gemini), pages(vertex)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_raw_frame_equals_operation_frame_on_emulator_listings(seed: int) -> None:
+    gemini, vertex = emulator_pages(seed)
+    for pages, flavour in ((gemini, False), (vertex, True)):
+        raw, objects = frames_from_both(pages, vertex=flavour)
+        check_dtypes(raw)
+        pd.testing.assert_frame_equal(raw, objects)
+        # every kind, state and job shape was there to compare
+        assert set(raw["kind"]) >= {"video", "tuning", "batch", "import"}
+        assert set(raw["state"]) >= {"running", "succeeded", "failed"}
+    assert {"filtered", "cancelled"} <= set(frames_from_both(gemini, vertex=False)[0]["state"])
+    jobs = frames_from_both(vertex, vertex=True)[0]
+    assert jobs.index.str.contains("/tuningJobs/").any() and jobs.index.str.contains("/batchPredictionJobs/").any()

@@ -18,6 +18,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ops_widgets import ApiError, ListOperationsResponse, Operation, OpsError, State, to_dataframe
+from ops_widgets._frame import FrameBuilder
+from ops_widgets._types import read_list_page
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 FUZZ = settings(
@@ -289,6 +291,12 @@ def test_arbitrary_list_pages_parse_or_raise_typed_errors(data: Any, vertex: boo
         for op in page.operations:
             exercise(op)
         to_dataframe(page.operations)
+        # list_dataframe's route: the checked dicts laid out with no Operation, the same frame
+        now = datetime(2026, 12, 5, tzinfo=timezone.utc)
+        raw, objects = FrameBuilder(), FrameBuilder()
+        raw.add(read_list_page(data, vertex=vertex).operations)
+        objects.add(page.operations)
+        pd.testing.assert_frame_equal(raw.build(now), objects.build(now))
 
 
 @FUZZ
