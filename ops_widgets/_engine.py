@@ -27,6 +27,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
+from ._backends import VIDEO_MAX_BYTES
 from ._clock import Clock, Pause
 from ._exceptions import (
     AuthenticationError,
@@ -36,6 +37,7 @@ from ._exceptions import (
     OpsError,
     PermissionDeniedError,
     RateLimitError,
+    UnsupportedError,
     WaitTimeout,
 )
 from ._loop import block_on, call_soon
@@ -51,6 +53,8 @@ logger = logging.getLogger("ops_widgets")
 T = TypeVar("T")
 Callback = Callable[[Operation], Any]
 Fetch = Callable[[str], Awaitable[Operation]]
+# A video of a done operation: (the operation, which video, the cap in bytes) -> its bytes.
+VideoFetch = Callable[[Operation, int, int], Awaitable[bytes]]
 # One list page of a collection: (the operations on it, the next page's token or None).
 ListPage = Callable[[str, "str | None"], Awaitable[tuple[list[Operation], "str | None"]]]
 
@@ -136,8 +140,10 @@ class Engine:
         sweep_parent: Callable[[str], str | None] = lambda name: None,
         seen: Callable[[Operation], None] = lambda op: None,
         gone: Callable[[str], None] = lambda name: None,
+        video: VideoFetch | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
+        self.video = video  # the client's download_video: handles and widgets fetch through it
         self.clock = clock
         self.rand = rand
         self._poll, self._cancel = poll, cancel
@@ -160,6 +166,12 @@ class Engine:
         self._asking: dict[str, int] = {}
         self.closed: OpsError | None = None
         self._pause_backoff: Iterator[float] | None = None
+
+    async def fetch_video(self, op: Operation, index: int, max_bytes: int) -> bytes:
+        """A done operation's video, through the client's download (the engine does no HTTP)."""
+        if self.video is None:
+            raise UnsupportedError("this engine was made without a video download (no client behind it)")
+        return await self.video(op, index, max_bytes)
 
     def active(self, name: str) -> Poller | None:
         poller = self.pollers.get(name)
@@ -980,6 +992,11 @@ class AsyncTracked:
         """Send a cancel (once, however often asked) and return; polling confirms it soon."""
         await self._poller.cancel()
 
+    async def download_video(self, index: int = 0, *, max_bytes: int = VIDEO_MAX_BYTES) -> bytes:
+        """Video ``index`` of the operation once done, through its client (see the client's
+        download_video: the key in a header only; UnsupportedError when there is no such video)."""
+        return await self._poller.engine.fetch_video(self.operation, index, max_bytes)
+
     def __str__(self) -> str:
         """The one text form: "name  state  42%  1m 12s", with the engine's elapsed time."""
         return summary_line(self.operation, self.elapsed)
@@ -1005,6 +1022,10 @@ class Tracked(AsyncTracked):
     def cancel(self) -> None:  # type: ignore[override]
         """Send a cancel (once, however often asked) and return; polling confirms it soon."""
         self._block(self._poller.cancel())
+
+    def download_video(self, index: int = 0, *, max_bytes: int = VIDEO_MAX_BYTES) -> bytes:  # type: ignore[override]
+        """Block for video ``index`` of the operation once done (see AsyncTracked.download_video)."""
+        return self._block(self._poller.engine.fetch_video(self.operation, index, max_bytes))
 
     def _block(self, coro: Coroutine[Any, Any, T]) -> T:
         return block_on(self._poller.engine.loop, coro, "a blocking Tracked method")
