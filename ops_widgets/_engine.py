@@ -970,6 +970,11 @@ class AsyncTracked:
         """Ask for a cancel without waiting (any thread); the future says how it went."""
         return self.submit(self._poller.cancel())
 
+    def request_video(self, index: int = 0, *, max_bytes: int = VIDEO_MAX_BYTES) -> concurrent.futures.Future[bytes]:
+        """Ask for video ``index`` of the done operation without waiting (any thread); the future
+        holds its bytes or the error (see download_video)."""
+        return self.submit(self._poller.engine.fetch_video(self.operation, index, max_bytes))
+
     def expect_cancel(self) -> None:
         """A cancel of this operation went out by other means: poll soon to see it confirmed."""
         self.call_soon(self._poller.expect_cancel)
