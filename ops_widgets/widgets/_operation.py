@@ -3,7 +3,8 @@
 It never polls: it subscribes to the handle, and every poll that changed something becomes one
 state message (hold_sync), at most ten a second. Its synced state changes on the engine thread
 only (subscriber calls, heartbeat, cancel), which reaches the browser both while the kernel is
-idle and while another cell blocks. A click on Cancel is a message, handed over to the engine.
+idle and while another cell blocks. A click on Cancel is a message, handed over to the engine;
+so is a view's request for a finished video, whose bytes go back in a message's buffer.
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ def default_client() -> Operations:
 
 class OperationWidget(anywidget.AnyWidget):
     """A live view of one operation: progress bar, status badge, elapsed time, ETA and Cancel.
+    A succeeded video plays inline, with Save: a view asks for it, the kernel downloads it through
+    the client and sends the bytes as a binary buffer (never in the synced state, which only
+    counts the videos); a video past 64 MB or a failed download is said as text.
 
     ``OperationWidget(name_or_op_or_tracked, client=None)``; a name or Operation is tracked with a
     blocking ``Operations`` client (default: one shared ``Operations()`` from GEMINI_API_KEY).
