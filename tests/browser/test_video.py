@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,21 +54,34 @@ def test_a_finished_video_plays_inline_and_the_key_stays_in_the_kernel(lab_page:
     nb.page.on("websocket", lambda ws: (ws.on("framesent", lambda f: frames.append(f)),
                                         ws.on("framereceived", lambda f: frames.append(f))))
     name = emu.create("video", duration=600)
+    broken = emu.create("video", duration=600)  # its download will fail
     op_id = name.rsplit("/", 1)[1]
-    cell = (
+    setup = (
         "import os\n"
         "from ops_widgets import Operations\n"
         'ops = Operations(api_key=os.environ["OPS_EMU_KEY"], base_url=os.environ["OPS_EMU_URL"])\n'
         f"ops.watch({name!r}, poll_interval=0.5)"
     )
-    path = nb.server.write_notebook("video.ipynb", [cell])
+    path = nb.server.write_notebook("video.ipynb", [setup, f"ops.watch({broken!r}, poll_interval=0.5)"])
     nb.open(path)
     nb.run_all()
     nb.wait_all_ran()
-    widget = nb.widget(0)
-    expect(widget).to_have_attribute("data-state", "running", timeout=30_000)
-    expect(widget).to_have_attribute("data-live", "true", timeout=30_000)
-    expect(widget.locator(".opw-video")).to_have_count(0)  # nothing to play yet, nothing fetched
+    widget, other = nb.widget(0), nb.widget(1)
+    for w in (widget, other):
+        expect(w).to_have_attribute("data-state", "running", timeout=30_000)
+        expect(w).to_have_attribute("data-live", "true", timeout=30_000)
+    expect(nb.page.locator(".opw-video")).to_have_count(0)  # nothing to play yet, nothing fetched
+
+    # A download that fails is said as text in its widget; polling and the other widget go on.
+    emu.fail_next(1, status=404, path=":download")
+    try:
+        emu.complete(broken)
+        failed = other.locator(".opw-video[data-state='error']")
+        expect(failed).to_have_text(re.compile(r"^The video could not be fetched: 404 "), timeout=30_000)
+    finally:
+        emu.clear_faults()  # never left for another test
+    expect(other).to_have_attribute("data-state", "succeeded")
+
     emu.complete(name)  # it finishes while on screen: the view asks then
     expect(widget).to_have_attribute("data-state", "succeeded", timeout=60_000)
 
@@ -88,13 +102,14 @@ def test_a_finished_video_plays_inline_and_the_key_stays_in_the_kernel(lab_page:
         if suffix == "dark":
             set_theme(nb, theme)
         nb.page.evaluate("(root) => root.querySelector('video').pause()", widget.element_handle())
-        measured = list(nb.page.evaluate(CONTRAST_JS, [nb.output(0).element_handle()]))
+        measured = list(nb.page.evaluate(CONTRAST_JS, [nb.output(0).element_handle(), nb.output(1).element_handle()]))
         nb.write_artifact(f"video-contrast-{suffix}.json", json.dumps(measured, indent=1))
-        assert any("opw-video-label" in m["where"] for m in measured)
-        assert any("opw-video-save" in m["where"] for m in measured)
+        for part in ("opw-video-label", "opw-video-save", "opw-video-error"):
+            assert any(part in m["where"] for m in measured), part
         low = [m for m in measured if m["ratio"] < AA]
         assert not low, (suffix, low)
         nb.screenshot(f"lab-video-{suffix}")
+        nb.screenshot(f"lab-video-error-{suffix}", cell_index=1)
     set_theme(nb, "JupyterLab Light")
 
     # The key: nowhere in the page, nor in what went over the websocket; the clip did, as bytes.
