@@ -222,3 +222,17 @@ async def test_vertex_inline_videos_come_from_the_response_and_bad_arguments_fai
         for bad in ({"index": -1}, {"index": True}, {"max_bytes": 0}):
             with pytest.raises(ValueError):
                 await ops.download_video(op, **bad)
+
+
+def test_what_the_page_is_told_of_a_video() -> None:
+    from ops_widgets.widgets._media import video_count, video_file, video_message
+
+    done = veo(FILE)
+    assert video_count(done) == 1 and video_file(done, 0, CLIP.read_bytes()) == ("video/mp4", "abc123-1.mp4")
+    assert video_file(done, 2, b"\x1aE\xdf\xa3 webm") == ("video/webm", "abc123-3.webm")
+    assert video_message(done, 0, None, "") == {"type": "video_file", "index": 0, "count": 1,
+                                                "error": "the video could not be fetched"}
+    running = ow.Operation.from_api_response({"name": "models/veo-3.0-generate-001/operations/abc123"})
+    filtered = ow.Operation.from_api_response({"name": "models/veo/operations/x", "done": True, "response": {
+        "generateVideoResponse": {"raiMediaFilteredCount": 1}}})
+    assert video_count(running) == video_count(filtered) == 0
