@@ -139,7 +139,7 @@ const ENDED_AFTER = { succeeded: "took", filtered: "took", failed: "failed after
 const OPERATION_TRAITS = [
   "name", "op_id", "kind", "kind_label", "state", "progress", "elapsed", "eta", "eta_is_estimate", "error_code",
   "error_message", "result", "poll_error", "cancel_error", "compact", "polling", "can_cancel", "stopped",
-  "progress_rate",
+  "progress_rate", "video_count",
 ];
 
 function safeHref(href) {
@@ -327,6 +327,86 @@ function drawOperationBar(v, model, phase, link, progressAt) {
     : phase.running ? "no progress reported" : "";
 }
 
+// A finished video plays inline. The kernel downloads it through its client (the key never
+// reaches the page) and answers a request with the bytes as a binary buffer: nothing of it is in
+// the widget's saved state. Each view asks once the operation has succeeded with videos
+// (video_count: video 0, then the others), plays a blob: URL and offers it to save.
+// Returns {refresh, stop}; refresh() runs with every update of the view.
+function operationVideos(model, root, link) {
+  const box = el("div", "opw-videos");
+  box.hidden = true;
+  root.append(box);
+  const asked = new Map(); // index -> its slot
+  const urls = [];
+  const slot = (index) => {
+    if (!asked.has(index)) {
+      const node = el("div", "opw-video");
+      node.dataset.index = String(index);
+      node.dataset.state = "loading";
+      node.append(el("span", "opw-video-status", "Fetching the video…"));
+      box.append(node);
+      asked.set(index, node);
+    }
+    return asked.get(index);
+  };
+  const ask = (index) => {
+    if (asked.has(index)) return;
+    try {
+      model.send({ type: "video_request", index });
+    } catch (err) {
+      return; // no comm (yet): the next refresh asks again
+    }
+    slot(index);
+    box.hidden = false;
+  };
+  const play = (node, msg, buffer) => {
+    const url = URL.createObjectURL(new Blob([buffer], { type: msg.mime || "video/mp4" }));
+    urls.push(url);
+    const video = el("video", "opw-video-player");
+    Object.assign(video, { controls: true, muted: true, loop: true, playsInline: true, preload: "metadata", src: url });
+    video.setAttribute("aria-label", `Video ${msg.index + 1} of ${msg.count}`);
+    const save = el("a", "opw-video-save", "Save video");
+    save.href = url;
+    save.download = msg.filename || `video-${msg.index + 1}.mp4`;
+    save.title = `Save as ${save.download}`;
+    const size = msg.size >= 1e6 ? `${(msg.size / 1e6).toFixed(1)} MB` : `${Math.max(1, Math.round(msg.size / 1e3))} KB`;
+    const bar = el("div", "opw-video-bar");
+    bar.append(el("span", "opw-video-label", `video ${msg.index + 1} · ${size}`), save);
+    node.replaceChildren(video, bar);
+    node.dataset.state = "ready";
+  };
+  const onMessage = (msg, buffers) => {
+    if (!msg || msg.type !== "video_file" || typeof msg.index !== "number") return;
+    if (!msg.count) {
+      asked.get(msg.index)?.remove(); // nothing to play: the result line says why
+      box.hidden = !box.childElementCount;
+      return;
+    }
+    const node = slot(msg.index);
+    if (msg.error || !buffers || !buffers.length) {
+      node.replaceChildren(el("span", "opw-video-error", msg.error || "No video came with the answer."));
+      node.dataset.state = "error";
+    } else if (node.dataset.state !== "ready") play(node, msg, buffers[0]);
+    for (let i = 1; i < Math.min(msg.count, 16); i += 1) ask(i);
+  };
+  const refresh = () => {
+    if (model.get("video_count") > 0 && model.get("state") === "succeeded" && link.get() !== "false") ask(0);
+    for (const node of asked.values()) {
+      if (node.dataset.state === "loading" && link.get() === "false") {
+        node.firstChild.textContent = "No kernel answers: the video plays while the kernel runs.";
+      }
+    }
+  };
+  model.on("msg:custom", onMessage);
+  return {
+    refresh,
+    stop: () => {
+      model.off("msg:custom", onMessage);
+      urls.forEach((url) => URL.revokeObjectURL(url));
+    },
+  };
+}
+
 function renderOperation({ model, el: host }) {
   const v = operationDom(host);
   let base = performance.now(); // when elapsed/eta were last received
@@ -387,6 +467,7 @@ function renderOperation({ model, el: host }) {
     if (v.confirm.hidden) ui.asking = false;
     renderCancel(v, model, phase, link, ui.asking);
     updateClock();
+    videos.refresh();
   }
 
   const onElapsed = () => {
@@ -398,6 +479,7 @@ function renderOperation({ model, el: host }) {
   model.on("change:elapsed", onElapsed);
   model.on("change:progress", onProgress);
   const stopReporting = reportOnScreen(model, v.root);
+  const videos = operationVideos(model, v.root, link);
   const stopListening = onTraits(model, OPERATION_TRAITS, update);
   wireOperationControls(v, model, update, ui);
   const answered = () => (ui.sent = false); // the kernel's own state (or error) takes over
@@ -415,6 +497,7 @@ function renderOperation({ model, el: host }) {
     model.off("change:state", answered);
     model.off("change:cancel_error", answered);
     stopListening();
+    videos.stop();
   };
 }
 

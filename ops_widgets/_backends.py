@@ -14,14 +14,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from . import _capabilities as caps
 from ._capabilities import BINDINGS, allowed, describe, list_path, listable_parents
 from ._exceptions import InvalidNameError, UnsupportedError
 from ._types import ListOperationsResponse, Operation, RawPage, read_list_page
 
-__all__ = ["Call", "GeminiBackend", "VertexBackend", "validate_name", "validate_parent", "validate_vertex_name",
-           "vertex_host"]
+__all__ = ["VIDEO_MAX_BYTES", "Call", "GeminiBackend", "VertexBackend", "validate_name", "validate_parent",
+           "validate_vertex_name", "vertex_host"]
+
+# The default cap on one downloaded video: an 8 s Veo clip in 1080p is a few MB, a 4K one some tens.
+VIDEO_MAX_BYTES = 200_000_000
 
 _SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
 
@@ -188,9 +192,34 @@ class GeminiBackend:
             params["filter"] = filter
         return params
 
+    def keyed(self, url: str) -> bool:
+        """Whether a request to ``url`` may carry the key: only on this service's own origin
+        (scheme, host and port of base_url), never to a host a response or redirect names."""
+        own = _origin(self.base_url)
+        return own is not None and _origin(url) == own
+
+    def media_url(self, uri: str) -> str:
+        """A video URI from a response, checked before anything is sent with the key: only one on
+        this service's origin is fetched. A gs:// URI (Vertex AI writes videos to Cloud Storage)
+        or another host: UnsupportedError that says what to do instead."""
+        if not isinstance(uri, str) or not uri:
+            raise UnsupportedError("the response names no video URI")
+        _not_in_storage(uri)
+        if not self.keyed(uri):
+            raise UnsupportedError(
+                f"{uri[:300]} is not on {self.base_url}: it is not fetched with this client's key")
+        return uri
+
     @staticmethod
     def auth_headers(api_key: str) -> dict[str, str]:
         return {"x-goog-api-key": api_key}
+
+
+def _not_in_storage(uri: str) -> None:
+    if uri.startswith("gs://"):
+        raise UnsupportedError(
+            f"{uri[:300]} is in Cloud Storage: download it with Google Cloud credentials "
+            "(gcloud storage cp, or google-cloud-storage); this client does not read buckets")
 
 
 # --- Vertex AI ------------------------------------------------------------------------------------
@@ -269,6 +298,20 @@ class VertexBackend:
     @property
     def root(self) -> str:
         return self._root(self.location)
+
+    @staticmethod
+    def keyed(url: str) -> bool:
+        """Vertex AI answers with videos inline or in Cloud Storage: no URL gets credentials."""
+        return False
+
+    @staticmethod
+    def media_url(uri: str) -> str:
+        """Never a URL this client fetches (see keyed): UnsupportedError saying where it is."""
+        if not isinstance(uri, str) or not uri:
+            raise UnsupportedError("the response names no video URI")
+        _not_in_storage(uri)
+        raise UnsupportedError(
+            f"{uri[:300]} is not a Vertex AI address: it is not fetched with this client's credentials")
 
     def root_for(self, name: str) -> str:
         """The root URL that serves ``name``: its own location's host (the client's for a name
@@ -369,3 +412,16 @@ class VertexBackend:
     @staticmethod
     def read_list(data: Any) -> RawPage:
         return read_list_page(data, vertex=True)
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an http(s) URL, or None for anything else (or a URL with a user)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # a bad port or IPv6 literal
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        return None
+    return scheme, parts.hostname.lower(), port or (443 if scheme == "https" else 80)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from . import _batch, _history, _schedule
 from . import _capabilities as caps
 from ._auth import GoogleAuth, LoopRequest, default_credentials
-from ._backends import Call, GeminiBackend, VertexBackend
+from ._backends import VIDEO_MAX_BYTES, Call, GeminiBackend, VertexBackend
 from ._capabilities import BINDINGS
 from ._clock import SYSTEM_CLOCK, Clock
 from ._engine import AsyncTracked, Engine
@@ -22,6 +22,7 @@ from ._exceptions import (
     MalformedOperationError,
     NotFoundError,
     OpsError,
+    TooLargeError,
     UnsupportedError,
     WaitTimeout,
 )
@@ -35,7 +36,10 @@ if TYPE_CHECKING:
 
     from .widgets import OperationsList, OperationWidget
 
-__all__ = ["DEFAULT_BASE_URL", "DEFAULT_VERTEX_LOCATION", "AsyncOperations", "NameOrOperation", "ProgressCallback"]
+__all__ = [
+    "DEFAULT_BASE_URL", "DEFAULT_VERTEX_LOCATION", "VIDEO_MAX_BYTES", "AsyncOperations", "NameOrOperation",
+    "ProgressCallback",
+]
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 DEFAULT_VERTEX_LOCATION = "global"  # as google-genai: no location given or in GOOGLE_CLOUD_LOCATION
@@ -66,6 +70,24 @@ _MAX_CATALOG_PAGES = 100  # pages of GET models / tunedModels followed (a server
 
 def _name(op: NameOrOperation) -> str:
     return op.name if isinstance(op, Operation) else op
+
+
+def _video_source(op: Operation, index: int) -> str | bytes:
+    """Where video ``index`` of a done video operation is: a URI to fetch, or the bytes a Vertex AI
+    response sent inline. UnsupportedError that says why there is none."""
+    what = op.name[:200]
+    if not op.done:
+        raise UnsupportedError(f"{what} is still running; wait for it (wait(name)) and ask again")
+    if op.error is not None:
+        state = "was cancelled" if op.cancelled else f"failed ({op.error.code} {op.error.message[:300]})"
+        raise UnsupportedError(f"{what} {state}: it has no video")
+    sources: _List[str] | _List[bytes] = op.video_data or op.video_uris
+    if not sources:
+        why = "the safety checks withheld it" if op.filtered else "its response holds no video"
+        raise UnsupportedError(f"{what} has no video: {why}")
+    if index >= len(sources):
+        raise UnsupportedError(f"{what} has {len(sources)} video(s): there is no video {index} (they count from 0)")
+    return sources[index]
 
 
 def _cancelled_or_cancelling(op: Operation) -> bool:
@@ -203,6 +225,7 @@ class AsyncOperations:
         if self._engine is None:
             self._engine = Engine(
                 poll=self._poll, cancel=self.cancel, can_cancel=self.can_cancel, clock=self._clock,
+                video=lambda op, index, cap: self.download_video(op, index, max_bytes=cap),
                 max_concurrency=self._poll_concurrency, durations=self._durations,
                 # The service's time runs time_scale times faster: so do the schedule's gaps (in
                 # Durations) and the rate cap, so a sped-up emulator looks like real life sped up.
@@ -584,6 +607,32 @@ class AsyncOperations:
             raise MalformedOperationError(
                 f"{name[:200]} succeeded but its response has neither inlinedResponses nor responsesFile")
         return await asyncio.to_thread(rows.build)
+
+    async def download_video(
+        self, name: NameOrOperation, index: int = 0, *, max_bytes: int = VIDEO_MAX_BYTES
+    ) -> bytes:
+        """The bytes of video ``index`` (from 0) of a done video operation (Veo), e.g. an MP4.
+
+        Fetched through this client, the key in its header only, and only from the service's own
+        host (a redirect elsewhere is followed without the key). A done Operation in hand is not
+        fetched again; a name costs one GET first. Videos a Vertex AI response holds inline
+        (bytesBase64Encoded) come from the response. UnsupportedError, with nothing downloaded,
+        when it runs, failed, was filtered, has no such video, or keeps it in Cloud Storage
+        (a gs:// URI, which the key cannot read); TooLargeError past ``max_bytes`` (200 MB).
+        """
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise ValueError(f"index must be an integer >= 0, got {index!r}")
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
+            raise ValueError(f"max_bytes must be a positive integer, got {max_bytes!r}")
+        op = name if isinstance(name, Operation) and name.done else await self.get(name)
+        source = _video_source(op, index)
+        if isinstance(source, bytes):
+            if len(source) > max_bytes:
+                raise TooLargeError(f"{op.name[:200]}: video {index} is {len(source):,} bytes, more than "
+                                    f"max_bytes={max_bytes:,}", limit=max_bytes, size=len(source))
+            return source
+        url = self._backend.media_url(source)  # UnsupportedError for gs:// or another host: nothing sent
+        return await self._transport.download(url, max_bytes=max_bytes, keyed=self._backend.keyed)
 
     async def cancel_many(
         self, names: Iterable[NameOrOperation] | pd.DataFrame, *, concurrency: int = 8

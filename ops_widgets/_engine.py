@@ -28,6 +28,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
+from ._backends import VIDEO_MAX_BYTES
 from ._clock import Clock, Pause
 from ._exceptions import (
     ApiError,
@@ -57,6 +58,8 @@ Callback = Callable[[Operation], Any]
 Fetch = Callable[[str], Awaitable[Operation]]
 # A long-poll: (name, timeout in seconds) -> the operation once done, or as it is when the timeout passed.
 LongPoll = Callable[[str, float], Awaitable[Operation]]
+# A video of a done operation: (the operation, which video, the cap in bytes) -> its bytes.
+VideoFetch = Callable[[Operation, int, int], Awaitable[bytes]]
 # One list page of a collection: (the operations on it, the next page's token or None).
 ListPage = Callable[[str, "str | None"], Awaitable[tuple[list[Operation], "str | None"]]]
 
@@ -202,8 +205,10 @@ class Engine:
         long_poll: LongPoll | None = None,
         can_long_poll: Callable[[str], bool] = lambda name: True,
         long_poll_timeout: float = LONG_POLL_TIMEOUT,
+        video: VideoFetch | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
+        self.video = video  # the client's download_video: handles and widgets fetch through it
         self.clock = clock
         self.rand = rand
         self._poll, self._cancel = poll, cancel
@@ -249,6 +254,12 @@ class Engine:
         if not self.long_poll_unbound:
             self.long_poll_unbound = True
             logger.info("the service has no long-poll (:wait) for %s (%s): polling by GET instead", name, exc)
+
+    async def fetch_video(self, op: Operation, index: int, max_bytes: int) -> bytes:
+        """A done operation's video, through the client's download (the engine does no HTTP)."""
+        if self.video is None:
+            raise UnsupportedError("this engine was made without a video download (no client behind it)")
+        return await self.video(op, index, max_bytes)
 
     def active(self, name: str) -> Poller | None:
         poller = self.pollers.get(name)
@@ -1141,6 +1152,11 @@ class AsyncTracked:
         """Ask for a cancel without waiting (any thread); the future says how it went."""
         return self.submit(self._poller.cancel())
 
+    def request_video(self, index: int = 0, *, max_bytes: int = VIDEO_MAX_BYTES) -> concurrent.futures.Future[bytes]:
+        """Ask for video ``index`` of the done operation without waiting (any thread); the future
+        holds its bytes or the error (see download_video)."""
+        return self.submit(self._poller.engine.fetch_video(self.operation, index, max_bytes))
+
     def expect_cancel(self) -> None:
         """A cancel of this operation went out by other means: poll soon to see it confirmed."""
         self.call_soon(self._poller.expect_cancel)
@@ -1162,6 +1178,11 @@ class AsyncTracked:
     async def cancel(self) -> None:
         """Send a cancel (once, however often asked) and return; polling confirms it soon."""
         await self._poller.cancel()
+
+    async def download_video(self, index: int = 0, *, max_bytes: int = VIDEO_MAX_BYTES) -> bytes:
+        """Video ``index`` of the operation once done, through its client (see the client's
+        download_video: the key in a header only; UnsupportedError when there is no such video)."""
+        return await self._poller.engine.fetch_video(self.operation, index, max_bytes)
 
     def __str__(self) -> str:
         """The one text form: "name  state  42%  1m 12s", with the engine's elapsed time."""
@@ -1188,6 +1209,10 @@ class Tracked(AsyncTracked):
     def cancel(self) -> None:  # type: ignore[override]
         """Send a cancel (once, however often asked) and return; polling confirms it soon."""
         self._block(self._poller.cancel())
+
+    def download_video(self, index: int = 0, *, max_bytes: int = VIDEO_MAX_BYTES) -> bytes:  # type: ignore[override]
+        """Block for video ``index`` of the operation once done (see AsyncTracked.download_video)."""
+        return self._block(self._poller.engine.fetch_video(self.operation, index, max_bytes))
 
     def _block(self, coro: Coroutine[Any, Any, T]) -> T:
         return block_on(self._poller.engine.loop, coro, "a blocking Tracked method")

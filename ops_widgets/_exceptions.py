@@ -11,6 +11,7 @@ Hierarchy::
     │   ├── RateLimitError        429 (``retry_delay`` from RetryInfo, in seconds)
     │   └── ServerError           5xx
     ├── TransportError            the request never got an answer (httpx errors, mapped)
+    ├── TooLargeError             a download bigger than its cap (``limit``; ``size`` when told)
     ├── InvalidNameError          also a ValueError: rejected before any request is sent
     ├── UnsupportedError          the service has no such method for this operation; nothing was sent
     ├── MalformedOperationError   also a ValueError: a body that is not an Operation
@@ -45,6 +46,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "ServerError",
+    "TooLargeError",
     "TransportError",
     "UnsupportedError",
     "WaitTimeout",
@@ -156,6 +158,16 @@ class ServerError(ApiError):
 
 class TransportError(OpsError):
     """No answer: connection refused or dropped, timeout, protocol error."""
+
+
+class TooLargeError(OpsError):
+    """A download is bigger than the cap it was given: ``limit`` bytes. ``size`` is the size the
+    server announced (Content-Length), or None when it said nothing and the cap was hit reading."""
+
+    def __init__(self, message: str, *, limit: int, size: int | None = None) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.size = size
 
 
 class InvalidNameError(OpsError, ValueError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._client import AsyncOperations, NameOrOperation, ProgressCallback
+from ._client import VIDEO_MAX_BYTES, AsyncOperations, NameOrOperation, ProgressCallback
 from ._clock import Clock
 from ._engine import Tracked
 from ._loop import thread_for
@@ -193,6 +193,10 @@ class Operations:
     @_doc
     def batch_results(self, name: NameOrOperation) -> pd.DataFrame:
         return self._run(self._async.batch_results(name))
+
+    @_doc
+    def download_video(self, name: NameOrOperation, index: int = 0, *, max_bytes: int = VIDEO_MAX_BYTES) -> bytes:
+        return self._run(self._async.download_video(name, index, max_bytes=max_bytes))
 
     @_doc
     def cancel_many(

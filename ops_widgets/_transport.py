@@ -14,12 +14,20 @@ import logging
 import random
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
 from . import _schedule
 from ._clock import Clock, Pause
-from ._exceptions import ApiError, AuthenticationError, BrokenAnswerError, RateLimitError, TransportError
+from ._exceptions import (
+    ApiError,
+    AuthenticationError,
+    BrokenAnswerError,
+    RateLimitError,
+    TooLargeError,
+    TransportError,
+)
 
 __all__ = ["RETRYABLE_STATUS", "Auth", "Secret", "StaticAuth", "Transport", "is_retryable", "redact_json"]
 
@@ -37,6 +45,8 @@ _RETRYABLE_TRANSPORT = (httpx.NetworkError, httpx.TimeoutException, httpx.Remote
 # Everything httpx raises, some of which are not httpx.HTTPError (a URL it cannot build, a stream
 # read twice): all become a TransportError.
 _HTTPX_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError)
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 5
 
 
 class Secret:
@@ -273,6 +283,58 @@ class Transport:
         resp = await self._client().request(method, url, content=content, headers=headers)
         return resp.status_code, dict(resp.headers), resp.content
 
+    async def download(self, url: str, *, max_bytes: int, keyed: Callable[[str], bool]) -> bytes:
+        """GET a file whole, at most ``max_bytes`` of it: TooLargeError past that (before any
+        byte is read when the server announces a Content-Length that is too big).
+
+        Redirects (up to MAX_REDIRECTS) are followed here, not by httpx, so that the credential
+        headers go only where ``keyed(url)`` allows (the service's own origin), never to the host a
+        redirect names; a redirect from https to http is refused. Where a redirect leads is kept
+        out of messages and logs but for its host and path (a signed URL's query is a credential).
+        Opening is retried as request() is; a broken body is not.
+        """
+        shown = url
+        for _hop in range(MAX_REDIRECTS + 1):
+            answer = await self._fetch(url, shown, max_bytes, keyed(url))
+            if isinstance(answer, bytes):
+                return answer
+            target = urljoin(url, answer)
+            if urlsplit(target).scheme != "https" and not (urlsplit(url).scheme == "http" and keyed(target)):
+                raise TransportError(f"GET {shown}: redirected to {_no_query(target)}, which is not https")
+            url, shown = target, _no_query(target)
+        raise TransportError(f"GET {shown}: more than {MAX_REDIRECTS} redirects")
+
+    async def _fetch(self, url: str, shown: str, max_bytes: int, keyed: bool) -> bytes | str:
+        """One hop of download(): the body, or where a redirect points (its Location)."""
+        http = self._client()
+        headers = {k: v.value for k, v in (await self.auth.headers()).items()} if keyed else {}
+        delays = _schedule.backoff(_RETRY_INITIAL, _RETRY_MAX, 2.0, rand=self._rand)
+        for attempt in range(self.max_retries + 1):
+            await self.pause.wait()
+            error: ApiError | TransportError
+            try:
+                async with http.stream("GET", url, headers=headers) as resp:
+                    logger.debug("GET %s -> %s (download)", shown, resp.status_code)
+                    location: str | None = resp.headers.get("location")
+                    if resp.status_code in _REDIRECTS and location:
+                        return location
+                    if resp.is_success:
+                        return await _read_capped(resp, shown, max_bytes)
+                    body = bytearray()
+                    async for chunk in resp.aiter_bytes():
+                        body += chunk
+                        if len(body) >= _ERROR_BODY_MAX:  # an error page can be big: its head says enough
+                            break
+                    error = self._scrubbed(ApiError.from_response(resp.status_code, bytes(body),
+                                                                  resp.headers.get("content-type", "")))
+            except _HTTPX_ERRORS as exc:
+                error = TransportError(f"GET {shown}: {type(exc).__name__}: {exc or 'no details'}")
+                error.__cause__ = exc
+            if attempt >= self.max_retries or not is_retryable(error):
+                raise error
+            await self._before_retry(error, next(delays), f"GET {shown}", attempt, self.max_retries)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def _scrubbed(self, error: ApiError) -> ApiError:
         """The error with this client's own credentials cut out of the server's text: a server (or
         proxy) that echoes the key back must not put it into exceptions, logs or widgets."""
@@ -300,6 +362,34 @@ def _decode(resp: httpx.Response, method: str, url: str) -> Any:
         raise BrokenAnswerError(
             f"{method} {url}: the answer (HTTP {resp.status_code}) is not JSON: {excerpt!r}"
         ) from None
+
+
+async def _read_capped(resp: httpx.Response, shown: str, max_bytes: int) -> bytes:
+    """The body, or TooLargeError as soon as it is known to be past ``max_bytes``."""
+    announced = resp.headers.get("content-length")
+    size = int(announced) if announced and announced.isdigit() else None
+    if size is not None and size > max_bytes:
+        raise TooLargeError(f"GET {shown}: {_mb(size)} is more than the {_mb(max_bytes)} allowed",
+                            limit=max_bytes, size=size)
+    body = bytearray()
+    try:
+        async for chunk in resp.aiter_bytes(64 * 1024):
+            body += chunk
+            if len(body) > max_bytes:
+                raise TooLargeError(f"GET {shown}: more than the {_mb(max_bytes)} allowed", limit=max_bytes)
+    except _HTTPX_ERRORS as exc:
+        raise TransportError(f"GET {shown}: while reading the answer: {type(exc).__name__}: {exc or 'no details'}") \
+            from exc
+    return bytes(body)
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size:,} bytes"
+
+
+def _no_query(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
 def _redact(text: str, secrets: list[str]) -> str:

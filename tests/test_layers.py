@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "ops_widgets"
 
 # Pure modules decide; they import no I/O (no httpx, no sockets, no threads, no widgets).
 PURE = {"_types", "_progress", "_schedule", "_exceptions", "_backends", "_text", "widgets._view", "widgets._snapshot",
-        "widgets._table_view"}
+        "widgets._table_view", "widgets._media"}
 IO = {"httpx", "socket", "threading", "asyncio", "uvicorn", "anywidget", "ipywidgets", "IPython", "_transport",
       "_engine", "_loop", "_client", "_sync"}
 # What each layer must not import (by module, relative to the package).

@@ -58,7 +58,7 @@ def test_license_is_the_apache_2_text() -> None:
     assert hashlib.sha256(text.replace("\r\n", "\n").encode()).hexdigest() == APACHE_2_SHA256
 
 
-def test_wheel_ships_the_license_and_the_front_end(tmp_path: Path) -> None:
+def test_wheel_ships_the_license_the_front_end_and_the_emulators_clip(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--disable-pip-version-check",
          "-w", str(tmp_path), str(ROOT)],
@@ -73,4 +73,5 @@ def test_wheel_ships_the_license_and_the_front_end(tmp_path: Path) -> None:
         metadata = z.read(f"{info}/METADATA").decode()
     assert "License-Expression: Apache-2.0" in metadata
     assert "License-File: LICENSE" in metadata
-    assert {"ops_widgets/static/widgets.js", "ops_widgets/static/widgets.css", "ops_widgets/py.typed"} <= names
+    assert {"ops_widgets/static/widgets.js", "ops_widgets/static/widgets.css", "ops_widgets/py.typed",
+            "ops_widgets/emulator/veo_sample.mp4"} <= names  # the clip the emulator's videos are

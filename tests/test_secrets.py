@@ -40,6 +40,8 @@ def test_key_only_in_the_header(caplog: pytest.LogCaptureFixture) -> None:
         ops.list(parent="batches", page_size=2)
         ops.list_all(page_size=50, max_items=3)
         ops.cancel(emu.create("batch", duration=60))
+        emu.complete(video := emu.create("video", duration=60))
+        assert ops.download_video(video)[4:8] == b"ftyp"  # a video's download carries the key the same way
         emu.fail_next(1, status=503)  # one retry, logged
         ops.get(name)
         failures: list[BaseException] = []

@@ -40,6 +40,7 @@ class Sent(NamedTuple):
     thread: int  # threading.get_ident() of the sender
     kind: str
     data: dict[str, Any]
+    buffers: tuple[bytes, ...] = ()  # binary buffers sent with it (a video's bytes)
 
 
 class RecordingComm(comm.base_comm.BaseComm):
@@ -52,7 +53,8 @@ class RecordingComm(comm.base_comm.BaseComm):
 
     def publish_msg(self, msg_type: str, data: Any = None, metadata: Any = None, buffers: Any = None,
                     **keys: Any) -> None:
-        self.sent.append(Sent(self.now(), threading.get_ident(), msg_type, data or {}))
+        self.sent.append(Sent(self.now(), threading.get_ident(), msg_type, data or {},
+                              tuple(bytes(b) for b in buffers or ())))
 
     def update_msgs(self) -> list[Sent]:
         return [m for m in self.sent if m.kind == "comm_msg" and m.data.get("method") == "update"]
@@ -236,7 +238,7 @@ ALLOWED = {
     "_model_name", "_view_count", "_view_module", "_view_module_version", "_view_name", "layout",
     "tabbable", "tooltip", "name", "op_id", "kind", "kind_label", "state", "progress", "elapsed", "eta",
     "eta_is_estimate", "error_code", "error_message", "result", "poll_error", "cancel_error", "compact",
-    "can_cancel", "polling", "stopped", "progress_rate",
+    "can_cancel", "polling", "stopped", "progress_rate", "video_count",
     "_view",
 }
 

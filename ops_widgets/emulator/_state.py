@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 # --- answers and errors, shared by both services' surfaces ---------------------------------------
@@ -93,8 +94,11 @@ VIDEO_MODELS = ("veo-3.1-generate-preview", "veo-3.0-generate-001", "veo-3.0-fas
 CANCELLED_ERROR = {"code": 1, "message": "Operation was cancelled."}
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 _TOKEN = re.compile(r"seq:(\d+)")
-# Fake but recognisable MP4 header (ftyp box), followed by the file id in the payload.
-_MP4_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom\x00\x00\x00\x10mdat"
+# Every generated video is this real clip: 2 s of ffmpeg's testsrc2 at 192x108, VP9 in MP4 (7.6 KB),
+# a codec every Chromium plays (Debian's build has no H.264). Made once with
+#   ffmpeg -f lavfi -i testsrc2=size=192x108:rate=12:duration=2 -c:v libvpx-vp9 -b:v 0 -crf 50
+#          -pix_fmt yuv420p -an -map_metadata -1 -fflags +bitexact -movflags +faststart veo_sample.mp4
+_SAMPLE_VIDEO = Path(__file__).with_name("veo_sample.mp4")
 
 
 def rfc3339(t: float) -> str:
@@ -109,7 +113,13 @@ def _second(seconds: int) -> str:
 
 
 def video_bytes(file_id: str) -> bytes:
-    return _MP4_HEAD + file_id.encode()
+    """The bytes of a generated video: the same small real clip for every file id."""
+    return _sample_video()
+
+
+@lru_cache(maxsize=1)
+def _sample_video() -> bytes:
+    return _SAMPLE_VIDEO.read_bytes()
 
 
 def encode_token(seq: int) -> str:

@@ -3,12 +3,14 @@
 It never polls: it subscribes to the handle, and every poll that changed something becomes one
 state message (hold_sync), at most ten a second. Its synced state changes on the engine thread
 only (subscriber calls, heartbeat, cancel), which reaches the browser both while the kernel is
-idle and while another cell blocks. A click on Cancel is a message, handed over to the engine.
+idle and while another cell blocks. A click on Cancel is a message, handed over to the engine;
+so is a view's request for a finished video, whose bytes go back in a message's buffer.
 """
 
 from __future__ import annotations
 
 import atexit
+import logging
 import threading
 import uuid
 from collections.abc import Callable
@@ -21,10 +23,12 @@ import traitlets as t
 
 from .._client import AsyncOperations
 from .._engine import AsyncTracked
+from .._exceptions import OpsError, TooLargeError
 from .._sync import Operations
 from .._text import summary_line
 from .._types import Operation
 from ._display import Sightings, publish, refresh, with_snapshot
+from ._media import INLINE_VIDEO_MAX, MAX_VIDEOS, too_large_text, video_count, video_message
 from ._snapshot import operation_html
 from ._view import Throttle, poll_status, view_state
 
@@ -34,6 +38,8 @@ __all__ = ["OperationWidget", "Target", "default_client", "handle_for"]
 # Paths, not text, so that ANYWIDGET_HMR=1 can hot-reload them while developing.
 _PACKAGE = Path(__file__).resolve().parent.parent
 STATIC = _PACKAGE / "static" if (_PACKAGE / "static" / "widgets.js").is_file() else _PACKAGE.parent / "js"
+
+logger = logging.getLogger("ops_widgets")
 
 Target = str | Operation | AsyncTracked  # a Tracked is an AsyncTracked
 HEARTBEAT = 10.0  # seconds between refreshes of a running widget (the front-end expects < 35 s)
@@ -56,6 +62,9 @@ def default_client() -> Operations:
 
 class OperationWidget(anywidget.AnyWidget):
     """A live view of one operation: progress bar, status badge, elapsed time, ETA and Cancel.
+    A succeeded video plays inline, with Save: a view asks for it, the kernel downloads it through
+    the client and sends the bytes as a binary buffer (never in the synced state, which only
+    counts the videos); a video past 64 MB or a failed download is said as text.
 
     ``OperationWidget(name_or_op_or_tracked, client=None)``; a name or Operation is tracked with a
     blocking ``Operations`` client (default: one shared ``Operations()`` from GEMINI_API_KEY).
@@ -91,6 +100,8 @@ class OperationWidget(anywidget.AnyWidget):
         sync=True)
     can_cancel = t.Bool(True, help="Whether the service can cancel it at all (Gemini API: batches only)").tag(
         sync=True)
+    video_count = t.Int(0, help="How many videos it has to play: their bytes are sent when a view asks, "
+                        "never kept in this state").tag(sync=True)
 
     def __init__(self, target: Target, client: Operations | None = None, **kwargs: Any) -> None:
         handle = handle_for(target, client)
@@ -107,6 +118,8 @@ class OperationWidget(anywidget.AnyWidget):
         self._displayed = False
         self._ended_key: tuple[str, bool] | None = None  # what the last refresh showed
         self._on_end: list[Callable[[], None]] = []  # engine thread: called when it ends
+        self._videos: dict[int, Future[bytes]] = {}  # downloads, shared by every view that asks
+        self._videos_lock = threading.Lock()
         self.on_msg(self._on_front_message)
         # The first call pushes the whole state (on the engine thread) before this returns.
         self._unsubscribe = handle.subscribe(self._on_change)
@@ -172,7 +185,7 @@ class OperationWidget(anywidget.AnyWidget):
         h = self._handle
         op = h.operation
         poll_error, stopped = poll_status(op.done, h.polling, h.last_error)
-        return view_state(
+        return {"video_count": video_count(op)} | view_state(
             op,
             elapsed=h.elapsed,
             eta=h.eta,
@@ -229,6 +242,8 @@ class OperationWidget(anywidget.AnyWidget):
             self.send({"type": "pong"})  # the front-end shows "not live" when nobody answers
         elif kind == "on_screen":
             self._on_screen(content.get("view"), content.get("value") is True)
+        elif kind == "video_request":
+            self._video_asked(content.get("index"))
 
     def _on_screen(self, view: Any, visible: bool) -> None:
         """A view (of possibly several of this widget) came into sight or left it: while any is
@@ -237,12 +252,47 @@ class OperationWidget(anywidget.AnyWidget):
         if not self._closed:
             self._handle.set_on_screen(on)
 
+    # -- videos: downloaded when a view asks, sent as a binary buffer (never in the saved state) --
+
+    def _video_asked(self, index: Any) -> None:
+        """A view asks for video ``index`` of the succeeded operation (any thread): one download
+        per video, shared by every view that asks; a failed one is tried again at the next ask.
+        It runs on the engine loop, apart from polling: whatever happens goes to the page as text."""
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < MAX_VIDEOS or self._closed:
+            return
+        with self._videos_lock:
+            future = self._videos.get(index)
+            if future is None or future.cancelled() or (future.done() and future.exception() is not None):
+                future = self._handle.request_video(index, max_bytes=INLINE_VIDEO_MAX)
+                self._videos[index] = future
+        future.add_done_callback(lambda f: self._send_video(index, f))
+
+    def _send_video(self, index: int, future: Future[bytes]) -> None:
+        if self._closed or future.cancelled():
+            return
+        op = self._handle.operation
+        exc = future.exception()
+        if exc is None:
+            data = future.result()
+            self.send(video_message(op, index, data), buffers=[data])
+            return
+        if isinstance(exc, TooLargeError):
+            text = too_large_text(exc)
+        elif isinstance(exc, OpsError):
+            text = f"The video could not be fetched: {exc}"
+        else:  # a bug: said plainly on the page, logged in full
+            logger.error("downloading video %d of %s failed", index, op.name, exc_info=exc)
+            text = f"The video could not be fetched ({type(exc).__name__}); see the kernel's log"
+        self.send(video_message(op, index, None, text))
+
     def cancel(self) -> None:
         """Ask the server to cancel (once); the badge shows "cancelling" until it confirms."""
         self._handle.call_soon(self._start_cancel)
 
     def close(self) -> None:
         self._closed = True
+        for future in list(getattr(self, "_videos", {}).values()):
+            future.cancel()  # a download still under way stops; its bytes are let go
         unsubscribe = getattr(self, "_unsubscribe", None)  # None if __init__ failed half-way
         if unsubscribe is not None:
             unsubscribe()
