@@ -57,8 +57,9 @@ def default_client() -> Operations:
 class OperationWidget(anywidget.AnyWidget):
     """A live view of one operation: progress bar, status badge, elapsed time, ETA and Cancel.
 
-    ``OperationWidget(name_or_op_or_tracked, client=None)``; a name or Operation is tracked with a
-    blocking ``Operations`` client (default: one shared ``Operations()`` from GEMINI_API_KEY).
+    ``OperationWidget(name_or_op_or_tracked, client=None, notify=False)``; a name or Operation is
+    tracked with a blocking ``Operations`` client (default: one shared ``Operations()`` from
+    GEMINI_API_KEY). ``notify=True`` (or the bell) tells when it ends, once, while it is shown.
     With AsyncOperations, use ``await client.watch(name)``.
     """
 
@@ -91,6 +92,10 @@ class OperationWidget(anywidget.AnyWidget):
         sync=True)
     can_cancel = t.Bool(True, help="Whether the service can cancel it at all (Gemini API: batches only)").tag(
         sync=True)
+    # Set by Python or by the bell; only the front-end acts on it. A saved notebook reopened
+    # notifies nothing: the front-end never tells of an operation that had ended when first shown.
+    notify = t.Bool(False, help="Say when it ends while the page shows it (JupyterLab's notification, or "
+                    "the browser's when the page is hidden); the bell toggles it").tag(sync=True)
 
     def __init__(self, target: Target, client: Operations | None = None, **kwargs: Any) -> None:
         handle = handle_for(target, client)
