@@ -466,6 +466,7 @@ function renderOperation({ model, el: host }) {
     v.note.hidden = !notes.length;
     if (v.confirm.hidden) ui.asking = false;
     renderCancel(v, model, phase, link, ui.asking);
+    if (v.bell) drawBell(v, phase, link);
     updateClock();
     videos.refresh();
   }
@@ -482,6 +483,7 @@ function renderOperation({ model, el: host }) {
   const videos = operationVideos(model, v.root, link);
   const stopListening = onTraits(model, OPERATION_TRAITS, update);
   wireOperationControls(v, model, update, ui);
+  const stopNotify = operationNotify(v, model);
   const answered = () => (ui.sent = false); // the kernel's own state (or error) takes over
   model.on("change:state", answered);
   model.on("change:cancel_error", answered);
@@ -498,6 +500,194 @@ function renderOperation({ model, el: host }) {
     model.off("change:cancel_error", answered);
     stopListening();
     videos.stop();
+    stopNotify();
+  };
+}
+
+// -- Notifications: once an operation ends while a view shows it (the notify trait; the bell) -----
+
+const ENDED = new Set(["succeeded", "failed", "cancelled", "filtered"]);
+// Page-wide, by operation name, over every model and view (anywidget may load this module once per
+// model): {running: a view here saw it not ended, over: one saw it ended, told}. Once per operation.
+const NOTIFY_SEEN = (globalThis[Symbol.for("ops_widgets.notify")] ??= new Map());
+
+// Which of `rows` ({name, state, ...}) to tell of now; `last` is this view's own name -> state.
+// Told when this view saw it end, or when it first shows it ended while another view here saw it
+// run and nobody saw it end (JupyterLab re-renders an output as its operation ends). Never of one
+// ended when first shown on this page (a reopened notebook), never twice, never when `on` was off
+// as it ended (turning the bell on later tells nothing).
+function endsToTell(rows, seen, on, last) {
+  const out = [];
+  for (const row of rows) {
+    if (!row || !row.name) continue;
+    const prev = last.get(row.name);
+    last.set(row.name, row.state);
+    const mark = seen.get(row.name) || { running: false, over: false, told: false };
+    seen.set(row.name, mark);
+    if (!ENDED.has(row.state)) {
+      mark.running = true;
+      continue;
+    }
+    const sawItEnd = prev !== undefined && !ENDED.has(prev);
+    const eligible = mark.running && !mark.told && (sawItEnd || (prev === undefined && !mark.over));
+    mark.over = true;
+    if (eligible && on) {
+      mark.told = true;
+      out.push(row);
+    }
+  }
+  return out;
+}
+
+// What the notification says, as plain text (a browser Notification and JupyterLab's toast show
+// text; nothing here is ever HTML). Failure, cancellation and safety filtering read differently.
+function finishNote(row) {
+  const what = row.kind_label || "operation";
+  const kind = what.charAt(0).toUpperCase() + what.slice(1);
+  const id = row.op_id || row.name || "";
+  const after = typeof row.elapsed === "number" ? ` after ${formatDuration(row.elapsed)}` : "";
+  const clip = (text) => (text.length > 240 ? `${text.slice(0, 239)}…` : text);
+  if (row.state === "failed") {
+    const why = row.error_message ? `: ${row.error_message}` : ".";
+    return { type: "error", title: `${kind} failed`, body: clip(`${id} failed${after}${why}`) };
+  }
+  if (row.state === "cancelled") return { type: "info", title: `${kind} cancelled`, body: `${id} was cancelled${after}.` };
+  if (row.state === "filtered") {
+    return { type: "warning", title: `${kind} withheld by safety filters`,
+      body: `${id} ended${after}, but the safety filters withheld its result.` };
+  }
+  return { type: "success", title: `${kind} finished`, body: `${id} succeeded${after}.` };
+}
+
+// JupyterLab's notification while the page is visible, the browser's while it is hidden; each
+// falls back to the other. anywidget gives a view no JupyterLab app object: its "apputils:notify"
+// command is reachable only where the app is exposed (window.jupyterapp: --LabApp.expose_app_in_browser
+// or dev mode). Returns the way it went ("lab", "browser"), or "" when neither was open.
+function deliverNote(note, name) {
+  const lab = () => {
+    const commands = globalThis.jupyterapp && globalThis.jupyterapp.commands;
+    if (!commands || typeof commands.hasCommand !== "function" || !commands.hasCommand("apputils:notify")) return "";
+    const autoClose = note.type === "error" ? false : 10000; // a failure stays until read
+    Promise.resolve(commands.execute("apputils:notify", {
+      message: `${note.title}\n${note.body}`, type: note.type, options: { autoClose },
+    })).catch(() => {});
+    return "lab";
+  };
+  const browser = () => {
+    if (typeof Notification !== "function" || Notification.permission !== "granted") return "";
+    try {
+      new Notification(note.title, { body: note.body, tag: `ops_widgets:${name}` }); // tag: one per operation
+      return "browser";
+    } catch (err) {
+      return ""; // some browsers show notifications from service workers only
+    }
+  };
+  const order = document.visibilityState === "hidden" ? [browser, lab] : [lab, browser];
+  for (const way of order) {
+    const went = way();
+    if (went) return went;
+  }
+  return "";
+}
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+// A bell drawn in the button's text colour: filled when on, struck through when off.
+function bellButton(className) {
+  const b = button(className);
+  const svg = document.createElementNS(SVG_NS, "svg");
+  svg.setAttribute("viewBox", "0 0 16 16");
+  svg.setAttribute("aria-hidden", "true");
+  const body = document.createElementNS(SVG_NS, "path");
+  body.setAttribute("class", "opw-bell-body");
+  body.setAttribute("d", "M8 2a4.2 4.2 0 0 0-4.2 4.2v3.3L2.5 11.8h11l-1.3-2.3V6.2A4.2 4.2 0 0 0 8 2z");
+  const clapper = document.createElementNS(SVG_NS, "path");
+  clapper.setAttribute("d", "M6.4 13.2a1.6 1.6 0 0 0 3.2 0");
+  const slash = document.createElementNS(SVG_NS, "path");
+  slash.setAttribute("class", "opw-bell-slash");
+  slash.setAttribute("d", "M2.5 2.5l11 11");
+  svg.append(body, clapper, slash);
+  b.append(svg);
+  return b;
+}
+
+// The bell shows and toggles the notify trait (synced: Python sees it, a saved notebook keeps it).
+// Turning it on asks for the browser's permission: a click is the gesture browsers require.
+function wireBell(b, model, what) {
+  const draw = () => {
+    const on = Boolean(model.get("notify"));
+    const blocked = typeof Notification === "function" && Notification.permission === "denied";
+    b.setAttribute("aria-pressed", String(on));
+    b.title = on
+      ? `You will be notified when ${what} ends${blocked ? " (in JupyterLab only: this browser blocks notifications here)" : ""}. Click to stop.`
+      : `Notify me when ${what} ends`;
+  };
+  b.setAttribute("aria-label", `Notify me when ${what} ends`);
+  const click = () => {
+    const on = !model.get("notify");
+    model.set("notify", on);
+    model.save_changes();
+    if (on && typeof Notification === "function" && Notification.permission === "default") {
+      Promise.resolve(Notification.requestPermission()).then(draw, () => {});
+    }
+  };
+  b.addEventListener("click", click);
+  model.on("change:notify", draw);
+  draw();
+  return () => {
+    b.removeEventListener("click", click);
+    model.off("change:notify", draw);
+  };
+}
+
+// Tells of the ends among `rows()` on each change:<trait> of `traits`; data-notified on `root` counts them.
+function watchEnds(model, root, traits, rows) {
+  const last = new Map();
+  const check = () => {
+    for (const row of endsToTell(rows(), NOTIFY_SEEN, Boolean(model.get("notify")), last)) {
+      deliverNote(finishNote(row), row.name);
+      root.dataset.notified = String(Number(root.dataset.notified || 0) + 1);
+    }
+  };
+  for (const trait of traits) model.on(`change:${trait}`, check);
+  check();
+  return () => traits.forEach((trait) => model.off(`change:${trait}`, check));
+}
+
+// OperationWidget: the bell beside Copy name, and the notification once it ends while shown.
+function operationNotify(v, model) {
+  v.bell = bellButton("opw-bell");
+  v.copy.after(v.bell);
+  const stopBell = wireBell(v.bell, model, `this ${model.get("kind_label") || "operation"}`);
+  const row = () => [{ name: model.get("name"), op_id: model.get("op_id"), kind_label: model.get("kind_label"),
+    state: model.get("state"), elapsed: model.get("elapsed"), error_message: model.get("error_message") }];
+  const stopWatching = watchEnds(model, v.root, ["state"], row);
+  return () => {
+    stopBell();
+    stopWatching();
+  };
+}
+
+// Only while it runs and something answers: an ended operation has nothing left to tell.
+function drawBell(v, phase, link) {
+  v.bell.hidden = !phase.running;
+  v.bell.disabled = Boolean(phase.stopped) || link.get() !== "true";
+}
+
+// OperationsList: one bell for the whole list, shown while anything runs; a notification per row.
+function listNotify(v, model) {
+  v.bell = bellButton("opw-bell opl-bell");
+  v.summary.after(v.bell);
+  const stopBell = wireBell(v.bell, model, "each operation");
+  const rows = () => model.get("rows") || [];
+  const stopWatching = watchEnds(model, v.root, ["rows"], rows);
+  const draw = () => (v.bell.hidden = rows().every((r) => !RUNNING.has(r.state) || r.stopped));
+  model.on("change:rows", draw);
+  draw();
+  return () => {
+    stopBell();
+    stopWatching();
+    model.off("change:rows", draw);
   };
 }
 
@@ -895,6 +1085,7 @@ function renderList({ model, el: host }) {
   let ticks = [];
   const link = liveness(model, () => update(), { kernelTraits: LIST_TRAITS });
   const stopReporting = reportOnScreen(model, v.root);
+  const stopNotify = listNotify(v, model);
 
   function tick() {
     const until = link.get() === "true" ? performance.now() : Math.max(base, link.seen());
@@ -950,6 +1141,7 @@ function renderList({ model, el: host }) {
     stopReporting();
     model.off("change:rows", onRows);
     stopListening();
+    stopNotify();
   };
 }
 
@@ -961,4 +1153,4 @@ function render(context) {
 }
 
 export default { render };
-export { formatDuration, shownProgress }; // for tests/test_frontend.py; anywidget only uses the default export
+export { endsToTell, finishNote, formatDuration, shownProgress }; // for tests/test_frontend.py; anywidget only uses the default export

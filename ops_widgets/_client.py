@@ -334,19 +334,25 @@ class AsyncOperations:
             for h in handles:
                 h.close()
 
-    async def watch(self, name: NameOrOperation, *, poll_interval: float | None = None) -> OperationWidget:
-        """An OperationWidget showing the operation live (it shows a track() handle; it never polls)."""
+    async def watch(
+        self, name: NameOrOperation, *, poll_interval: float | None = None, notify: bool = False
+    ) -> OperationWidget:
+        """An OperationWidget showing the operation live (it shows a track() handle; it never polls).
+
+        ``notify=True``: when it ends while the page shows the widget, say so (JupyterLab's
+        notification, or the browser's when the page is hidden); its bell turns this on and off."""
         from .widgets import OperationWidget  # lazy: anywidget and ipywidgets only when wanted
 
-        return OperationWidget(await self.track(name, poll_interval=poll_interval))
+        return OperationWidget(await self.track(name, poll_interval=poll_interval), notify=notify)
 
     async def watch_all(
-        self, names: Iterable[NameOrOperation], *, poll_interval: float | None = None
+        self, names: Iterable[NameOrOperation], *, poll_interval: float | None = None, notify: bool = False
     ) -> OperationsList:
-        """One live list widget (OperationsList), a row per operation, tracked concurrently."""
+        """One live list widget (OperationsList), a row per operation, tracked concurrently.
+        ``notify=True``: one notification for each operation that ends while the list is shown."""
         from .widgets import watch_all
 
-        return watch_all(await self.track_all(names, poll_interval=poll_interval))
+        return watch_all(await self.track_all(names, poll_interval=poll_interval), notify=notify)
 
     async def history(self, *, all_services: bool = False, flatten_metadata: bool = False) -> pd.DataFrame:
         """Every operation tracked on this service (``all_services``: on any), in this kernel or

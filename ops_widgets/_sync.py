@@ -119,18 +119,20 @@ class Operations:
             self._run(steps.aclose())
 
     @_doc
-    def watch(self, name: NameOrOperation, *, poll_interval: float | None = None) -> OperationWidget:
+    def watch(
+        self, name: NameOrOperation, *, poll_interval: float | None = None, notify: bool = False
+    ) -> OperationWidget:
         from .widgets import OperationWidget  # lazy: anywidget and ipywidgets only when wanted
 
-        return OperationWidget(self.track(name, poll_interval=poll_interval))
+        return OperationWidget(self.track(name, poll_interval=poll_interval), notify=notify)
 
     @_doc
     def watch_all(
-        self, names: Iterable[NameOrOperation], *, poll_interval: float | None = None
+        self, names: Iterable[NameOrOperation], *, poll_interval: float | None = None, notify: bool = False
     ) -> OperationsList:
         from .widgets import watch_all
 
-        return watch_all(self.track_all(names, poll_interval=poll_interval))
+        return watch_all(self.track_all(names, poll_interval=poll_interval), notify=notify)
 
     @_doc
     def history(self, *, all_services: bool = False, flatten_metadata: bool = False) -> pd.DataFrame:

@@ -238,7 +238,7 @@ ALLOWED = {
     "_model_name", "_view_count", "_view_module", "_view_module_version", "_view_name", "layout",
     "tabbable", "tooltip", "name", "op_id", "kind", "kind_label", "state", "progress", "elapsed", "eta",
     "eta_is_estimate", "error_code", "error_message", "result", "poll_error", "cancel_error", "compact",
-    "can_cancel", "polling", "stopped", "progress_rate", "video_count",
+    "can_cancel", "polling", "stopped", "progress_rate", "video_count", "notify",
     "_view",
 }
 

@@ -41,6 +41,8 @@ class OperationsList(anywidget.AnyWidget):
     summary = t.Unicode("", help='"37/120 done · 3 failed · ETA 4m 00s"').tag(sync=True)
     cancellable = t.Int(0, help="Running rows the service can cancel and nothing is cancelling yet").tag(sync=True)
     not_cancellable = t.Int(0, help="Running rows the service has no cancel for").tag(sync=True)
+    notify = t.Bool(False, help="Say when each operation ends while the list is shown (JupyterLab's "
+                    "notification, or the browser's when the page is hidden); the bell toggles it").tag(sync=True)
 
     def __init__(self, handles: Sequence[AsyncTracked], **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -189,10 +191,12 @@ class OperationsList(anywidget.AnyWidget):
 
 
 def watch_all(
-    targets: Iterable[Target], client: Operations | None = None, *, poll_interval: float | None = None
+    targets: Iterable[Target], client: Operations | None = None, *, poll_interval: float | None = None,
+    notify: bool = False,
 ) -> OperationsList:
     """One live list widget over many operations, one aligned row each; names and Operations are
-    tracked concurrently (with ``client``, else the shared default client)."""
+    tracked concurrently (with ``client``, else the shared default client). ``notify=True``: one
+    notification for each operation that ends while the list is shown."""
     targets = list(targets)
     todo = [x for x in targets if not isinstance(x, AsyncTracked)]
     if isinstance(client, AsyncOperations):
@@ -201,4 +205,4 @@ def watch_all(
         if not isinstance(x, (str, Operation)):
             raise TypeError(f"expected operation names, Operations or tracked handles, got {type(x).__name__}")
     tracked = iter((client or default_client()).track_all(todo, poll_interval=poll_interval) if todo else [])
-    return OperationsList([x if isinstance(x, AsyncTracked) else next(tracked) for x in targets])
+    return OperationsList([x if isinstance(x, AsyncTracked) else next(tracked) for x in targets], notify=notify)

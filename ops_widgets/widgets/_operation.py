@@ -66,8 +66,9 @@ class OperationWidget(anywidget.AnyWidget):
     the client and sends the bytes as a binary buffer (never in the synced state, which only
     counts the videos); a video past 64 MB or a failed download is said as text.
 
-    ``OperationWidget(name_or_op_or_tracked, client=None)``; a name or Operation is tracked with a
-    blocking ``Operations`` client (default: one shared ``Operations()`` from GEMINI_API_KEY).
+    ``OperationWidget(name_or_op_or_tracked, client=None, notify=False)``; a name or Operation is
+    tracked with a blocking ``Operations`` client (default: one shared ``Operations()`` from
+    GEMINI_API_KEY). ``notify=True`` (or the bell) tells when it ends, once, while it is shown.
     With AsyncOperations, use ``await client.watch(name)``.
     """
 
@@ -102,6 +103,10 @@ class OperationWidget(anywidget.AnyWidget):
         sync=True)
     video_count = t.Int(0, help="How many videos it has to play: their bytes are sent when a view asks, "
                         "never kept in this state").tag(sync=True)
+    # Set by Python or by the bell; only the front-end acts on it. A saved notebook reopened
+    # notifies nothing: the front-end never tells of an operation that had ended when first shown.
+    notify = t.Bool(False, help="Say when it ends while the page shows it (JupyterLab's notification, or "
+                    "the browser's when the page is hidden); the bell toggles it").tag(sync=True)
 
     def __init__(self, target: Target, client: Operations | None = None, **kwargs: Any) -> None:
         handle = handle_for(target, client)
