@@ -2,7 +2,7 @@
 clock) and the front-end's pure decisions (run in node): whom to tell, once, and what it says.
 
 The browser side (JupyterLab's notification, the browser's Notification, the bell) is tested in
-tests/browser/test_notify.py.
+tests/browser/test_notify_browser.py.
 """
 
 from __future__ import annotations
