@@ -18,7 +18,7 @@ import math
 import selectors
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 __all__ = ["SYSTEM_CLOCK", "Clock", "Pause", "VirtualClock"]
@@ -129,9 +129,13 @@ class VirtualClock(Clock):
         """Manual mode: run what is ready now, without moving time."""
         self.advance(0.0)
 
-    def _jump(self, timeout: float | None) -> bool:
-        """Called by an idle loop about to wait ``timeout``: move time, or say it must block."""
+    def _jump(self, timeout: float | None, pending: Callable[[], bool]) -> bool:
+        """Called by an idle loop about to wait ``timeout``: move time, or say it must block.
+        True also when ``pending()`` finds work that arrived meanwhile (another thread's callback):
+        asked under the lock advance() takes, so that time never moves past work queued before it."""
         with self._cond:
+            if pending():
+                return True
             if timeout is not None and self._now + timeout <= self._target:
                 self._now += timeout
                 return True
@@ -170,8 +174,14 @@ class _VirtualSelector(selectors.BaseSelector):
         if ready or timeout == 0:
             return ready
         # Nothing is ready: this is where a real loop would sleep until its next timer.
-        if self._clock._jump(timeout):
-            return []
+        arrived: list[tuple[selectors.SelectorKey, int]] = []
+
+        def pending() -> bool:
+            arrived.extend(self._real.select(0))
+            return bool(arrived)
+
+        if self._clock._jump(timeout, pending):
+            return arrived
         # Past what time may reach (manual mode) or no timer at all: wait for another thread.
         return self._real.select(None)
 
