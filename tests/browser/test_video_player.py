@@ -73,7 +73,9 @@ def test_a_finished_video_plays_inline_and_the_key_stays_in_the_kernel(lab_page:
     expect(nb.page.locator(".opw-video")).to_have_count(0)  # nothing to play yet, nothing fetched
 
     # A download that fails is said as text in its widget; polling and the other widget go on.
-    emu.fail_next(1, status=404, path=":download")
+    # Every try fails while this lasts: a view that asks again (JupyterLab re-renders an output
+    # whose operation ends) tries the download again, as it should.
+    emu.fail_next(10, status=404, path=":download")
     try:
         emu.complete(broken)
         failed = other.locator(".opw-video[data-state='error']")
