@@ -110,7 +110,7 @@ def test_a_finished_video_plays_inline_and_the_key_stays_in_the_kernel(lab_page:
             assert any(part in m["where"] for m in measured), part
         low = [m for m in measured if m["ratio"] < AA]
         assert not low, (suffix, low)
-        nb.screenshot(f"lab-video-{suffix}")
+        nb.screenshot(f"lab-video-{suffix}", readme=f"video_{suffix}.png")
         nb.screenshot(f"lab-video-error-{suffix}", cell_index=1)
     set_theme(nb, "JupyterLab Light")
 
