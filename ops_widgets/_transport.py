@@ -258,13 +258,7 @@ class Transport:
                         async for chunk in resp.aiter_bytes(chunk_size):
                             yield chunk
                         return
-                    body = bytearray()
-                    async for chunk in resp.aiter_bytes():
-                        body += chunk
-                        if len(body) >= _ERROR_BODY_MAX:  # an error page can be big: its head says enough
-                            break
-                    error = self._scrubbed(ApiError.from_response(resp.status_code, bytes(body),
-                                                                  resp.headers.get("content-type", "")))
+                    error = await self._streamed_error(resp)
             except _HTTPX_ERRORS as exc:
                 where = "while reading the answer" if started else "no answer"
                 error = TransportError(f"{method} {url}: {where}: {type(exc).__name__}: {exc or 'no details'}")
@@ -320,13 +314,7 @@ class Transport:
                         return location
                     if resp.is_success:
                         return await _read_capped(resp, shown, max_bytes)
-                    body = bytearray()
-                    async for chunk in resp.aiter_bytes():
-                        body += chunk
-                        if len(body) >= _ERROR_BODY_MAX:  # an error page can be big: its head says enough
-                            break
-                    error = self._scrubbed(ApiError.from_response(resp.status_code, bytes(body),
-                                                                  resp.headers.get("content-type", "")))
+                    error = await self._streamed_error(resp)
             except _HTTPX_ERRORS as exc:
                 error = TransportError(f"GET {shown}: {type(exc).__name__}: {exc or 'no details'}")
                 error.__cause__ = exc
@@ -334,6 +322,17 @@ class Transport:
                 raise error
             await self._before_retry(error, next(delays), f"GET {shown}", attempt, self.max_retries)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _streamed_error(self, resp: httpx.Response) -> ApiError:
+        """The typed error of a streamed answer that failed, from the head of its body (an error
+        page can be big: its head says enough)."""
+        body = bytearray()
+        async for chunk in resp.aiter_bytes():
+            body += chunk
+            if len(body) >= _ERROR_BODY_MAX:
+                break
+        return self._scrubbed(ApiError.from_response(resp.status_code, bytes(body),
+                                                     resp.headers.get("content-type", "")))
 
     def _scrubbed(self, error: ApiError) -> ApiError:
         """The error with this client's own credentials cut out of the server's text: a server (or
