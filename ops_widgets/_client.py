@@ -112,8 +112,14 @@ def _positive(what: str, value: float | None, *, allow_zero: bool = False) -> No
 class AsyncOperations:
     """Get, list, wait for, cancel and delete long-running operations (asyncio).
 
-    The key comes from ``api_key``, else GEMINI_API_KEY, else GOOGLE_API_KEY, and travels only
-    in the ``x-goog-api-key`` header. An instance belongs to the event loop that first uses it.
+    The Gemini API by default: the key comes from ``api_key``, else GEMINI_API_KEY, else
+    GOOGLE_API_KEY, and travels only in the ``x-goog-api-key`` header. ``vertexai=True`` (or
+    GOOGLE_GENAI_USE_VERTEXAI=true) is Vertex AI, set up as google-genai sets it up: ``project``
+    and ``location`` (else GOOGLE_CLOUD_PROJECT, GOOGLE_CLOUD_LOCATION, default "global"),
+    ``credentials`` (any google-auth Credentials; else google.auth.default() with the
+    cloud-platform scope), or ``api_key`` for express mode; ``base_url`` replaces the regional
+    host, ``api_version`` is "v1" (default) or "v1beta1". An instance belongs to the event loop
+    that first uses it.
     ``poll_concurrency`` and ``poll_rate`` (requests per second, None for no cap) bound what the
     polling engine (track, wait, widgets) sends; direct calls are not throttled. ``clock`` is the
     time everything reads and waits on (a VirtualClock simulates hours in milliseconds);
