@@ -556,6 +556,16 @@ class Sweep:
 class Poller:
     """Polls one operation for everyone interested in it. Lives on the engine's loop."""
 
+    # Slots: a fleet holds 10,000 of these, and past 30 attributes an instance dict stops sharing
+    # its keys (about 0.8 KB more each).
+    __slots__ = (
+        "_base_due", "_cancel_delays", "_cancel_due", "_cancel_task", "_clock", "_done_at", "_failures",
+        "_intervals", "_latest_sent", "_long", "_observed_at", "_planned_long", "_probe", "_refs", "_requests",
+        "_retry_delays", "_retry_due", "_schedule", "_started", "_subscribers", "_task", "_wakeup", "_watchers",
+        "cancel_requested", "engine", "last_error", "latest", "name", "parent", "requests", "saw_running",
+        "stopped",
+    )
+
     def __init__(self, engine: Engine, first: Operation, sent: float) -> None:
         self.engine = engine
         self.name = first.name
