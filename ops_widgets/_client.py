@@ -121,7 +121,9 @@ class AsyncOperations:
     The key comes from ``api_key``, else GEMINI_API_KEY, else GOOGLE_API_KEY, and travels only
     in the ``x-goog-api-key`` header. An instance belongs to the event loop that first uses it.
     ``poll_concurrency`` and ``poll_rate`` (requests per second, None for no cap) bound what the
-    polling engine (track, wait, widgets) sends; direct calls are not throttled. ``clock`` is the
+    polling engine (track, wait, widgets) sends; direct calls are not throttled. On Vertex AI, the
+    operations that bind ``:wait`` are long-polled (one request in flight each, about one a
+    minute), up to all but an eighth of ``poll_concurrency`` of them at once. ``clock`` is the
     time everything reads and waits on (a VirtualClock simulates hours in milliseconds);
     ``time_scale`` says how many times faster than real life the service runs (an emulator's
     ``speed``): typical durations, the schedule's gaps and the rate cap scale with it, so polling

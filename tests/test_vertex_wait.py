@@ -187,3 +187,24 @@ def test_a_long_poll_outlasts_the_time_the_server_holds_it(timeout: float | None
     assert waits and others
     assert all(t == dict.fromkeys(("connect", "read", "write", "pool"), expected) for t in waits)
     assert all(t == dict.fromkeys(("connect", "read", "write", "pool"), timeout) for t in others)
+
+
+def test_the_emulator_without_wait_answers_as_for_a_method_google_does_not_bind() -> None:
+    clock, emu, _rec = in_process(vertex_wait=False)
+    name = emu.create("generic", service="vertex", duration=100)
+    job = emu.create("tuning", service="vertex", duration=100)  # tuning jobs bind no :wait anywhere
+
+    async def flow() -> list[tuple[int, str]]:
+        app: Any = emu.app
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=emu.base_url) as client:
+            async def wait(target: str) -> tuple[int, str]:
+                answer = await client.post(f"/v1/{target}:wait", params={"timeout": "10s"})
+                return answer.status_code, answer.text.replace(target, "{name}")
+
+            unbound, never_bound = await wait(name), await wait(job)
+            emu.app.vertex_wait = True  # live: routed again, so it wants credentials (none sent here)
+            return [unbound, never_bound, await wait(name)]
+
+    unbound, never_bound, routed = clock.run(flow())
+    assert unbound == never_bound and unbound[0] == 404
+    assert routed[0] == 401
