@@ -208,3 +208,16 @@ def test_the_emulator_without_wait_answers_as_for_a_method_google_does_not_bind(
     unbound, never_bound, routed = clock.run(flow())
     assert unbound == never_bound and unbound[0] == 404
     assert routed[0] == 401
+
+
+def test_over_loopback_one_long_poll_outlasts_a_short_client_timeout() -> None:
+    """A served emulator holds the :wait on real time until the operation is done (a few seconds):
+    the client's 1 s timeout does not cut it off (its HTTP timeout is the wait's plus 30 s), so one
+    :wait sees it done, with no failed request."""
+    with Emulator.start(random_seed=5) as emu:
+        name = emu.create("generic", service="vertex", duration=3)
+        with emu.client(vertexai=True, timeout=1.0) as ops:
+            assert ops.wait(name, timeout=60).succeeded
+        stats = emu.stats()
+    assert stats["by_route"]["POST /v1/{name}:wait"] == 1
+    assert set(stats["by_status"]) == {200}
