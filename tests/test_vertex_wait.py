@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from recorder import Recorder
+from test_emulator_vertex import in_document
 
 import ops_widgets as ow
 from ops_widgets.emulator import Emulator
@@ -77,6 +78,8 @@ def test_100_operations_long_polled_with_few_requests_and_no_delay() -> None:
         assert waits[-1] == pytest.approx(names[name], abs=1e-6)
         gaps = [later - earlier for earlier, later in itertools.pairwise(waits)]
         assert all(WAIT - 1e-6 <= gap < WAIT + 1 for gap in gaps[:-1]) and all(gap <= WAIT for gap in gaps[-1:])
+    # Every request sent is a method of Google's discovery document (acceptance 1, for this flow).
+    assert [(m, p) for _t, m, p, _s in rec.log if p != "/token" and not in_document(m, p)] == []
 
 
 def test_without_wait_on_the_server_it_falls_back_to_gets(caplog: pytest.LogCaptureFixture) -> None:
