@@ -171,14 +171,15 @@ class Engine:
     GET beside it: a handle's ``poll_interval``, a view on screen (for an operation that reports
     progress), a wait with ``on_progress``, the check after a cancel. A wait without
     ``on_progress`` and ``AsyncTracked.wait`` / ``as_completed`` only need the done, and take
-    it from the long-poll. Long-polled names are not read by list sweeps.
+    it from the long-poll. Those other polls, and the polls of a name with no long-poll in flight,
+    are read from list sweeps where a sweep is worth it, as any poll is.
 
     A long-poll holds a concurrency slot while the server holds it, but spends one rate turn,
     when it is sent, like any request. Long-polls take at most ``Limiter.long_cap`` slots (all
     but an eighth of ``max_concurrency``, at least one slot kept back for short requests), and
-    only a slot that is free now: a name that finds none polls by GET on its adaptive schedule
-    and tries again at its next poll. So N operations long-poll at once when ``max_concurrency``
-    leaves N slots to them (100 need ``max_concurrency`` 115).
+    only a slot that is free now: a name that finds none polls on its adaptive schedule (by GET
+    or list sweep) and tries again at its next poll. So N operations long-poll at once when
+    ``max_concurrency`` leaves N slots to them (100 need ``max_concurrency`` 115).
 
     When the service does not bind ``:wait`` (the hook raises UnsupportedError or an ApiError of
     status 501; or a 404 while a GET of the same name still finds it), the engine remembers it,
@@ -349,7 +350,7 @@ class Engine:
         """One poll: the snapshot, and when the request went out. From the next list sweep of
         its collection where that is worth it (and it was there), else one GET; each request
         through the limiter."""
-        parent = None if self.long_polls(name) and not first else self.sweep_parent(name)
+        parent = self.sweep_parent(name)
         if parent is None:
             return await self._get_one(name)
         sweep = self._sweeps.get(parent)
@@ -559,8 +560,9 @@ class Poller:
     def __init__(self, engine: Engine, first: Operation, sent: float) -> None:
         self.engine = engine
         self.name = first.name
-        # The collection a list sweep reads it from (none for a long-polled name).
-        self.parent = None if engine.long_polls(first.name) else engine.sweep_parent(first.name)
+        # The collection a list sweep reads it from, long-polled or not: a name that finds no slot
+        # for a long-poll, or whose service turns out to have no :wait, polls as any other.
+        self.parent = engine.sweep_parent(first.name)
         self.latest = first
         engine.seen(first)
         self.last_error: OpsError | None = None

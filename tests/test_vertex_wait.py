@@ -50,7 +50,7 @@ def track_until_done(clock: ow.VirtualClock, rec: Recorder, names: dict[str, flo
     seen: dict[str, float] = {}
 
     async def flow() -> None:
-        async with ow.AsyncOperations(**rec.vertex_options(poll_concurrency=CONCURRENCY, **options)) as ops:
+        async with ow.AsyncOperations(**rec.vertex_options(**{"poll_concurrency": CONCURRENCY, **options})) as ops:
             async for op in ops.as_completed(names):
                 assert op.succeeded
                 seen[op.name] = clock.monotonic()
@@ -91,19 +91,37 @@ def test_without_wait_on_the_server_it_falls_back_to_gets(caplog: pytest.LogCapt
     lists = [t for t, method, path, _s in rec.log if (method, path) == ("GET", f"/v1/{LOC}/operations")]
     by_name = requests_by_name(rec, names)
     waits = [t for sent in by_name.values() for t, method, _s in sent if method == "WAIT"]
-    # The first GET after a 404 that finds the operation shows the server has no :wait.
-    probe = min(t for sent in by_name.values() for t, method, _s in sent if method == "GET" and t > min(waits))
+    # The first read after a 404 that finds the operation (a GET, or a list page that has it) shows
+    # the server has no :wait.
+    gets = [t for sent in by_name.values() for t, method, _s in sent if method == "GET"]
+    probe = min(t for t in gets + lists if t > min(waits))
     for name, sent in by_name.items():
         # At most one :wait each (404, as Google answers a method it does not bind), sent before a
-        # GET showed that 404 to mean "no :wait"; from then on GETs and list pages only, which
+        # read showed that 404 to mean "no :wait"; from then on GETs and list pages only, which
         # see it done.
         assert [status for _t, method, status in sent if method == "WAIT"] in ([], [404]), (name, sent)
         reads = [t for t, method, _s in sent if method == "GET"] + lists
         assert seen[name] >= names[name] - 1e-6 and seen[name] in reads
     assert max(waits) <= probe
     assert sum("has no long-poll" in r.getMessage() for r in caplog.records) == 1
-    # The adaptive schedule: nothing like a poll a second.
-    assert len(lists) + sum(len(sent) for sent in by_name.values()) < sum(names.values()) / 5
+    # The adaptive schedule, from list pages of the location: less than two requests per
+    # operation, the :wait answered 404 included (a GET each would be several).
+    assert len(lists) + sum(len(sent) for sent in by_name.values()) < 2 * len(names)
+
+
+def test_operations_beyond_the_long_poll_slots_are_read_from_list_pages() -> None:
+    """The default poll_concurrency (16) leaves 14 slots to long-polls: the other operations poll
+    on the adaptive schedule, read from list pages of their location (not a GET each), and take a
+    slot when one frees."""
+    clock, emu, rec = in_process()
+    names = generic_ops(emu)
+    seen = track_until_done(clock, rec, names, poll_concurrency=16)
+    assert seen.keys() == names.keys() and all(seen[n] >= names[n] - 1e-6 for n in names)
+    by_name = requests_by_name(rec, names)
+    long_polled = [n for n, sent in by_name.items() if any(m == "WAIT" for _t, m, _s in sent)]
+    assert 14 <= len(long_polled) < len(names)
+    lists = [p for _t, m, p, _s in rec.log if (m, p) == ("GET", f"/v1/{LOC}/operations")]
+    assert lists and len(lists) + sum(len(sent) for sent in by_name.values()) < 2 * len(names)
 
 
 def test_ops_wait_takes_the_done_from_the_long_poll() -> None:
