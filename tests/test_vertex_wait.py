@@ -242,3 +242,25 @@ def test_over_loopback_one_long_poll_outlasts_a_short_client_timeout() -> None:
         stats = emu.stats()
     assert stats["by_route"]["POST /v1/{name}:wait"] == 1
     assert set(stats["by_status"]) == {200}
+
+
+def test_a_poll_beside_the_long_polls_is_a_get_not_a_list_page() -> None:
+    """Names with a long-poll in flight do not count toward list sweeps: a handle that asks one of
+    100 long-polled operations for a poll every 5 s gets GETs of it, not list pages of the whole
+    location on its account."""
+    clock, emu, rec = in_process()
+    names = generic_ops(emu)
+    eager = max(names, key=lambda n: names[n])  # 300 s
+
+    async def flow() -> None:
+        async with ow.AsyncOperations(**rec.vertex_options(poll_concurrency=CONCURRENCY)) as ops:
+            handles = await ops.track_all(names)
+            fast = await ops.track(eager, poll_interval=5)
+            assert all(op.succeeded for op in [await h.wait() for h in handles])
+            fast.close()
+
+    clock.run(flow())
+    lists = [t for t, m, p, _s in rec.log if (m, p) == ("GET", f"/v1/{LOC}/operations")]
+    assert all(t < 1 for t in lists)  # first snapshots only
+    assert len(rec.gets(eager)) >= 300 / 5 - 5
+    assert any(path == f"/v1/{eager}:wait" for _t, _m, path, _s in rec.log)
