@@ -66,6 +66,12 @@ _MAX_EMPTY_PAGES = 50  # empty pages in a row, each with a new token, before a l
 _SWEEP_AHEAD = 4  # collections fetched at once by a listing with no parent
 _SWEEP_PAGE_SIZE = 1000  # the largest page the operations lists serve
 _MAX_CATALOG_PAGES = 100  # pages of GET models / tunedModels followed (a server looping tokens stops)
+# Connections beyond poll_concurrency for direct calls (the engine's requests, long-polls among
+# them, are bounded by poll_concurrency; direct calls are not throttled).
+_SPARE_CONNECTIONS = 32
+# A long-poll's HTTP timeout is the timeout it asks the server for plus this: the server answers at
+# its timeout, and the answer must not be cut off on its way.
+_LONG_POLL_SLACK = 30.0
 
 
 def _name(op: NameOrOperation) -> str:
@@ -121,7 +127,9 @@ class AsyncOperations:
     host, ``api_version`` is "v1" (default) or "v1beta1". An instance belongs to the event loop
     that first uses it.
     ``poll_concurrency`` and ``poll_rate`` (requests per second, None for no cap) bound what the
-    polling engine (track, wait, widgets) sends; direct calls are not throttled. ``clock`` is the
+    polling engine (track, wait, widgets) sends; direct calls are not throttled. On Vertex AI, the
+    operations that bind ``:wait`` are long-polled (one request in flight each, about one a
+    minute), up to all but an eighth of ``poll_concurrency`` of them at once. ``clock`` is the
     time everything reads and waits on (a VirtualClock simulates hours in milliseconds);
     ``time_scale`` says how many times faster than real life the service runs (an emulator's
     ``speed``): typical durations, the schedule's gaps and the rate cap scale with it, so polling
@@ -176,7 +184,8 @@ class AsyncOperations:
                                            self._backend.api_version, project=self._backend.project,
                                            location=self._backend.location)
         self._transport = Transport(auth, clock=self._clock, timeout=timeout, max_retries=max_retries,
-                                    transport=transport)
+                                    transport=transport,
+                                    max_connections=max(100, poll_concurrency + _SPARE_CONNECTIONS))
         self._poll_concurrency, self._poll_rate = poll_concurrency, poll_rate
         self._history: _history.Recorder | _history.NoHistory = _history.NoHistory()
         if _history.wanted(history):
@@ -239,6 +248,9 @@ class AsyncOperations:
                 pause=self._transport.pause, list_page=self._sweep_page,
                 sweep_parent=self._backend.listing_parent,
                 seen=self._history.seen, gone=self._history.vanished,  # every tracked snapshot, in one place
+                # Vertex AI's :wait where the name binds it: one long-poll in flight per name.
+                long_poll=self._long_poll if isinstance(self._backend, VertexBackend) else None,
+                can_long_poll=lambda name: self._backend.can("wait", name),
             )
         return self._engine
 
@@ -268,6 +280,16 @@ class AsyncOperations:
     async def _poll(self, name: str) -> Operation:
         # The engine's poll: no request retries, the poller owns retry and rate-limit policy.
         return self._backend.parse(await self._send(self._backend.read(name), retries=0))
+
+    async def _long_poll(self, name: str, timeout: float) -> Operation:
+        # The engine's long-poll (POST {name}:wait?timeout=...): no request retries, as for _poll,
+        # and an HTTP timeout past the one the server is asked to hold the request for.
+        call = self._backend.wait(name, timeout)
+        limit = self._transport.timeout
+        http_timeout = None if limit is None else max(limit, timeout + _LONG_POLL_SLACK)
+        data = await self._transport.request(call.verb, call.url, call.params, retries=0, body=call.body,
+                                             timeout=http_timeout)
+        return self._backend.parse(data)
 
     async def _sweep_page(self, parent: str, token: str | None) -> tuple[_List[Operation], str | None]:
         # A page of a list sweep: the largest the service gives, no request retries (the pollers

@@ -171,14 +171,16 @@ class Engine:
     GET beside it: a handle's ``poll_interval``, a view on screen (for an operation that reports
     progress), a wait with ``on_progress``, the check after a cancel. A wait without
     ``on_progress`` and ``AsyncTracked.wait`` / ``as_completed`` only need the done, and take
-    it from the long-poll. Long-polled names are not read by list sweeps.
+    it from the long-poll. Those other polls, and the polls of a name with no long-poll in flight,
+    are read from list sweeps where a sweep is worth it, as any poll is; but a name counts toward
+    its collection's sweeps only while no long-poll of it is in flight.
 
     A long-poll holds a concurrency slot while the server holds it, but spends one rate turn,
     when it is sent, like any request. Long-polls take at most ``Limiter.long_cap`` slots (all
     but an eighth of ``max_concurrency``, at least one slot kept back for short requests), and
-    only a slot that is free now: a name that finds none polls by GET on its adaptive schedule
-    and tries again at its next poll. So N operations long-poll at once when ``max_concurrency``
-    leaves N slots to them (100 need ``max_concurrency`` 115).
+    only a slot that is free now: a name that finds none polls on its adaptive schedule (by GET
+    or list sweep) and tries again at its next poll. So N operations long-poll at once when
+    ``max_concurrency`` leaves N slots to them (100 need ``max_concurrency`` 115).
 
     When the service does not bind ``:wait`` (the hook raises UnsupportedError or an ApiError of
     status 501; or a 404 while a GET of the same name still finds it), the engine remembers it,
@@ -289,8 +291,7 @@ class Engine:
         poller = self.active(name)  # another track() may have won the race during the await
         if poller is None:
             poller = self.pollers[name] = Poller(self, first, sent)
-            if poller.parent is not None and not poller.stopped:
-                self.members[poller.parent] = self.members.get(poller.parent, 0) + 1
+            self.join(poller)
         return poller
 
     async def _first(self, name: str, deadline: float | None) -> tuple[Operation, float]:
@@ -349,7 +350,7 @@ class Engine:
         """One poll: the snapshot, and when the request went out. From the next list sweep of
         its collection where that is worth it (and it was there), else one GET; each request
         through the limiter."""
-        parent = None if self.long_polls(name) and not first else self.sweep_parent(name)
+        parent = self.sweep_parent(name)
         if parent is None:
             return await self._get_one(name)
         sweep = self._sweeps.get(parent)
@@ -398,11 +399,23 @@ class Engine:
         if poller is not None:
             poller.offer(op, sent)
 
+    def join(self, poller: Poller) -> None:
+        """``poller`` polls on a schedule (again): it counts toward its collection's sweeps."""
+        if poller.parent is not None and not poller.member and not poller.stopped:
+            poller.member = True
+            self.members[poller.parent] = self.members.get(poller.parent, 0) + 1
+
+    def leave(self, poller: Poller) -> None:
+        """``poller`` polls on no schedule now (a long-poll in flight watches it, or it stopped):
+        a sweep is not worth it on its account."""
+        if poller.parent is not None and poller.member:
+            poller.member = False
+            self.members[poller.parent] = max(0, self.members.get(poller.parent, 0) - 1)
+
     def forget(self, poller: Poller) -> None:
+        self.leave(poller)
         if self.pollers.get(poller.name) is poller:
             del self.pollers[poller.name]
-            if poller.parent is not None:
-                self.members[poller.parent] = max(0, self.members.get(poller.parent, 0) - 1)
 
     def close(self, reason: OpsError) -> None:
         """Stop every poller for good: waiters get ``reason``, subscribers a last delivery."""
@@ -569,8 +582,10 @@ class Poller:
     def __init__(self, engine: Engine, first: Operation, sent: float) -> None:
         self.engine = engine
         self.name = first.name
-        # The collection a list sweep reads it from (none for a long-polled name).
-        self.parent = None if engine.long_polls(first.name) else engine.sweep_parent(first.name)
+        # The collection a list sweep reads it from, long-polled or not: a name that finds no slot
+        # for a long-poll, or whose service turns out to have no :wait, polls as any other.
+        self.parent = engine.sweep_parent(first.name)
+        self.member = False  # counted in engine.members (see Engine.join)
         self.latest = first
         engine.seen(first)
         self.last_error: OpsError | None = None
@@ -884,10 +899,17 @@ class Poller:
         self._retry_due = None  # this is the retry, if one was due (the backoff goes on growing)
         self.requests += 1
         self._long = self.engine.loop.create_task(self._long_poll(), name=f"ops-widgets long-poll {self.name}")
-        # Its slot is freed however it ends, even cancelled before it ran.
-        self._long.add_done_callback(lambda task: self.engine.limiter.release_long())
+        # Its slot is freed however it ends, even cancelled before it ran; meanwhile this name
+        # does not count toward its collection's sweeps (the :wait watches it).
+        self.engine.leave(self)
+        self._long.add_done_callback(self._long_ended)
         self._plan()
         return True
+
+    def _long_ended(self, task: asyncio.Task[None]) -> None:
+        self.engine.limiter.release_long()
+        if self._long is None:  # (not when the next long-poll already went out, nor once stopped)
+            self.engine.join(self)
 
     async def _long_poll(self) -> None:
         try:

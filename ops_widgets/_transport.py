@@ -126,6 +126,7 @@ class Transport:
         transport: httpx.AsyncBaseTransport | None = None,
         rand: Callable[[], float] = random.random,
         pause: Pause | None = None,
+        max_connections: int = 100,
     ) -> None:
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries!r}")
@@ -133,7 +134,10 @@ class Transport:
         self.auth: Auth = StaticAuth(headers) if isinstance(headers, dict) else headers
         self.clock = clock
         self.max_retries = max_retries
-        self._timeout = timeout
+        self.timeout = timeout
+        # Long-polls hold a connection each for up to a minute: the pool must have room for as many
+        # as the engine lets run, and for short requests beside them.
+        self._max_connections = max_connections
         self._transport = transport
         self._rand = rand
         # A 429 holds every request of the client, not just the one that met it.
@@ -163,15 +167,18 @@ class Transport:
         self.bind()
         if self._http is None:
             self._http = httpx.AsyncClient(
-                timeout=httpx.Timeout(self._timeout), transport=self._transport, follow_redirects=False
+                timeout=httpx.Timeout(self.timeout), transport=self._transport, follow_redirects=False,
+                limits=httpx.Limits(max_connections=self._max_connections, max_keepalive_connections=20),
             )
         return self._http
 
     async def request(
         self, method: str, url: str, params: dict[str, str] | None = None, *, retries: int | None = None,
-        body: Any = None,
+        body: Any = None, timeout: float | None = None,
     ) -> Any:
         """Send with retries (``body``: a JSON body); return the decoded JSON or raise a typed error.
+        ``timeout``: this request's HTTP timeout in seconds, instead of the client's (None: the
+        client's), for a request the server holds on purpose (a long-poll).
 
         A 401 gets one more try, not counted as a retry, when the auth has new credentials (a
         token refreshed because the service said the one sent had expired)."""
@@ -188,7 +195,8 @@ class Transport:
             started = self.clock.monotonic()
             error: ApiError | TransportError | BrokenAnswerError
             try:
-                resp = await http.request(method, url, params=params, headers=headers, json=body)
+                resp = await http.request(method, url, params=params, headers=headers, json=body,
+                                          timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout)
             except _HTTPX_ERRORS as exc:
                 error = TransportError(f"{method} {url}: {type(exc).__name__}: {exc or 'no details'}")
                 error.__cause__ = exc  # as `raise ... from exc` would, once we raise it below

@@ -22,6 +22,7 @@ everything else answers 404. Key in `x-goog-api-key` or `?key=`.
 
 Vertex AI, on the same server (ops_widgets/emulator/_vertex.py, which lists its routes): paths under
 /v1 and /v1beta1 that start with projects/ or publishers/, with a bearer token from POST /token.
+Its operations' ``:wait`` long-polls unless ``vertex_wait=False`` (then 404, as for an unbound method).
 
 Admin routes (no key, never faulted): POST /_emulator/seed, POST /_emulator/operations,
 GET /_emulator/operations/{name}, POST /_emulator/operations/{name}:complete, POST /_emulator/faults
@@ -180,8 +181,11 @@ class EmulatorApp:
 
     def __init__(self, *, speed: float = 1.0, random_seed: int | None = None, api_key: str = "emulator-key",
                  latency: float | tuple[float, float] = 0.0, clock: Callable[[], float] = time.time,
-                 faults: Faults | None = None) -> None:
+                 faults: Faults | None = None, vertex_wait: bool = True) -> None:
         self.api_key = api_key
+        # False: Vertex AI's :wait is not served (404, as a method the service does not bind),
+        # to see clients fall back to GETs. May be changed while it serves.
+        self.vertex_wait = vertex_wait
         self.latency: tuple[float, float] = latency if isinstance(latency, tuple) else (latency, latency)
         self.base_url = "http://127.0.0.1"  # for get_operation(); requests use their own Host header
         self._clock = clock  # wall-clock epoch seconds; injectable so tests can step time
@@ -439,7 +443,7 @@ class EmulatorApp:
             raise ApiError(404, f"The requested URL {path} was not found on this server.")
         method = scope["method"]
         route: tuple[str, str] | None
-        vertex_route = _vertex.route(version, method, rest) if vertex else None
+        vertex_route = _vertex.route(version, method, rest, wait=self.vertex_wait) if vertex else None
         if vertex:
             route = None if vertex_route is None else (vertex_route.template, vertex_route.handler)
         elif media:  # the Files service (DownloadFile) is bound in v1beta only

@@ -50,15 +50,18 @@ class Emulator:
     @classmethod
     def start(cls, port: int = 0, *, speed: float = 1.0, random_seed: int | None = None,
               api_key: str = "emulator-key", latency: float | tuple[float, float] = 0.0,
-              clock: Callable[[], float] | None = None, faults: Faults | None = None) -> Emulator:
+              clock: Callable[[], float] | None = None, faults: Faults | None = None,
+              vertex_wait: bool = True) -> Emulator:
         """Serve a new EmulatorApp on 127.0.0.1:`port` (0 = any free port) and wait until it listens.
 
         ``clock`` (epoch seconds) replaces the wall clock, e.g. ``lambda: frozen`` so that nothing
         finishes by itself during a test. ``faults``: misbehave from the first request (see Faults;
-        ``set_faults``/``clear_faults`` change them live).
+        ``set_faults``/``clear_faults`` change them live). ``vertex_wait=False``: Vertex AI
+        operations have no ``:wait`` (it answers 404, as a method the service does not bind);
+        ``emu.app.vertex_wait`` changes it live.
         """
         app = EmulatorApp(speed=speed, random_seed=random_seed, api_key=api_key, latency=latency,
-                          clock=clock or time.time, faults=faults)
+                          clock=clock or time.time, faults=faults, vertex_wait=vertex_wait)
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, name="ops-widgets-emulator", daemon=True)
@@ -74,11 +77,13 @@ class Emulator:
 
     @classmethod
     def in_process(cls, clock: Clock, *, speed: float = 1.0, random_seed: int | None = None,
-                   api_key: str = "emulator-key", faults: Faults | None = None) -> Emulator:
+                   api_key: str = "emulator-key", faults: Faults | None = None,
+                   vertex_wait: bool = True) -> Emulator:
         """The same app with no server: its clients reach it through httpx.ASGITransport and share
         ``clock`` with it, so a VirtualClock runs hours of operations in milliseconds. Dropped
         connections (``faults``) raise the httpx.RemoteProtocolError a socket's close would."""
-        app = EmulatorApp(speed=speed, random_seed=random_seed, api_key=api_key, clock=clock.time, faults=faults)
+        app = EmulatorApp(speed=speed, random_seed=random_seed, api_key=api_key, clock=clock.time, faults=faults,
+                          vertex_wait=vertex_wait)
         return cls(app, None, None, 0, speed, clock)
 
     def vertex_key_info(self, *, lifetime: float = 3600.0, project: str = "emulator-project") -> dict[str, Any]:

@@ -323,8 +323,9 @@ def is_job(op: Op) -> bool:
 
 
 # --- routing -------------------------------------------------------------------------------------
-def route(version: str, method: str, rest: str) -> Route | None:
-    """The bound Vertex method that serves ``method`` on ``rest`` (the path after the version)."""
+def route(version: str, method: str, rest: str, *, wait: bool = True) -> Route | None:
+    """The bound Vertex method that serves ``method`` on ``rest`` (the path after the version).
+    ``wait=False``: no ``:wait`` (a service without it), so that it answers 404 as unbound."""
     def bound(action: str, name: str) -> bool:
         return caps.allowed(version, action, name, service="vertex")
 
@@ -339,7 +340,7 @@ def route(version: str, method: str, rest: str) -> Route | None:
         return Route("{name}", "delete", rest)
     elif method == "POST" and not verb and bound("create", rest):
         return Route("{parent}", "create", rest)
-    elif method == "POST" and verb in ("cancel", "wait") and bound(verb, base):
+    elif method == "POST" and (verb == "cancel" or (verb == "wait" and wait)) and bound(verb, base):
         return Route("{name}:" + verb, verb, base)
     elif method == "POST" and verb in ("predictLongRunning", "fetchPredictOperation"):
         action = "predict" if verb == "predictLongRunning" else "fetch"
