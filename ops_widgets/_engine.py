@@ -575,7 +575,7 @@ class Poller:
         "_base_due", "_cancel_delays", "_cancel_due", "_cancel_task", "_clock", "_done_at", "_failures",
         "_intervals", "_latest_sent", "_long", "_observed_at", "_planned_long", "_probe", "_refs", "_requests",
         "_retry_delays", "_retry_due", "_schedule", "_started", "_subscribers", "_task", "_wakeup", "_watchers",
-        "cancel_requested", "engine", "last_error", "latest", "name", "parent", "requests", "saw_running",
+        "cancel_requested", "engine", "last_error", "latest", "member", "name", "parent", "requests", "saw_running",
         "stopped",
     )
 
