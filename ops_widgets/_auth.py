@@ -30,7 +30,7 @@ import math
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from ._clock import Clock
+from ._clock import Clock, call_on_loop
 from ._exceptions import AuthenticationError, OpsError, TransportError
 from ._transport import Secret
 
@@ -106,7 +106,7 @@ class LoopRequest:
         if isinstance(body, str):
             body = body.encode()
         coro = self._send(method, url, content=body, headers=dict(headers or {}))
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        future = call_on_loop(coro, self._loop)  # a VirtualClock's time may move meanwhile
         try:
             return _Answer(*future.result(timeout or _REFRESH_TIMEOUT))
         except Exception as exc:  # google-auth expects its TransportError from a Request
@@ -171,6 +171,13 @@ class GoogleAuth:
                              "with `gcloud auth application-default login`)")
             error.args = (error.message,)
         return error
+
+    async def aclose(self) -> None:
+        """Cancel a refresh in flight (its worker thread finishes on its own; its token is dropped)."""
+        task = self._refreshing
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     def _start(self) -> asyncio.Future[None]:
         if self._refreshing is None:

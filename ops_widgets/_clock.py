@@ -7,13 +7,18 @@ are the same time.
 
 ``VirtualClock`` makes loops whose time jumps to the next timer whenever nothing else is ready, so
 hours of polling run in milliseconds, deterministically. Use it with in-process transports (an
-ASGI app): a jump does not wait for sockets. In manual mode time moves only by ``advance()``,
-which another thread calls, for tests that look at a widget between two instants.
+ASGI app): a jump does not wait for sockets. It does wait for worker threads: while the loop
+awaits ``run_in_executor`` (``asyncio.to_thread``: google-auth's blocking token refresh), time
+stands still, as real time would barely move in the milliseconds such work takes; a worker that
+sends a coroutine to the loop and blocks on it (``call_on_loop``) lets time move until it is
+answered. In manual mode time moves only by ``advance()``, which another thread calls, for tests
+that look at a widget between two instants.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import math
 import selectors
 import threading
@@ -21,7 +26,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["SYSTEM_CLOCK", "Clock", "Pause", "VirtualClock"]
+__all__ = ["SYSTEM_CLOCK", "Clock", "Pause", "VirtualClock", "call_on_loop"]
 
 T = TypeVar("T")
 
@@ -83,6 +88,7 @@ class VirtualClock(Clock):
         self._idle = False
         self._cond = threading.Condition()
         self._loops: list[asyncio.AbstractEventLoop] = []
+        self._works: set[_Work] = set()  # worker-thread jobs its loops await (run_in_executor)
 
     def monotonic(self) -> float:
         return self._now
@@ -136,6 +142,8 @@ class VirtualClock(Clock):
         with self._cond:
             if pending():
                 return True
+            if self._busy():
+                return False  # not idle: a worker thread is busy; its answer wakes the selector
             if timeout is not None and self._now + timeout <= self._target:
                 self._now += timeout
                 return True
@@ -145,12 +153,63 @@ class VirtualClock(Clock):
             self._cond.notify_all()
             return False
 
+    def _busy(self) -> bool:
+        return any(not work.waiting for work in self._works)
+
+    def _update(self, work: _Work, *, waiting: bool | None = None, finished: bool = False) -> None:
+        """A worker's work changed; once none is busy, wake the loops (one may be blocked waiting
+        for it) so that they can move time again."""
+        with self._cond:
+            if finished:
+                self._works.discard(work)
+            elif waiting is not None:
+                work.waiting = waiting
+            idle = not self._busy()
+        if idle:
+            for loop in list(self._loops):
+                if not loop.is_closed():
+                    loop.call_soon_threadsafe(_nothing)
+
     def __repr__(self) -> str:
         return f"VirtualClock(t={self._now:g}, auto={self._auto})"
 
 
 def _nothing() -> None:
     pass
+
+
+class _Work:
+    """One run_in_executor job of a virtual loop: busy unless its thread waits on the loop."""
+
+    __slots__ = ("waiting",)
+
+    def __init__(self) -> None:
+        self.waiting = False
+
+
+_worker = threading.local()  # .work: the _Work this worker thread is running, if any
+
+
+def call_on_loop(coro: Coroutine[Any, Any, T], loop: asyncio.AbstractEventLoop) -> concurrent.futures.Future[T]:
+    """``asyncio.run_coroutine_threadsafe``, for a worker thread that will block on the answer:
+    on a VirtualClock's loop, time may move while the coroutine runs (it may sleep) and stands
+    still again from its end, when the worker resumes."""
+    work: _Work | None = getattr(_worker, "work", None)
+    if not isinstance(loop, _VirtualLoop) or work is None:
+        return asyncio.run_coroutine_threadsafe(coro, loop)
+    clock = loop.clock
+
+    async def answered() -> T:
+        # Marked on the loop's thread, from the coroutine's start to its end: marked from the
+        # worker instead, an idle loop could jump before the coroutine even arrived.
+        clock._update(work, waiting=True)
+        try:
+            return await coro
+        finally:
+            clock._update(work, waiting=False)  # before the answer is handed over: no jump between
+
+    future = asyncio.run_coroutine_threadsafe(answered(), loop)
+    return future
 
 
 class _VirtualSelector(selectors.BaseSelector):
@@ -202,3 +261,22 @@ class _VirtualLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return self.clock.monotonic()
+
+    # typeshed spells the arguments with TypeVarTuple, which Python 3.10's typing lacks.
+    def run_in_executor(self, executor: concurrent.futures.Executor | None,  # type: ignore[override]
+                        func: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        work = _Work()
+
+        def run() -> T:  # on the worker thread
+            _worker.work = work
+            try:
+                return func(*args)
+            finally:
+                _worker.work = None
+
+        with self.clock._cond:
+            self.clock._works.add(work)
+        future = super().run_in_executor(executor, run)
+        # On this loop as the answer arrives (or when no one awaits it any more): time may move.
+        future.add_done_callback(lambda _f: self.clock._update(work, finished=True))
+        return future

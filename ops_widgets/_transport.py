@@ -81,6 +81,10 @@ class Auth(Protocol):
         """The error, saying what to do about it for this kind of credential."""
         ...
 
+    async def aclose(self) -> None:
+        """The client is closing: stop any work in flight (a token refresh)."""
+        ...
+
 
 class StaticAuth:
     """Fixed headers (an API key), with a hint added to a 401's message."""
@@ -102,6 +106,9 @@ class StaticAuth:
             error.message = f"{error.message} ({self._hint})"
             error.args = (error.message,)
         return error
+
+    async def aclose(self) -> None:
+        pass
 
 
 def is_retryable(error: Exception) -> bool:
@@ -356,6 +363,7 @@ class Transport:
     async def aclose(self) -> None:
         """Close the pool; the transport refuses to send from now on."""
         self.closed = True
+        await self.auth.aclose()  # a refresh in flight sends through the pool: stopped first
         http, self._http = self._http, None
         if http is not None:
             await http.aclose()
