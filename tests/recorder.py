@@ -3,7 +3,7 @@ and time the requests a client sends."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
@@ -12,22 +12,34 @@ from ops_widgets.emulator import Emulator
 
 
 class Recorder:
-    """ASGI middleware in front of the emulator: (clock time, method, path, status) per request."""
+    """ASGI middleware in front of the emulator: (clock time, method, path, status) per request in
+    ``log``, and (method, path, query string, body) in ``requests``."""
+
+    made: ClassVar[list[Recorder]] = []  # every Recorder, for fixtures that check all they saw
 
     def __init__(self, emu: Emulator, clock: ow.VirtualClock) -> None:
         self.emu, self.clock = emu, clock
         self.log: list[tuple[float, str, str, int]] = []
+        self.requests: list[tuple[str, str, str, bytes]] = []
+        Recorder.made.append(self)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         status = [0]
+        body = bytearray()
+
+        async def receiving() -> Any:
+            message = await receive()
+            body.extend(message.get("body", b""))
+            return message
 
         async def sending(message: Any) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
             await send(message)
 
-        await self.emu.app(scope, receive, sending)
+        await self.emu.app(scope, receiving, sending)
         self.log.append((self.clock.monotonic(), scope["method"], scope["path"], status[0]))
+        self.requests.append((scope["method"], scope["path"], scope.get("query_string", b"").decode(), bytes(body)))
 
     def gets(self, name: str) -> list[float]:
         """When each GET of ``name`` was answered."""

@@ -8,16 +8,16 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from functools import cache
 from typing import Any
 
 import httpx
 import pytest
+from discovery import in_document
 from google.auth import exceptions as auth_exceptions
 from google.auth import jwt
 from google.auth.transport.requests import Request
 from google.oauth2 import service_account
-from test_vertex_bindings import flat, google, methods
+from test_vertex_bindings import google
 
 from ops_widgets import ListOperationsResponse, Operation, State, VirtualClock
 from ops_widgets import _capabilities as caps
@@ -376,19 +376,6 @@ def test_wait_ends_early_on_cancel() -> None:
 
 
 # --- against Google's discovery document -----------------------------------------------------------
-@cache
-def _document_regex(version: str) -> list[tuple[str, re.Pattern[str]]]:
-    """Every method of the document as (VERB, regex over request paths)."""
-    return [(m["httpMethod"], re.compile(re.escape(flat(m)).replace(r"\*", "[^/:]+")))
-            for _path, _name, m in methods(version)]
-
-
-def in_document(method: str, path: str) -> bool:
-    version = path.split("/")[1]
-    return version in ("v1", "v1beta1") and any(
-        verb == method and rx.fullmatch(path) for verb, rx in _document_regex(version))
-
-
 def test_every_vertex_request_the_emulator_serves_is_in_the_discovery_document() -> None:
     """Every flow of this surface, through a recording transport: each (method, path) the
     emulator answered for Vertex AI (not 404) is a method of Google's document."""

@@ -1,52 +1,18 @@
 """The Vertex AI part of the capability table (ops_widgets._capabilities) against Google's published
-discovery documents for Vertex AI, aiplatform.v1.json and aiplatform.v1beta1.json, as shipped in the
-google-api-python-client package (a test dependency): read from the installed package, never copied."""
+discovery documents for Vertex AI, aiplatform.v1.json and aiplatform.v1beta1.json (read by tests/discovery.py
+from the installed google-api-python-client package, never copied)."""
 
 from __future__ import annotations
 
-import json
-import re
-from functools import cache
-from importlib import resources
-from typing import Any
-
 import pytest
+from discovery import VERSIONS, flat, methods
 
 from ops_widgets import _capabilities as caps
 
-VERSIONS = ("v1", "v1beta1")
 OPERATIONS = {"get", "list", "cancel", "delete", "wait"}
 JOBS = {"tuningJobs", "batchPredictionJobs"}
 JOB_METHODS = {"create", "get", "list", "cancel", "delete"}
 PREDICT = {"predictLongRunning": "predict", "fetchPredictOperation": "fetch"}
-
-
-@cache
-def discovery(version: str) -> dict[str, Any]:
-    docs = resources.files("googleapiclient") / "discovery_cache" / "documents"
-    doc: dict[str, Any] = json.loads((docs / f"aiplatform.{version}.json").read_text(encoding="utf-8"))
-    assert doc["version"] == version and doc["rootUrl"] == "https://aiplatform.googleapis.com/"
-    return doc
-
-
-def methods(version: str) -> list[tuple[list[str], str, dict[str, Any]]]:
-    """(resource path, method name, method) of every method of the document."""
-    out: list[tuple[list[str], str, dict[str, Any]]] = []
-
-    def walk(resources_: dict[str, Any], path: list[str]) -> None:
-        for name, resource in resources_.items():
-            for method_name, method in resource.get("methods", {}).items():
-                out.append(([*path, name], method_name, method))
-            walk(resource.get("resources", {}), [*path, name])
-
-    walk(discovery(version)["resources"], [])
-    return out
-
-
-def flat(method: dict[str, Any]) -> str:
-    """"v1/projects/{projectsId}/locations/{locationsId}/operations/{operationsId}:wait" as
-    "/v1/projects/*/locations/*/operations/*:wait"."""
-    return "/" + re.sub(r"\{[^}]+\}", "*", method["flatPath"])
 
 
 def google(version: str) -> dict[str, set[tuple[str, str]]]:

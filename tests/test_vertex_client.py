@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from discovery import unbound
 from google.oauth2 import service_account
 from recorder import Recorder
 
@@ -23,6 +25,35 @@ PROJECT, LOCATION = "emulator-project", "us-central1"
 LOC = f"projects/{PROJECT}/locations/{LOCATION}"
 VEO_MODEL = "publishers/google/models/veo-3.0-generate-001"
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+
+
+@pytest.fixture(autouse=True)
+def _only_googles_methods() -> Iterator[None]:
+    """Acceptance 1, the client's side: every request that a flow of this module sends through a
+    Recorder (but the OAuth2 token endpoint's) calls a method of Google's discovery document for
+    Vertex AI: its verb and path, its query parameters and its body's fields (tests/discovery.py)."""
+    Recorder.made.clear()
+    yield
+    wrong = [why for rec in Recorder.made for method, path, query, body in rec.requests
+             if path != "/token" and (why := unbound(method, path, query, body)) is not None]
+    checked = sum(len(rec.requests) for rec in Recorder.made)
+    Recorder.made.clear()
+    assert wrong == [], f"{len(wrong)} of {checked} requests are not Google's"
+
+
+def test_the_request_check_can_fail() -> None:
+    """What the fixture above would refuse: a GET of a Veo operation, a job's cancel read as a GET,
+    a query parameter or a body field the method does not take, a Gemini API path."""
+    veo = f"/v1/{LOC}/{VEO_MODEL}"
+    assert unbound("POST", f"{veo}:fetchPredictOperation", "", b'{"operationName": "x"}') is None
+    assert unbound("GET", f"/v1/{LOC}/tuningJobs", "pageSize=1000&pageToken=t") is None
+    assert unbound("POST", f"/v1/{LOC}/operations/1:wait", "timeout=30s") is None
+    assert unbound("GET", f"{veo}/operations/o") is not None
+    assert unbound("GET", f"/v1/{LOC}/tuningJobs/1:cancel") is not None
+    assert unbound("GET", f"/v1/{LOC}/tuningJobs/1", "pageSize=10") is not None
+    assert unbound("POST", f"/v1/{LOC}/operations/1:cancel", "", b'{"force": true}') is not None
+    assert unbound("POST", f"{veo}:fetchPredictOperation", "", b'{"name": "x"}') is not None
+    assert unbound("GET", "/v1beta/models/veo-3.0-generate-001/operations/o") is not None
 
 
 def in_process(seed: int = 1) -> tuple[ow.VirtualClock, Emulator, Recorder]:
@@ -229,6 +260,7 @@ def test_each_location_is_sent_to_its_own_host() -> None:
                 assert (await ops.get(name)).succeeded
 
     clock.run(flow())
+    assert [unbound(method, path) for method, _host, path in seen[1:]] == [None] * 3
     assert seen == [("POST", "oauth2.googleapis.com", "/token"),
                     ("GET", "europe-west4-aiplatform.googleapis.com", f"/v1/{names[0]}"),
                     ("GET", "aiplatform.googleapis.com", f"/v1/{names[1]}"),

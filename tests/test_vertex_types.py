@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-from test_vertex_bindings import discovery
+from discovery import discovery
 
 from ops_widgets import ListOperationsResponse, MalformedOperationError, Operation, State
 from ops_widgets._types import JOB_STATES
