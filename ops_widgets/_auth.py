@@ -128,6 +128,7 @@ class GoogleAuth:
         self._refresh_at = -math.inf
         self._expires_at = -math.inf
         self._refreshing: asyncio.Future[None] | None = None
+        self._closed = False
         self._failed_early: float = -math.inf
         self.refreshes = 0  # completed refreshes (for tests and benchmarks)
 
@@ -173,7 +174,9 @@ class GoogleAuth:
         return error
 
     async def aclose(self) -> None:
-        """Cancel a refresh in flight (its worker thread finishes on its own; its token is dropped)."""
+        """The client closes: cancel a refresh in flight (its worker thread finishes on its own and
+        its token is dropped); the requests that waited for it get an OpsError."""
+        self._closed = True
         task = self._refreshing
         if task is not None:
             task.cancel()
@@ -195,7 +198,17 @@ class GoogleAuth:
                                task.exception())
 
     async def _refresh(self) -> None:
-        await asyncio.shield(self._start())
+        if self._closed:
+            raise OpsError("this client was closed; create a new one")
+        refreshing = self._start()
+        try:
+            await asyncio.shield(refreshing)
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            asked = me is not None and getattr(me, "cancelling", lambda: 0)() > 0  # Python >= 3.11 can tell
+            if refreshing.cancelled() and self._closed and not asked:  # aclose() cancelled the refresh
+                raise OpsError("the client was closed while a Google access token was being refreshed") from None
+            raise
 
     async def _refresh_now(self) -> None:
         from google.auth import exceptions

@@ -196,7 +196,7 @@ def call_on_loop(coro: Coroutine[Any, Any, T], loop: asyncio.AbstractEventLoop) 
     still again from its end, when the worker resumes."""
     work: _Work | None = getattr(_worker, "work", None)
     if not isinstance(loop, _VirtualLoop) or work is None:
-        return asyncio.run_coroutine_threadsafe(coro, loop)
+        return _submit(coro, loop, coro)
     clock = loop.clock
 
     async def answered() -> T:
@@ -208,8 +208,17 @@ def call_on_loop(coro: Coroutine[Any, Any, T], loop: asyncio.AbstractEventLoop) 
         finally:
             clock._update(work, waiting=False)  # before the answer is handed over: no jump between
 
-    future = asyncio.run_coroutine_threadsafe(answered(), loop)
-    return future
+    return _submit(answered(), loop, coro)
+
+
+def _submit(wrapper: Coroutine[Any, Any, T], loop: asyncio.AbstractEventLoop,
+            coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[T]:
+    try:
+        return asyncio.run_coroutine_threadsafe(wrapper, loop)
+    except RuntimeError:  # the loop is closed (its client is gone): the coroutines never run
+        wrapper.close()
+        coro.close()
+        raise
 
 
 class _VirtualSelector(selectors.BaseSelector):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -171,6 +172,47 @@ def test_a_refused_token_is_refreshed_once_and_sent_again() -> None:
     statuses = [(p, s) for _t, _m, p, s in rec.log]
     assert statuses.count(("/token", 200)) == 2
     assert statuses.count((f"/v1/{name}", 401)) == 1 and statuses.count((f"/v1/{name}", 200)) == 6
+
+
+def test_closing_the_client_during_a_refresh_cancels_it() -> None:
+    """A client closed while its token is refreshed (a slow token endpoint) closes at once: the
+    refresh is cancelled (no task left pending on the loop), the request that waited for the
+    token gets an OpsError at once, and no task is left on the loop."""
+    clock, emu, rec = in_process(7)
+    name = emu.create("generic", service="vertex", duration=3600)
+    creds = emu.vertex_credentials()
+    started, gate = threading.Event(), threading.Event()
+    refresh = creds.refresh
+
+    def slow_refresh(request: Any) -> None:  # a token endpoint that does not answer (yet)
+        started.set()
+        gate.wait(30)
+        refresh(request)
+
+    creds.refresh = slow_refresh
+
+    async def flow() -> tuple[bool, BaseException | None, list[asyncio.Task[Any]], float]:
+        ops = ow.AsyncOperations(**rec.vertex_options(credentials=creds))
+        getting = asyncio.ensure_future(ops.get(name))
+        assert await asyncio.to_thread(started.wait, 10)  # the refresh's worker thread is blocked
+        await ops.aclose()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        at_once = getting.done()
+        gate.set()  # (had the close not ended it, let the refresh end now)
+        error = (await asyncio.gather(getting, return_exceptions=True))[0]
+        before = clock.monotonic()
+        await asyncio.sleep(60)  # time moves: the worker holds it no more
+        left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        return at_once, error if isinstance(error, BaseException) else None, left, clock.monotonic() - before
+
+    try:
+        at_once, error, left, moved = clock.run(flow())
+    finally:
+        gate.set()
+    assert at_once and isinstance(error, ow.OpsError) and "closed while a Google access token" in str(error)
+    assert left == [] and moved == 60
+    assert rec.log == []  # nothing was sent: no token, no request
 
 
 def test_express_mode_where_vertex_wants_credentials_says_to_use_them() -> None:
