@@ -109,6 +109,36 @@ def test_jobs_get_list_cancel_track_delete() -> None:
     assert all(path != "/token" or method == "POST" for method, path in rec.sent(token=True))
 
 
+def test_generic_operations_get_list_cancel_delete_track_wait() -> None:
+    """The location's own operations and a RAG corpus's, through every method the client has for
+    them (the fixture above checks each request against Google's document): pages of a list
+    (pageSize, pageToken), a cancel, a delete, wait() and track()."""
+    clock, emu, rec = in_process(9)
+    generic = [emu.create("generic", service="vertex", duration=300 + 60 * i) for i in range(3)]
+    imported = emu.create("import", service="vertex", duration=200)
+    corpus = imported.rsplit("/operations/", 1)[0]
+
+    async def flow() -> None:
+        async with ow.AsyncOperations(**rec.vertex_options()) as ops:
+            assert (await ops.get(generic[0])).running
+            assert {op.name for op in await ops.list_all(parent=LOC, page_size=2)} == set(generic)
+            assert [op.name for op in await ops.list_all(parent=corpus)] == [imported]
+            assert ops.can_cancel(generic[1]) and ops.can_delete(generic[2])
+            await ops.cancel(generic[1])
+            assert (await ops.wait(generic[1], poll_interval=10, timeout=None)).state is State.CANCELLED
+            await ops.delete(generic[2])
+            with pytest.raises(ow.NotFoundError):
+                await ops.get(generic[2])
+            assert (await (await ops.track(imported)).wait()).succeeded
+            assert (await ops.wait(generic[0], poll_interval=30, timeout=None)).succeeded
+
+    clock.run(flow())
+    sent = rec.sent()
+    assert ("POST", f"/v1/{generic[1]}:cancel") in sent and ("DELETE", f"/v1/{generic[2]}") in sent
+    pages = [query for method, path, query, _body in rec.requests if path == f"/v1/{LOC}/operations"]
+    assert any("pageToken=" in query for query in pages)
+
+
 def test_veo_in_express_mode_is_fetched_never_got() -> None:
     """Express mode (an API key, no project): predictLongRunning, then wait() and track() read the
     video through fetchPredictOperation only."""
