@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
+from discovery import in_document
 from recorder import Recorder
-from test_emulator_vertex import in_document
 
 import ops_widgets as ow
 from ops_widgets.emulator import Emulator

@@ -94,9 +94,12 @@ class Emulator:
 
     def vertex_credentials(self, *, lifetime: float = 3600.0, project: str = "emulator-project") -> Any:
         """google-auth service-account credentials (cloud-platform scope) that sign a JWT and trade
-        it for an access token at this emulator's /token, and refresh as any do: google-auth
-        refreshes a token less than 3m45s from expiry, so a ``lifetime`` below that refreshes before
-        every request. Served emulators only (google-auth's transport needs a socket)."""
+        it for an access token at this emulator's /token; tokens live ``lifetime`` seconds of the
+        emulator's clock (the VirtualClock in-process). An ops_widgets client refreshes them on its
+        own clock, after half a short token's life; in-process, its token requests go through its
+        own transport. google-auth's own ``valid`` (what other clients such as google-genai ask)
+        calls a token stale from 3m45s before its expiry, so a ``lifetime`` below that makes them
+        refresh before every request; their refresh needs a served emulator (a socket)."""
         from google.oauth2 import service_account
 
         info = self.vertex_key_info(lifetime=lifetime, project=project)
