@@ -109,17 +109,18 @@ def test_jobs_get_list_cancel_track_delete() -> None:
     assert all(path != "/token" or method == "POST" for method, path in rec.sent(token=True))
 
 
-def test_generic_operations_get_list_cancel_delete_track_wait() -> None:
+@pytest.mark.parametrize("version", ["v1", "v1beta1"])
+def test_generic_operations_get_list_cancel_delete_track_wait(version: str) -> None:
     """The location's own operations and a RAG corpus's, through every method the client has for
-    them (the fixture above checks each request against Google's document): pages of a list
-    (pageSize, pageToken), a cancel, a delete, wait() and track()."""
+    them (the fixture above checks each request against Google's document of ``version``):
+    pages of a list (pageSize, pageToken), a cancel, a delete, wait() and track()."""
     clock, emu, rec = in_process(9)
     generic = [emu.create("generic", service="vertex", duration=300 + 60 * i) for i in range(3)]
     imported = emu.create("import", service="vertex", duration=200)
     corpus = imported.rsplit("/operations/", 1)[0]
 
     async def flow() -> None:
-        async with ow.AsyncOperations(**rec.vertex_options()) as ops:
+        async with ow.AsyncOperations(**rec.vertex_options(api_version=version)) as ops:
             assert (await ops.get(generic[0])).running
             assert {op.name for op in await ops.list_all(parent=LOC, page_size=2)} == set(generic)
             assert [op.name for op in await ops.list_all(parent=corpus)] == [imported]
@@ -134,8 +135,8 @@ def test_generic_operations_get_list_cancel_delete_track_wait() -> None:
 
     clock.run(flow())
     sent = rec.sent()
-    assert ("POST", f"/v1/{generic[1]}:cancel") in sent and ("DELETE", f"/v1/{generic[2]}") in sent
-    pages = [query for method, path, query, _body in rec.requests if path == f"/v1/{LOC}/operations"]
+    assert ("POST", f"/{version}/{generic[1]}:cancel") in sent and ("DELETE", f"/{version}/{generic[2]}") in sent
+    pages = [query for method, path, query, _body in rec.requests if path == f"/{version}/{LOC}/operations"]
     assert any("pageToken=" in query for query in pages)
 
 
