@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import traitlets
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from test_widget import RecordingComm, Sim, recorded_comm, sim  # noqa: F401  (the fixtures are reused)
 
 from ops_widgets import Operation, OperationsTable, to_dataframe
-from ops_widgets.widgets._table_view import matching, page_rows
+from ops_widgets.widgets._table_view import TableIndex, matching, page_rows
 
 
 def make_frame() -> pd.DataFrame:
@@ -52,6 +55,45 @@ def test_matching_filters_and_sorts() -> None:
     assert list(matching(f, sort_by="state", descending=False))[0] == "operations/g2"  # "cancelled" first
     with pytest.raises(ValueError):
         matching(f, sort_by="nope")
+
+
+# Short texts from a small alphabet (ties are common), with the cases that trip byte-level
+# search and sorting: "ß" (upper() makes it two letters), NUL, a non-BMP emoji, a surrogate.
+_TEXT = st.text(alphabet=st.sampled_from(["a", "B", "b", "/", "ß", "S", "\x00", "\U0001f600", "\ud800", "é"]),
+                max_size=6)
+
+
+@settings(max_examples=150, deadline=None)
+@given(names=st.lists(_TEXT, min_size=1, max_size=40, unique=True),
+       errors=st.lists(st.none() | _TEXT, min_size=40, max_size=40), descending=st.booleans())
+@example(names=["b", "a", "B"], errors=[None, "x", "x"] + [None] * 37, descending=True)
+def test_the_index_sorts_and_searches_as_python_does(names: list[str], errors: list[str | None],
+                                                     descending: bool) -> None:
+    """Its numpy sort and byte search give what pandas' stable sort and Python's `in` give."""
+    frame = pd.DataFrame({"id": pd.array(names, dtype="string"),
+                          "error_message": pd.array(errors[:len(names)], dtype="string")},
+                         index=pd.Index(names, dtype="string"))
+    index = TableIndex(frame)
+    for column in ("id", "error_message", "name"):
+        keys = frame.index.to_series() if column == "name" else frame[column]
+        expected = keys.reset_index(drop=True).sort_values(ascending=not descending, na_position="last",
+                                                           kind="stable").index.to_numpy()
+        assert index.order(column, descending).tolist() == expected.tolist(), column
+    for needle in {"a", "B", "SS", "ß", "/A", "\x00", "\U0001f600", "É", *names[:3]}:
+        want = [needle.upper() in n.upper() or (isinstance(e, str) and needle.upper() in e.upper())
+                for n, e in zip(names, errors, strict=False)]
+        if "\x00" in needle:  # a NUL is taken for a space in the text searched
+            continue
+        assert index.search(needle).tolist() == want, needle
+
+
+def test_a_search_never_matches_across_two_strings() -> None:
+    frame = pd.DataFrame({"error_message": pd.array(["xyz", None], dtype="string")},
+                         index=pd.Index(["abc", "zzz"], dtype="string"))
+    index = TableIndex(frame)
+    assert not index.search("cx").any() and not index.search("CXY").any()
+    assert index.search("bc").tolist() == [True, False] and index.search("yz").tolist() == [True, False]
+    assert np.array_equal(index.search(""), [True, True])
 
 
 def test_page_rows_are_plain_json() -> None:
@@ -247,14 +289,16 @@ def test_the_table_keeps_its_index_across_filters_sorts_and_searches(monkeypatch
     """Each sort key's order is sorted once, and the search buffer built once, however often
     the filters, the sort or the search change: a round trip never re-sorts every row."""
     table = OperationsTable(big_frame(2_000))
+    import ops_widgets.widgets._table_view as view
+
     sorts: list[str] = []
-    real_sort = pd.Series.sort_values
+    real_sort = view._sorted_positions
 
-    def counting_sort(self: pd.Series, *args: Any, **kw: Any) -> Any:
-        sorts.append(str(self.name))
-        return real_sort(self, *args, **kw)
+    def counting_sort(keys: pd.Series, descending: bool) -> Any:
+        sorts.append(str(keys.name))
+        return real_sort(keys, descending)
 
-    monkeypatch.setattr(pd.Series, "sort_values", counting_sort)
+    monkeypatch.setattr(view, "_sorted_positions", counting_sort)
     for _ in range(3):
         table.sort_by = "id"
         table.state_filter = ["failed"]

@@ -66,9 +66,7 @@ class TableIndex:
                 raise ValueError(f"cannot sort by {sort_by!r}; choose one of {', '.join(SORTABLE)}")
             if isinstance(keys.dtype, pd.CategoricalDtype):
                 keys = keys.astype("string")  # alphabetical, like every other column
-            ordered = keys.reset_index(drop=True).sort_values(ascending=not descending, na_position="last",
-                                                              kind="stable")
-            order = self._orders[key] = ordered.index.to_numpy(dtype=np.intp)
+            order = self._orders[key] = _sorted_positions(keys, descending)
         return order
 
     def search(self, text: str) -> np.ndarray[Any, np.dtype[np.bool_]]:
@@ -97,15 +95,22 @@ class TableIndex:
         if self._text is None:
             names = self.frame.index.astype(object).tolist()
             errors = self.frame["error_message"].astype(object).tolist()
-            texts: list[str] = []
-            for name, error in zip(names, errors, strict=True):  # once per frame, not per search
-                texts.append(str(name).upper())
-                texts.append(error.upper() if isinstance(error, str) else "")
-            encoded = [x.encode("utf-8", "surrogatepass") for x in texts]
-            lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
-            starts = np.zeros(len(encoded) + 1, dtype=np.int64)
-            np.cumsum(lengths, out=starts[1:])
-            self._text = (np.frombuffer(b"".join(encoded), dtype=np.uint8), starts)
+            texts: list[str] = [""] * (2 * len(names))
+            texts[0::2] = [str(n) for n in names]
+            texts[1::2] = [e if isinstance(e, str) else "" for e in errors]
+            # One join, one upper(), one encode: C loops over the whole text, not one per string.
+            # NUL separates the strings (a search never holds one): its positions, found after
+            # upper() (which may lengthen a string: "ß" is "SS"), give each string's start.
+            joined = "\x00".join(texts)
+            if joined.count("\x00") != len(texts) - 1:
+                texts = [t.replace("\x00", " ") for t in texts]  # server text with a NUL in it: rare
+                joined = "\x00".join(texts)
+            buffer = np.frombuffer(joined.upper().encode("utf-8", "surrogatepass"), dtype=np.uint8)
+            starts = np.empty(len(texts) + 1, dtype=np.int64)
+            starts[0] = 0
+            starts[1:-1] = np.flatnonzero(buffer == 0) + 1
+            starts[-1] = len(buffer) + 1
+            self._text = (buffer, starts)
         return self._text
 
     def matching(
@@ -140,6 +145,37 @@ class TableIndex:
             mask &= self.search(text)
         names: pd.Index = frame.index[order[mask[order]]]
         return names
+
+
+# Above this many bytes of fixed-width text (a few very long error messages make every row that
+# wide) a sort goes through pandas instead of numpy.
+_WIDE_SORT_BYTES = 64 << 20
+
+
+def _sorted_positions(keys: pd.Series, descending: bool) -> np.ndarray[Any, np.dtype[np.intp]]:
+    """Row positions ordered by ``keys``: NA last, ties in frame order (a stable sort), as
+    ``Series.sort_values(kind="stable", na_position="last")`` orders them. Text goes through
+    numpy's fixed-width unicode sort, about 3x faster than pandas' on 100,000 names; the order
+    is the same (both compare code points)."""
+    values = keys.reset_index(drop=True)
+    if pd.api.types.is_string_dtype(values.dtype) and not isinstance(values.dtype, pd.CategoricalDtype):
+        missing = values.isna().to_numpy(dtype=bool)
+        present = np.flatnonzero(~missing)
+        texts = values.to_numpy(dtype=object)[present].tolist()
+        # Not for text with NUL in it: numpy's fixed width drops trailing NULs ("a\0" == "a").
+        if all(isinstance(x, str) for x in texts) and "\x00" not in "".join(texts) and (
+                max(map(len, texts), default=0) * 4 * len(texts) <= _WIDE_SORT_BYTES):
+            array = np.array(texts, dtype=str)
+            if descending:  # stable descending: sort the reversed rows, then reverse back
+                within = len(texts) - 1 - np.argsort(array[::-1], kind="stable")[::-1]
+            else:
+                within = np.argsort(array, kind="stable")
+            ordered: np.ndarray[Any, np.dtype[np.intp]] = np.concatenate(
+                [present[within], np.flatnonzero(missing)]).astype(np.intp)
+            return ordered
+    by = values.sort_values(ascending=not descending, na_position="last", kind="stable")
+    positions: np.ndarray[Any, np.dtype[np.intp]] = by.index.to_numpy(dtype=np.intp)
+    return positions
 
 
 def _plain(value: Any) -> Any:
