@@ -49,6 +49,8 @@ class OperationsTable(anywidget.AnyWidget):
     ``client`` (an Operations) is used for Cancel/Delete selected and for live updates of the
     running rows on screen; without one, the widgets' shared default client (from GEMINI_API_KEY)
     is tried when first needed. ``table.filtered`` and ``table.selected`` give the matching rows as DataFrames.
+    Re-running the notebook cell that made a table closes the table its last run made; ``close()``
+    stops the live rows and lets go of the rows.
     """
 
     _esm = STATIC / "widgets.js"
