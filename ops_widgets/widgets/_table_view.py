@@ -182,7 +182,8 @@ def page_rows(
     """The rows of one page, as plain JSON for the browser (only this page ever travels)."""
     if not len(names):
         return []
-    part = frame.loc[list(names)]
+    # Only the columns a row shows: a listing has dozens (metadata.*), each costing per-row work.
+    part = frame.loc[list(names), ["id", "kind", "state", "progress", "create_time", "duration", "error_message"]]
     rows = []
     for name, row in zip(part.index, part.itertuples(index=False), strict=True):
         state = display_state(str(row.state), name in cancelling)
