@@ -591,3 +591,42 @@ def test_a_widget_on_screen_is_polled_at_the_watched_cadence(sim: Sim) -> None:
     sim.advance(120)
     assert len(sim.rec.gets(name)) - start <= 2  # none in sight: the background schedule
     w.close()
+
+
+def test_a_closed_widget_is_freed(sim: Sim) -> None:
+    """Nothing keeps a closed widget: not anywidget's file watch (manzt/anywidget#929, a lambda
+    per instance on the class's FileContents.changed), not the engine. A notebook that makes
+    widgets over and over (a cell re-run, a loop) must not keep every one it ever made."""
+    import gc
+    import weakref
+
+    from ops_widgets.widgets import OperationsList
+
+    name = sim.emu.create("tuning", duration=600)
+    widget = OperationWidget(name, sim.ops)
+    listed = OperationsList([sim.ops.track(name)])
+    sim.advance(1)
+    refs = [weakref.ref(widget), weakref.ref(listed)]
+    widget.close()
+    listed.close()
+    del widget, listed
+    sim.advance(30)  # a heartbeat booked before the close runs once more, sees it closed, stops
+    gc.collect()
+    assert [r() for r in refs] == [None, None]
+
+
+def test_file_changes_still_reach_each_widget() -> None:
+    """Hot reload (ANYWIDGET_HMR) still works with the weak file watch: a change to the JS or CSS
+    file reaches every live widget's synced trait."""
+    from ops_widgets import OperationsTable
+
+    table = OperationsTable([Operation.from_api_response({"name": "operations/a", "done": True})])
+    esm, css = OperationsTable._esm, OperationsTable._css  # the class's FileContents
+    assert table._esm == str(esm) and "export default" in table._esm
+    esm.changed.emit("export default {}")
+    css.changed.emit(".opt {}")
+    assert table._esm == "export default {}" and table._css == ".opt {}"
+    assert table.comm.update_msgs()[-1].data["state"] == {"_css": ".opt {}"}  # sent to the front-end
+    esm.changed.emit(str(esm))  # as the files are, for any widget still open
+    css.changed.emit(str(css))
+    table.close()

@@ -23,6 +23,7 @@ from .._engine import AsyncTracked
 from .._sync import Operations
 from .._types import Operation
 from ._display import Sightings, publish, refresh, with_snapshot
+from ._lifetime import watch_files_weakly
 from ._operation import HEARTBEAT, STATIC, Target, default_client
 from ._snapshot import list_html
 from ._view import LIST_ROW_KEYS, Throttle, list_summary, poll_status, view_state
@@ -45,6 +46,7 @@ class OperationsList(anywidget.AnyWidget):
                     "notification, or the browser's when the page is hidden); the bell toggles it").tag(sync=True)
 
     def __init__(self, handles: Sequence[AsyncTracked], **kwargs: Any) -> None:
+        watch_files_weakly(self)  # or anywidget keeps every instance, closed or not
         super().__init__(**kwargs)
         self._handles = list(handles)
         self._cancelling: set[int] = set()  # these two: on the first handle's engine thread only

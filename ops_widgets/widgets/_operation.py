@@ -28,6 +28,7 @@ from .._sync import Operations
 from .._text import summary_line
 from .._types import Operation
 from ._display import Sightings, publish, refresh, with_snapshot
+from ._lifetime import watch_files_weakly
 from ._media import INLINE_VIDEO_MAX, MAX_VIDEOS, too_large_text, video_count, video_message
 from ._snapshot import operation_html
 from ._view import Throttle, poll_status, view_state
@@ -110,6 +111,7 @@ class OperationWidget(anywidget.AnyWidget):
 
     def __init__(self, target: Target, client: Operations | None = None, **kwargs: Any) -> None:
         handle = handle_for(target, client)
+        watch_files_weakly(self)  # or anywidget keeps every instance, closed or not
         super().__init__(**kwargs)
         self._handle = handle
         self._throttle = Throttle(0.1, clock=handle.clock.monotonic)

@@ -27,9 +27,10 @@ from .._exceptions import AuthenticationError
 from .._frame import to_dataframe
 from .._text import format_duration
 from .._types import Operation
+from ._lifetime import supersede, watch_files_weakly
 from ._operation import STATIC, default_client
 from ._snapshot import table_html
-from ._table_view import SORTABLE, matching, page_rows
+from ._table_view import SORTABLE, TableIndex, page_rows
 from ._view import Throttle
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ class OperationsTable(anywidget.AnyWidget):
     ``client`` (an Operations) is used for Cancel/Delete selected and for live updates of the
     running rows on screen; without one, the widgets' shared default client (from GEMINI_API_KEY)
     is tried when first needed. ``table.filtered`` and ``table.selected`` give the matching rows as DataFrames.
+    Re-running the notebook cell that made a table closes the table its last run made; ``close()``
+    stops the live rows and lets go of the rows.
     """
 
     _esm = STATIC / "widgets.js"
@@ -76,13 +79,23 @@ class OperationsTable(anywidget.AnyWidget):
 
         if isinstance(client, AsyncOperations):
             raise TypeError("OperationsTable needs a blocking Operations client (it acts from the engine thread)")
+        # A re-run of the cell that made a table closes that table first: nothing else would
+        # (ipywidgets and the comm keep every open widget), and its rows go before ours come.
+        supersede(self)
+        self._closed = False
         frame = (
-            frame_or_operations.copy()  # ours to update in place as operations change
+            # Ours to update in place as operations change. Copy-on-write (pandas 3): the rows
+            # are shared with the caller's frame until a live row writes to one of its columns.
+            frame_or_operations.copy(deep=False)
             if isinstance(frame_or_operations, pd.DataFrame)
             else to_dataframe(list(frame_or_operations))
         )
+        watch_files_weakly(self)  # or anywidget keeps every instance, closed or not
         super().__init__(**kwargs)
         self._frame = frame
+        # Sort orders and the search buffer, kept across filter, sort and search changes: told
+        # of live rows' changes (changed()), replaced when rows go (a delete).
+        self._index = TableIndex(frame)
         self._client = client
         self._lock = threading.RLock()
         self._order: pd.Index = frame.index
@@ -108,6 +121,8 @@ class OperationsTable(anywidget.AnyWidget):
         return f"<{self._counts()}>"
 
     def _counts(self) -> str:
+        if self._closed:
+            return "OperationsTable (closed)"
         return (f"OperationsTable {self.total:,} operations, {self.matching:,} matching, "
                 f"{self.selected_count:,} selected")
 
@@ -185,8 +200,8 @@ class OperationsTable(anywidget.AnyWidget):
         """Filters applied anew on the rows as they are now (states change: live rows, bulk
         actions), staying on the page shown; the caller repages."""
         with self._lock:
-            self._order = matching(
-                self._frame, states=self.state_filter, kinds=self.kind_filter, search=self.search,
+            self._order = self._index.matching(
+                states=self.state_filter, kinds=self.kind_filter, search=self.search,
                 sort_by=self.sort_by, descending=self.sort_desc, cancelling=self._cancelling,
             )
             self.matching = len(self._order)
@@ -214,6 +229,8 @@ class OperationsTable(anywidget.AnyWidget):
     def _follow(self, names: set[str]) -> None:
         """Track the running rows on screen, and only those."""
         with self._lock:
+            if self._closed:
+                return
             self._wanted = names
             for name in [n for n in self._live if n not in names]:
                 handle, unsubscribe = self._live.pop(name)
@@ -254,20 +271,22 @@ class OperationsTable(anywidget.AnyWidget):
         with self._lock:
             if op.name not in self._frame.index:
                 return
-            f, name = self._frame, op.name
-            moved = f.at[name, "state"] != op.state.value or (op.done and name in self._cancelling)
-            f.at[name, "state"] = op.state.value
-            f.at[name, "done"] = op.done
-            f.at[name, "progress"] = pd.NA if op.progress is None else op.progress
+            name = op.name
+            moved = self._frame.at[name, "state"] != op.state.value or (op.done and name in self._cancelling)
+            values: dict[str, Any] = {
+                "state": op.state.value, "done": op.done,
+                "progress": pd.NA if op.progress is None else op.progress,
+            }
             if op.failed and op.error is not None:
-                f.at[name, "error_code"] = op.error.code
-                f.at[name, "error_message"] = op.error.message
+                values["error_code"] = op.error.code
+                values["error_message"] = op.error.message
             if op.update_time is not None:
-                f.at[name, "update_time"] = pd.Timestamp(op.update_time)
+                values["update_time"] = pd.Timestamp(op.update_time)
             # The engine's one rule for how long it has run; with no createTime (Veo) the table
             # says nothing rather than how long it has been watched.
             elapsed = handle.elapsed if op.create_time is not None else None
-            f.at[name, "duration"] = pd.NaT if elapsed is None else pd.Timedelta(seconds=elapsed)
+            values["duration"] = pd.NaT if elapsed is None else pd.Timedelta(seconds=elapsed)
+            self._set_row(name, values)
             if op.done:
                 self._cancelling.discard(name)
             elif handle.cancel_requested and name not in self._cancelling:
@@ -276,9 +295,24 @@ class OperationsTable(anywidget.AnyWidget):
             self._stale_order = self._stale_order or bool(moved)
         self._throttle.run(self._relive, handle.call_later)
 
+    def _set_row(self, name: str, values: dict[str, Any]) -> None:
+        """One row's new values, in place; the index forgets only what was derived from the
+        columns whose value really changed (a poll that changed nothing keeps every order)."""
+        f, changed = self._frame, []
+        for column, value in values.items():
+            old = f.at[name, column]
+            same = _missing(old) and _missing(value) if _missing(old) or _missing(value) else bool(old == value)
+            if not same:
+                f.at[name, column] = value
+                changed.append(column)
+        if changed:
+            self._index.changed(changed)
+
     def _relive(self) -> None:
         """Live changes out to the browser; a row whose state changed may leave the filter."""
         with self._lock, self.hold_sync():
+            if self._closed:
+                return
             if self._stale_order:
                 self._stale_order = False
                 self._reorder()
@@ -368,6 +402,8 @@ class OperationsTable(anywidget.AnyWidget):
 
     def _action_done(self, action: str, outcomes: pd.DataFrame, skipped: int = 0) -> None:
         self.outcomes = outcomes
+        if self._closed:  # closed meanwhile: its rows are gone, the outcomes are all there is
+            return
         ok = [str(n) for n in outcomes["name"][outcomes["ok"]]]
         failed = outcomes[~outcomes["ok"]]
         text = f"Cancel sent for {len(ok):,} operations." if action == "cancel" else f"{len(ok):,} operations deleted."
@@ -385,6 +421,7 @@ class OperationsTable(anywidget.AnyWidget):
                         self._live[name][0].expect_cancel()
             else:
                 self._frame = self._frame.drop(index=ok)
+                self._index = TableIndex(self._frame)  # other rows: orders and buffer anew
             with self.hold_sync():
                 self.busy = False
                 self.message = text
@@ -417,14 +454,30 @@ class OperationsTable(anywidget.AnyWidget):
         return self._client
 
     def close(self) -> None:
+        """Stop following the running rows and let go of every row (a closed table holds an empty
+        frame). Re-running the cell that made a table closes it: the new one replaces it."""
         with self._lock:
+            self._closed = True
             for handle, unsubscribe in self._live.values():
                 unsubscribe()
                 handle.close()
             self._live.clear()
             self._wanted = set()
+            # The shell's output history (Out[n], _) may keep this object: not its rows. A copy,
+            # as a slice would still hold the full arrays.
+            self._frame = self._frame.iloc[:0].copy()
+            self._index = TableIndex(self._frame)
+            self._order = self._frame.index
+            self._selected.clear()
+            self._cancelling.clear()
+            self._able_memo.clear()
         super().close()
+        self.rows = []  # after close(): nothing more is sent
 
 
 def _nothing() -> None:
     pass
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and value != value)
