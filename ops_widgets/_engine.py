@@ -512,6 +512,9 @@ class Sweep:
         answer = self._wanted.get(name)
         if answer is None:
             answer = self._wanted[name] = self.engine.loop.create_future()
+            # Askers await it through a shield: one that is gone (its client closed) never reads a
+            # failed sweep's error, which asyncio would then log as never retrieved.
+            answer.add_done_callback(_retrieve)
         if self._task is None:
             self._task = self.engine.loop.create_task(self._run(), name=f"ops-widgets sweep {self.parent}")
         return await asyncio.shield(answer)
@@ -564,6 +567,11 @@ class Sweep:
         for answer in wanted.values():  # not on the pages read: a GET each
             if not answer.done():
                 answer.set_result(None)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class Poller:
