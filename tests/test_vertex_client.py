@@ -165,11 +165,13 @@ def test_veo_in_express_mode_is_fetched_never_got() -> None:
 
 
 def test_veo_with_credentials_on_a_served_emulator() -> None:
-    """Acceptance 3: a service account starts a Veo video with predictLongRunning; wait() and
-    track() reach the video through fetchPredictOperation, never a GET (which answers 404)."""
+    """Acceptance 3 over real HTTP with real google-auth signing: a service account starts a Veo
+    video with predictLongRunning; wait() and track() reach the video through fetchPredictOperation,
+    never a GET (which answers 404). The video is finished at once: polling a running one on time
+    is test_veo_in_express_mode_is_fetched_never_got's, on the virtual clock (nothing waits here)."""
     from google.auth.transport.requests import Request
 
-    with Emulator.start(speed=600, random_seed=5) as emu:
+    with Emulator.start(random_seed=5) as emu:
         creds = emu.vertex_credentials()
         creds.refresh(Request())
         model = f"{LOC}/{VEO_MODEL}"
@@ -177,9 +179,10 @@ def test_veo_with_credentials_on_a_served_emulator() -> None:
                              headers={"authorization": f"Bearer {creds.token}"},
                              json={"instances": [{"prompt": "p"}], "parameters": {"storageUri": "gs://b/out"}})
         name = started.json()["name"]
+        emu.complete(name)
         with emu.client(vertexai=True) as ops:
             assert not ops.can_cancel(name)
-            done = ops.wait(name, poll_interval=0.05, timeout=60)
+            done = ops.wait(name, timeout=60)
             tracked = ops.track(name).wait(timeout=60)
         stats = emu.stats()
     assert done.succeeded and tracked.succeeded
