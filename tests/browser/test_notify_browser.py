@@ -251,3 +251,24 @@ def bell_contrast(nb: NotebookPage, name: str) -> float:
         const bg = lum(rgb(getComputedStyle(b).backgroundColor));
         return (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
     }"""))
+
+
+def test_notebook7_hidden_page_gets_one_browser_notification(notebook7_page: NotebookPage, emu: Emulator) -> None:
+    """Notebook 7 too: a failure is told once, through the browser's Notification on a hidden page,
+    its server text as text."""
+    failed = emu.create("batch", duration=600, outcome="failure", error_message=XSS)
+    nb = notebook7_page
+    dialogs = stub(nb, "granted", hidden=True)
+    nb.open(nb.server.write_notebook("nb7-notify.ipynb",
+                                     [setup_cell(f"ops.watch({failed!r}, poll_interval=0.5, notify=True)")]))
+    nb.run_all()
+    shown = widget(nb, failed)
+    expect(shown).to_have_attribute("data-state", "running", timeout=30_000)
+    emu.complete(failed)
+    expect(shown).to_have_attribute("data-state", "failed", timeout=30_000)
+    nb.page.wait_for_function("() => window.__notes.length >= 1", timeout=10_000)
+    nb.page.wait_for_timeout(2000)  # long enough for a second notification to show up
+    got = notes(nb, "__notes")
+    assert [(n["title"], n["tag"]) for n in got] == [("Batch failed", f"ops_widgets:{failed}")], got
+    assert got[0]["body"].endswith(f": {XSS}"), got
+    assert_no_script_ran(nb, dialogs)

@@ -137,3 +137,24 @@ def test_a_finished_video_plays_inline_and_the_key_stays_in_the_kernel(lab_page:
     assert not [m for m in models.values() if m.get("buffers")]  # no binary state at all
     assert base64.b64encode(CLIP[64:160]).decode() not in saved and "blob:http" not in saved
     assert os.path.getsize(saved_path) < 200_000
+
+
+def test_notebook7_a_finished_video_plays_inline(notebook7_page: NotebookPage, emu: Emulator) -> None:
+    """Notebook 7 too: the finished video plays from a blob: URL, and the key is not in the page."""
+    name = emu.create("video", duration=600)
+    nb = notebook7_page
+    cell = ("import os\n"
+            "from ops_widgets import Operations\n"
+            'ops = Operations(api_key=os.environ["OPS_EMU_KEY"], base_url=os.environ["OPS_EMU_URL"])\n'
+            f"ops.watch({name!r}, poll_interval=0.5)")
+    nb.open(nb.server.write_notebook("nb7-video.ipynb", [cell]))
+    nb.run_all()
+    widget = nb.widget(0)
+    expect(widget).to_have_attribute("data-state", "running", timeout=30_000)
+    emu.complete(name)
+    expect(widget).to_have_attribute("data-state", "succeeded", timeout=60_000)
+    playing = nb.page.wait_for_function(_PLAYING_JS, arg=widget.element_handle(), timeout=30_000).json_value()
+    assert playing["src"].startswith("blob:") and (playing["width"], playing["height"]) == (192, 108), playing
+    expect(widget.locator(".opw-video-save")).to_have_attribute("download", f"{name.rsplit('/', 1)[1]}-1.mp4")
+    assert emu.api_key not in nb.page.content()
+    nb.screenshot("notebook7-video")
