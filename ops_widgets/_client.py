@@ -248,9 +248,9 @@ class AsyncOperations:
                 pause=self._transport.pause, list_page=self._sweep_page,
                 sweep_parent=self._backend.listing_parent,
                 seen=self._history.seen, gone=self._history.vanished,  # every tracked snapshot, in one place
-                # Vertex AI's :wait where the name binds it: one long-poll in flight per name.
-                long_poll=self._long_poll if isinstance(self._backend, VertexBackend) else None,
-                can_long_poll=lambda name: self._backend.can("wait", name),
+                # :wait where the service binds it for the name (Vertex AI; never the Gemini API):
+                # one long-poll in flight per name.
+                long_poll=self._long_poll, can_long_poll=lambda name: self._backend.can("wait", name),
             )
         return self._engine
 
@@ -269,8 +269,9 @@ class AsyncOperations:
 
     # -- the API -------------------------------------------------------------------------
 
-    async def _send(self, call: Call, *, retries: int | None = None) -> Any:
-        return await self._transport.request(call.verb, call.url, call.params, retries=retries, body=call.body)
+    async def _send(self, call: Call, *, retries: int | None = None, timeout: float | None = None) -> Any:
+        return await self._transport.request(call.verb, call.url, call.params, retries=retries, body=call.body,
+                                             timeout=timeout)
 
     async def get(self, name: NameOrOperation) -> Operation:
         """The operation (or Vertex AI job) as it is now: one GET, with request retries (a Veo
@@ -284,12 +285,9 @@ class AsyncOperations:
     async def _long_poll(self, name: str, timeout: float) -> Operation:
         # The engine's long-poll (POST {name}:wait?timeout=...): no request retries, as for _poll,
         # and an HTTP timeout past the one the server is asked to hold the request for.
-        call = self._backend.wait(name, timeout)
         limit = self._transport.timeout
         http_timeout = None if limit is None else max(limit, timeout + _LONG_POLL_SLACK)
-        data = await self._transport.request(call.verb, call.url, call.params, retries=0, body=call.body,
-                                             timeout=http_timeout)
-        return self._backend.parse(data)
+        return self._backend.parse(await self._send(self._backend.wait(name, timeout), retries=0, timeout=http_timeout))
 
     async def _sweep_page(self, parent: str, token: str | None) -> tuple[_List[Operation], str | None]:
         # A page of a list sweep: the largest the service gives, no request retries (the pollers

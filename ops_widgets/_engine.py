@@ -821,11 +821,11 @@ class Poller:
     def _next_due(self) -> float:
         if self._retry_due is not None:
             return self._retry_due  # failing: back off, however eager the waiters are
+        if self._probe is not None:
+            return self._clock.monotonic()  # a long-poll's 404: the GET that tells why, now
         dues = [self._base_due]
         if self._cancel_due is not None:
             dues.append(self._cancel_due)
-        if self._probe is not None:
-            return self._clock.monotonic()
         watched = self._long is not None  # a long-poll in flight answers the done-only asks
         dues.extend(due for due, answer, done_only in self._requests
                     if due is not None and not answer.done() and not (done_only and watched))
