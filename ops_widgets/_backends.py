@@ -6,7 +6,7 @@ query string, a fragment, ``..`` or another host.
 Both services' backends have one shape, so that the client does not branch on the service:
 ``read``/``cancel``/``delete``/``wait`` give the Call (verb, URL, JSON body) that does it,
 ``list_url``/``list_params`` a listing, ``can(action, name)`` what the service binds, and
-``parse``/``parse_list`` read what it answers.
+``parse``/``read_list`` read what it answers.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from . import _capabilities as caps
 from ._capabilities import BINDINGS, allowed, describe, list_path, listable_parents
 from ._exceptions import InvalidNameError, UnsupportedError
-from ._types import ListOperationsResponse, Operation, RawPage, read_list_page
+from ._types import Operation, RawPage, read_list_page
 
 __all__ = ["VIDEO_MAX_BYTES", "Call", "GeminiBackend", "VertexBackend", "validate_name", "validate_parent",
            "validate_vertex_name", "vertex_host"]
@@ -143,10 +143,6 @@ class GeminiBackend:
     @staticmethod
     def parse(data: Any) -> Operation:
         return Operation.from_api_response(data)
-
-    @staticmethod
-    def parse_list(data: Any) -> ListOperationsResponse:
-        return ListOperationsResponse.from_api_response(data)
 
     @staticmethod
     def read_list(data: Any) -> RawPage:
@@ -404,10 +400,6 @@ class VertexBackend:
     @staticmethod
     def parse(data: Any) -> Operation:
         return Operation.from_api_response(data, vertex=True)
-
-    @staticmethod
-    def parse_list(data: Any) -> ListOperationsResponse:
-        return ListOperationsResponse.from_api_response(data, vertex=True)
 
     @staticmethod
     def read_list(data: Any) -> RawPage:

@@ -294,8 +294,8 @@ class AsyncOperations:
         # that asked own retry and rate-limit policy, as for their GETs).
         url = self._backend.list_url(parent)
         params = self._backend.list_params(_SWEEP_PAGE_SIZE, token, None)
-        page = self._backend.parse_list(await self._transport.request("GET", url, params, retries=0))
-        return page.operations, page.next_page_token
+        page = self._backend.read_list(await self._transport.request("GET", url, params, retries=0))
+        return [Operation.from_fields(op) for op in page.operations], page.next_page_token
 
     async def track(self, name: NameOrOperation, *, poll_interval: float | None = None) -> AsyncTracked:
         """A live handle on the operation, polled by the shared engine (one poller per name).

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from ops_widgets import InvalidNameError, UnsupportedError
+from ops_widgets import InvalidNameError, ListOperationsResponse, UnsupportedError
 from ops_widgets._auth import refresh_plan
 from ops_widgets._backends import Call, GeminiBackend, VertexBackend, validate_vertex_name, vertex_host
 
@@ -121,8 +121,8 @@ def test_parse_reads_vertex_shapes() -> None:
     b = VertexBackend("p", "us-central1")
     job = b.parse({"name": f"{LOC}/tuningJobs/1", "state": "JOB_STATE_CANCELLING"})
     assert job.job and job.cancelling and not job.done
-    page = b.parse_list({"batchPredictionJobs": [{"name": f"{LOC}/batchPredictionJobs/2",
-                                                  "state": "JOB_STATE_SUCCEEDED"}]})
+    jobs = {"batchPredictionJobs": [{"name": f"{LOC}/batchPredictionJobs/2", "state": "JOB_STATE_SUCCEEDED"}]}
+    page = ListOperationsResponse.from_page(b.read_list(jobs))
     assert page.operations[0].succeeded and page.operations[0].vertex
     assert not GeminiBackend("http://x", "v1beta").can("wait", "batches/b")
 
