@@ -118,12 +118,10 @@ class GoogleAuth:
     """The Transport's Auth for google-auth credentials: see the module docstring."""
 
     def __init__(self, credentials: Any, *, clock: Clock,
-                 request: Callable[[asyncio.AbstractEventLoop], Any] | None = None,
-                 project: str | None = None) -> None:
+                 request: Callable[[asyncio.AbstractEventLoop], Any] | None = None) -> None:
         self._credentials = credentials
         self._clock = clock
         self._request = request  # makes google-auth's Request for a refresh (None: requests')
-        self._project = project
         self._token = Secret("")  # one object, its value replaced: readers of secrets() see the new one
         self._refresh_at = -math.inf
         self._expires_at = -math.inf

@@ -218,7 +218,7 @@ class AsyncOperations:
             project = project or getattr(credentials, "project_id", None) or None
             # With its own httpx transport (an in-process emulator), token requests go through it too.
             request = (lambda loop: LoopRequest(loop, self._transport.exchange)) if custom_transport else None
-            auth = GoogleAuth(credentials, clock=self._clock, request=request, project=project)
+            auth = GoogleAuth(credentials, clock=self._clock, request=request)
         backend = VertexBackend(project, location, api_version or "v1", base_url)
         return backend, auth
 
