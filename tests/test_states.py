@@ -14,7 +14,7 @@ from wiredata import wire
 
 from ops_widgets import Operation, State, to_dataframe
 from ops_widgets._frame import STATES
-from ops_widgets.widgets._table_view import matching, page_rows
+from ops_widgets.widgets._table_view import TableIndex, page_rows
 from ops_widgets.widgets._view import result_items, view_state
 
 REASON = ("The video could not be generated because it may violate our usage guidelines. "
@@ -196,7 +196,7 @@ def test_frame_and_table_rows_of_a_filtered_video() -> None:
     assert list(frame["state"].astype(str)) == ["filtered", "succeeded", "failed", "running"]
     row = frame.loc[ops[0].name]
     assert bool(row["done"]) and pd_isna(row["error_code"]) and pd_isna(row["error_message"])
-    assert list(matching(frame, states=["filtered"])) == [ops[0].name]
+    assert list(TableIndex(frame).matching(states=["filtered"])) == [ops[0].name]
     rows = page_rows(frame, [ops[0].name], selected=(), cancelling={ops[0].name})
     assert rows[0]["state"] == "filtered" and rows[0]["error"] == ""
 

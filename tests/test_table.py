@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from test_widget import RecordingComm, Sim, recorded_comm, sim  # noqa: F401  (the fixtures are reused)
 
 from ops_widgets import Operation, OperationsTable, to_dataframe
-from ops_widgets.widgets._table_view import TableIndex, matching, page_rows
+from ops_widgets.widgets._table_view import TableIndex, page_rows
 
 
 def make_frame() -> pd.DataFrame:
@@ -34,27 +34,28 @@ def make_frame() -> pd.DataFrame:
 def test_the_state_filter_sees_cancelling() -> None:
     f = make_frame()
     v1 = "models/veo-3.0-generate-001/operations/v1"
-    assert list(matching(f, states=["running"], cancelling={v1, "operations/g1"})) == ["tunedModels/t/operations/t1"]
-    assert list(matching(f, states=["cancelling"], cancelling={v1, "operations/g1"})) == [v1]  # g1 is done
-    assert len(matching(f, cancelling={v1})) == 5
+    running = TableIndex(f).matching(states=["running"], cancelling={v1, "operations/g1"})
+    assert list(running) == ["tunedModels/t/operations/t1"]
+    assert list(TableIndex(f).matching(states=["cancelling"], cancelling={v1, "operations/g1"})) == [v1]  # g1 is done
+    assert len(TableIndex(f).matching(cancelling={v1})) == 5
 
 
 def test_matching_filters_and_sorts() -> None:
     f = make_frame()
-    assert list(matching(f)) == ["models/veo-3.0-generate-001/operations/v1", "batches/b1",
+    assert list(TableIndex(f).matching()) == ["models/veo-3.0-generate-001/operations/v1", "batches/b1",
                                  "tunedModels/t/operations/t1", "operations/g1",
                                  "operations/g2"]  # newest first, NaT last
-    assert list(matching(f, states=["running"], sort_by="id", descending=False)) == [
+    assert list(TableIndex(f).matching(states=["running"], sort_by="id", descending=False)) == [
         "tunedModels/t/operations/t1", "models/veo-3.0-generate-001/operations/v1"]
-    assert list(matching(f, kinds=["batch", "other"], sort_by="name", descending=False)) == [
+    assert list(TableIndex(f).matching(kinds=["batch", "other"], sort_by="name", descending=False)) == [
         "batches/b1", "operations/g1", "operations/g2"]
-    assert list(matching(f, search="QUOTA")) == ["batches/b1"]  # error messages, any case
-    assert list(matching(f, search="tunedmodels/t")) == ["tunedModels/t/operations/t1"]  # names
-    assert list(matching(f, search="<b>")) == ["batches/b1"]  # plain text, not a pattern
-    assert list(matching(f, sort_by="progress", descending=True))[0] == "tunedModels/t/operations/t1"
-    assert list(matching(f, sort_by="state", descending=False))[0] == "operations/g2"  # "cancelled" first
+    assert list(TableIndex(f).matching(search="QUOTA")) == ["batches/b1"]  # error messages, any case
+    assert list(TableIndex(f).matching(search="tunedmodels/t")) == ["tunedModels/t/operations/t1"]  # names
+    assert list(TableIndex(f).matching(search="<b>")) == ["batches/b1"]  # plain text, not a pattern
+    assert list(TableIndex(f).matching(sort_by="progress", descending=True))[0] == "tunedModels/t/operations/t1"
+    assert list(TableIndex(f).matching(sort_by="state", descending=False))[0] == "operations/g2"  # "cancelled" first
     with pytest.raises(ValueError):
-        matching(f, sort_by="nope")
+        TableIndex(f).matching(sort_by="nope")
 
 
 # Short texts from a small alphabet (ties are common), with the cases that trip byte-level
@@ -314,8 +315,9 @@ def test_the_table_keeps_its_index_across_filters_sorts_and_searches(monkeypatch
     buffer = table._index._searchable()
     table.search = "b00012"
     assert table._index._searchable() is buffer and table.matching == 10
-    assert list(table.filtered.index) == list(matching(table.frame, search="b00012", sort_by="create_time",
-                                                       descending=table.sort_desc))
+    fresh = TableIndex(table.frame)  # built anew: what the kept one must agree with
+    assert list(table.filtered.index) == list(fresh.matching(search="b00012", sort_by="create_time",
+                                                             descending=table.sort_desc))
     table.close()
 
 

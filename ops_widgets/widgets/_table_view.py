@@ -11,26 +11,10 @@ import pandas as pd
 
 from ._view import display_state, shown_error
 
-__all__ = ["SORTABLE", "TableIndex", "matching", "page_rows"]
+__all__ = ["SORTABLE", "TableIndex", "page_rows"]
 
 # Columns the table shows and can sort by (the frame's own names).
 SORTABLE = ("id", "kind", "state", "progress", "create_time", "duration", "error_message", "name")
-
-
-def matching(
-    frame: pd.DataFrame,
-    *,
-    states: Collection[str] = (),
-    kinds: Collection[str] = (),
-    search: str = "",
-    sort_by: str = "create_time",
-    descending: bool = True,
-    cancelling: Collection[str] = (),
-) -> pd.Index:
-    """The names that pass the filters, in display order (empty filters let everything through);
-    see TableIndex.matching, which a table keeps to answer many of these fast."""
-    return TableIndex(frame).matching(states=states, kinds=kinds, search=search, sort_by=sort_by,
-                                      descending=descending, cancelling=cancelling)
 
 
 class TableIndex:
