@@ -315,19 +315,22 @@ class AsyncOperations:
     async def track_all(
         self, names: Iterable[NameOrOperation], *, poll_interval: float | None = None
     ) -> _List[AsyncTracked]:
-        """track() each of ``names``, in the order given; their first GETs go out concurrently,
-        as many at once and as fast as the client's poll_concurrency and poll_rate allow (names
-        of a listable collection are read from its list pages instead)."""
-        tasks: _List[asyncio.Future[AsyncTracked]] = []
-        try:
-            for i, name in enumerate(names, 1):
-                tasks.append(asyncio.ensure_future(self.track(name, poll_interval=poll_interval)))
-                if i % _CHUNK == 0:
-                    await asyncio.sleep(0)  # thousands of names: start them a chunk per turn of the loop
-            return _List(await asyncio.gather(*tasks))
-        finally:
-            for task in tasks:
-                task.cancel()  # one failed: the others' handles are not handed out (no-op when done)
+        """track() each of ``names``, in the order given, the handles all at once or none (the
+        first error raises). Names of a listable collection get their first snapshots from its
+        list pages; the rest by GETs, as many at once and as fast as the client's
+        poll_concurrency and poll_rate allow."""
+        _positive("poll_interval", poll_interval)
+        targets = list(names)
+        for target in targets:
+            if not isinstance(target, Operation):
+                self._backend.read(target)  # a bad name fails here, before anything is sent
+        pollers = await self._polling().pollers_for(targets)
+        handles: _List[AsyncTracked] = _List()
+        for i, poller in enumerate(pollers, 1):
+            handles.append(AsyncTracked(poller, poll_interval=poll_interval))
+            if i % _CHUNK == 0:
+                await asyncio.sleep(0)  # ten thousand handles: a chunk per turn of the loop
+        return handles
 
     async def as_completed(
         self, names: Iterable[NameOrOperation], *, poll_interval: float | None = None, timeout: float | None = None

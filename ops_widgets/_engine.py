@@ -4,6 +4,7 @@ in three widgets and waits on it in a fourth cell still sends one stream of requ
 
     Engine (one per client, on that client's loop)
      ├── Limiter   at most N requests in flight and R per second; a 429 pauses them all
+     ├── Wakeups   one loop timer for every poller between polls
      └── Poller    per name: latest snapshot, schedule, subscribers, poll requests
           └── AsyncTracked / Tracked handles (what users and views hold)
 
@@ -20,12 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import heapq
 import inspect
+import itertools
 import logging
 import math
 import random
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from typing import Any, TypeVar
 
 from ._backends import VIDEO_MAX_BYTES
@@ -49,7 +52,7 @@ from ._text import summary_line
 from ._types import Operation
 
 __all__ = ["DEADLINE_GRACE", "FIRST_SNAPSHOT_PATIENCE", "LONG_POLL_TIMEOUT", "AsyncTracked", "Engine", "Limiter",
-           "Poller", "Tracked"]
+           "Poller", "Tracked", "Wakeups"]
 
 logger = logging.getLogger("ops_widgets")
 
@@ -76,6 +79,8 @@ FIRST_SNAPSHOT_PATIENCE = 300.0
 # List sweeps: a collection is read by list pages instead of one GET per operation once its
 # tracked operations outnumber, this many times over, the pages a sweep of it reads.
 _SWEEP_SAVING = 4
+_FIRST_WORKERS = 64  # first snapshots a track_all fetches at once (the limiter caps what is sent)
+_CHUNK = 256  # pollers a track_all makes between two turns of the event loop
 _SWEEP_MAX_PAGES = 100  # a sweep reads at most this many pages; what it did not see is GET
 _SWEEP_CHUNK = 100  # operations of a page taken in per turn of the event loop
 _SWEEP_BROKEN_FOR = 60.0  # after a sweep failed (not a 429), GETs for this long (service time)
@@ -153,6 +158,89 @@ class Limiter:
         self.release()
 
 
+class Wakeups:
+    """Wakes pollers at their due times, with ONE loop timer for them all.
+
+    A poller between polls is a heap entry here, not a sleeping task: a task, its coroutines,
+    its timer and their contexts are about fifteen objects the cyclic GC tracks, and at 10,000
+    pollers the full collections they cause stall the loop (bench/track_names.py). A poller
+    runs a task only while a poll is due or in flight.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, clock: Clock) -> None:
+        self._loop, self._clock = loop, clock
+        self._due: dict[Poller, float] = {}  # the earliest time each poller asked to be woken
+        self._heap: list[tuple[float, int, Poller]] = []  # may hold stale entries (see _stale)
+        self._seq = itertools.count()  # ties never compare pollers
+        self._stale = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def at(self, due: float, poller: Poller) -> None:
+        """Wake ``poller`` at ``due`` (clock time), or sooner if it already asked for sooner (a
+        poller woken early looks at its dues and asks again)."""
+        if due == math.inf:
+            return  # nothing is due until something wakes it
+        queued = self._due.get(poller)
+        if queued is not None:
+            if queued <= due:
+                return
+            self._stale += 1  # its later entry stays in the heap until popped or compacted
+        self._due[poller] = due
+        heapq.heappush(self._heap, (due, next(self._seq), poller))
+        self._compact()
+        if due < self._timer_at:
+            self._arm(due)
+
+    def cancel(self, poller: Poller) -> None:
+        """No wakeup for ``poller`` (it stopped): its entry goes stale, not kept alive for long."""
+        if self._due.pop(poller, None) is not None:
+            self._stale += 1
+            self._compact()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._timer_at = None, math.inf
+        self._due.clear()
+        self._heap.clear()
+        self._stale = 0
+
+    def _compact(self) -> None:
+        # Stale entries hold stopped pollers (and their snapshots) for up to the schedule's ceiling:
+        # rebuild once they are half the heap, which keeps the cost amortised O(log n) per entry.
+        if self._stale > 64 and 2 * self._stale > len(self._heap):
+            self._heap = [(due, next(self._seq), poller) for poller, due in self._due.items()]
+            heapq.heapify(self._heap)
+            self._stale = 0
+
+    def _arm(self, due: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = due
+        self._timer = self._loop.call_later(max(0.0, due - self._clock.monotonic()), self._fire)
+
+    def _fire(self) -> None:
+        self._timer, self._timer_at = None, math.inf
+        now = self._clock.monotonic()
+        heap, due_of = self._heap, self._due
+        woken: list[Poller] = []
+        while heap and heap[0][0] <= now + _EPS:
+            due, _, poller = heapq.heappop(heap)
+            if due_of.get(poller) == due:
+                del due_of[poller]
+                woken.append(poller)
+            else:
+                self._stale = max(0, self._stale - 1)
+        if heap:
+            self._arm(heap[0][0])
+        for poller in woken:  # after re-arming: a woken poller may ask for a later time at once
+            poller.woken()
+
+
 class Engine:
     """All pollers of one client, on that client's loop.
 
@@ -219,6 +307,7 @@ class Engine:
         self.seen, self.gone = seen, gone
         self.can_cancel = can_cancel
         self.limiter = Limiter(clock, max_concurrency, max_rate, rand, pause)
+        self.wakeups = Wakeups(self.loop, clock)
         self.durations = durations or Durations()
         self.pollers: dict[str, Poller] = {}
         # First snapshots being fetched, shared by every track()/wait() of the name meanwhile,
@@ -265,8 +354,6 @@ class Engine:
 
     def active(self, name: str) -> Poller | None:
         poller = self.pollers.get(name)
-        if poller is not None and not poller.stopped and poller.task_ended():
-            poller.died()  # its loop ended without stopping it: never hand it out again
         return poller if poller is not None and not poller.stopped else None
 
     async def poller(self, target: str | Operation, *, deadline: float | None = None) -> Poller:
@@ -294,11 +381,72 @@ class Engine:
             self.join(poller)
         return poller
 
-    async def _first(self, name: str, deadline: float | None) -> tuple[Operation, float]:
-        """The first snapshot of ``name``, one fetch shared by every caller meanwhile."""
+    async def pollers_for(self, targets: Sequence[str | Operation]) -> list[Poller]:
+        """``poller()`` of each target, in order, with their first snapshots fetched together.
+
+        Names of a listable collection, where enough of them are asked for a sweep to be worth
+        it, are read from its list pages first; the others (and those the pages did not show)
+        by GETs, at most _FIRST_WORKERS at once, each through the limiter and retried as
+        ``poller()`` does. The first error raises, and no poller is made for the rest. Pollers
+        are made a chunk per turn of the loop: ten thousand never stall it.
+        """
+        if self.closed is not None:
+            raise self.closed
+        firsts: dict[str, tuple[Operation, float]] = {}
+        groups: dict[str, set[str]] = {}
+        wanted: dict[str, None] = {}  # the names to fetch, once each, in order
+        for target in targets:
+            if isinstance(target, str) and target not in wanted and self.active(target) is None:
+                wanted[target] = None
+                parent = self.sweep_parent(target)
+                if parent is not None:
+                    groups.setdefault(parent, set()).add(target)
+        for parent, names in groups.items():
+            sweep = self._sweeps.get(parent)
+            if sweep is None:
+                sweep = self._sweeps[parent] = Sweep(self, parent)
+            if not sweep.worth_it(self.members.get(parent, 0) + len(names)):
+                continue
+            try:
+                firsts.update(await sweep.firsts(names))
+            except RateLimitError as exc:  # the GETs below wait for the pause
+                self.rate_limited(exc)
+            except OpsError as exc:
+                sweep.failed(exc)
+        left = iter([name for name in wanted if name not in firsts])
+
+        async def worker() -> None:
+            for name in left:
+                firsts[name] = await self._first(name, None, sweep=False)
+
+        workers = [asyncio.ensure_future(worker()) for _ in range(min(_FIRST_WORKERS, len(wanted)))]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for task in workers:
+                task.cancel()  # one failed: the others stop asking (no-op when done)
+        made: list[Poller] = []
+        for i, target in enumerate(targets, 1):
+            if self.closed is not None:
+                raise self.closed
+            name = target if isinstance(target, str) else target.name
+            poller = self.active(name)
+            if poller is None:
+                # An Operation in hand is its own first snapshot.
+                first, sent = (target, self.clock.monotonic()) if isinstance(target, Operation) else firsts[name]
+                poller = self.pollers[name] = Poller(self, first, sent)
+                self.join(poller)
+            made.append(poller)
+            if i % _CHUNK == 0:
+                await asyncio.sleep(0)
+        return made
+
+    async def _first(self, name: str, deadline: float | None, *, sweep: bool = True) -> tuple[Operation, float]:
+        """The first snapshot of ``name``, one fetch shared by every caller meanwhile (``sweep``:
+        from a list sweep where that is worth it, when this call starts the fetch)."""
         entry = self._firsts.get(name)
         if entry is None:
-            task = self.loop.create_task(self._first_snapshot(name), name=f"ops-widgets first GET {name}")
+            task = self.loop.create_task(self._first_snapshot(name, sweep), name=f"ops-widgets first GET {name}")
             entry = self._firsts[name] = (task, [0])
             task.add_done_callback(lambda t: self._firsts.pop(name, None) if self._firsts.get(name) == entry else None)
         task, waiting = entry
@@ -317,13 +465,13 @@ class Engine:
             if waiting[0] == 0 and not task.done():
                 task.cancel()  # nobody wants it any more
 
-    async def _first_snapshot(self, name: str) -> tuple[Operation, float]:
+    async def _first_snapshot(self, name: str, sweep: bool) -> tuple[Operation, float]:
         give_up = self.clock.monotonic() + FIRST_SNAPSHOT_PATIENCE
         delays: Iterator[float] | None = None
         while True:
             delay = 0.0
             try:
-                return await self.fetch(name, first=True)
+                return await (self.fetch(name, first=True) if sweep else self._get_one(name))
             except RateLimitError as exc:
                 self.rate_limited(exc)  # the limiter holds the next try past the pause
                 error: OpsError = exc
@@ -414,6 +562,7 @@ class Engine:
 
     def forget(self, poller: Poller) -> None:
         self.leave(poller)
+        self.wakeups.cancel(poller)
         if self.pollers.get(poller.name) is poller:
             del self.pollers[poller.name]
 
@@ -422,6 +571,7 @@ class Engine:
         self.closed = reason
         for poller in list(self.pollers.values()):
             poller.close(reason)
+        self.wakeups.close()
 
     async def wait(
         self,
@@ -530,10 +680,7 @@ class Sweep:
                 try:
                     await self._sweep(wanted)
                 except Exception as exc:  # every asker's poll failed with it; retrying is theirs
-                    if not isinstance(exc, RateLimitError):
-                        broken_for = _SWEEP_BROKEN_FOR * self.engine.durations.scale
-                        self.broken_until = self.engine.clock.monotonic() + broken_for
-                        logger.info("listing %s failed (%s): GETs for now", self.parent, exc)
+                    self.failed(exc)
                     for answer in wanted.values():
                         if not answer.done():
                             answer.set_exception(exc)
@@ -541,6 +688,40 @@ class Sweep:
             self._task = None
 
     async def _sweep(self, wanted: dict[str, asyncio.Future[tuple[Operation, float] | None]]) -> None:
+        def take(op: Operation, sent: float) -> bool:
+            answer = wanted.pop(op.name, None)
+            if answer is not None and not answer.done():
+                answer.set_result((op, sent))
+            return answer is not None
+
+        await self._read(take, lambda: bool(wanted))
+        for answer in wanted.values():  # not on the pages read: a GET each
+            if not answer.done():
+                answer.set_result(None)
+
+    async def firsts(self, names: set[str]) -> dict[str, tuple[Operation, float]]:
+        """The first snapshots of ``names`` (a track_all's), read from list pages at once: those
+        the pages showed, with when their page was asked for. No future or task per name."""
+        found: dict[str, tuple[Operation, float]] = {}
+
+        def take(op: Operation, sent: float) -> bool:
+            if op.name in names and op.name not in found:
+                found[op.name] = (op, sent)
+                return True
+            return False
+
+        await self._read(take, lambda: len(found) < len(names))
+        return found
+
+    def failed(self, exc: Exception) -> None:
+        """A sweep failed: GETs for a while (after a 429, the pause is the only wait)."""
+        if not isinstance(exc, RateLimitError):
+            self.broken_until = self.engine.clock.monotonic() + _SWEEP_BROKEN_FOR * self.engine.durations.scale
+            logger.info("listing %s failed (%s): GETs for now", self.parent, exc)
+
+    async def _read(self, take: Callable[[Operation, float], bool], more: Callable[[], bool]) -> None:
+        """List pages until ``more()`` is false (or the list or the page budget ends): each
+        operation goes to ``take``, and if it did not want it, to its poller as news."""
         engine, token, pages = self.engine, None, 0
         list_page = engine.list_page
         assert list_page is not None  # a Sweep exists only where the client can list
@@ -553,20 +734,13 @@ class Sweep:
                 engine.limiter.release()
             pages += 1
             for i, op in enumerate(ops, 1):
-                answer = wanted.pop(op.name, None)
-                if answer is not None:
-                    if not answer.done():
-                        answer.set_result((op, sent))
-                else:
+                if not take(op, sent):
                     engine.offer(op, sent)
                 if i % _SWEEP_CHUNK == 0:
                     await asyncio.sleep(0)  # a page wakes a thousand waiters: not all in one turn
-            if not wanted or token is None or pages >= _SWEEP_MAX_PAGES:
+            if not more() or token is None or pages >= _SWEEP_MAX_PAGES:
                 break
         self.pages = pages
-        for answer in wanted.values():  # not on the pages read: a GET each
-            if not answer.done():
-                answer.set_result(None)
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
@@ -582,7 +756,7 @@ class Poller:
     __slots__ = (
         "_base_due", "_cancel_delays", "_cancel_due", "_cancel_task", "_clock", "_done_at", "_failures",
         "_intervals", "_latest_sent", "_long", "_observed_at", "_planned_long", "_probe", "_refs", "_requests",
-        "_retry_delays", "_retry_due", "_schedule", "_started", "_subscribers", "_task", "_wakeup", "_watchers",
+        "_retry_delays", "_retry_due", "_schedule", "_started", "_subscribers", "_task", "_watchers",
         "cancel_requested", "engine", "last_error", "latest", "member", "name", "parent", "requests", "saw_running",
         "stopped",
     )
@@ -609,10 +783,11 @@ class Poller:
         self._done_at: float | None = None
         self._refs = 0
         self._watchers = 0  # views on screen now: while any, poll at the watched cadence
-        self._subscribers: list[Callback] = []
+        # Tuples, not lists: most pollers have none of these, and () is no object for the GC.
+        self._subscribers: tuple[Callback, ...] = ()
         # (due, answer, done_only): done_only asks are met by a long-poll in flight (it answers at done).
-        self._requests: list[tuple[float | None, asyncio.Future[Operation], bool]] = []
-        self._intervals: list[float] = []  # fixed intervals asked for by handles
+        self._requests: tuple[tuple[float | None, asyncio.Future[Operation], bool], ...] = ()
+        self._intervals: tuple[float, ...] = ()  # fixed intervals asked for by handles
         self._schedule = Adaptive(first.kind, engine.durations, model=first.model)
         self._base_due = self._started  # next poll of the handles' interval or the adaptive schedule
         self._retry_due: float | None = None  # while polls fail: backoff overrides every due
@@ -621,8 +796,7 @@ class Poller:
         self._cancel_due: float | None = None
         self._cancel_delays: Iterator[float] | None = None
         self._cancel_task: asyncio.Task[None] | None = None
-        self._wakeup: asyncio.Future[None] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[None] | None = None  # only while a poll is due or in flight
         self._long: asyncio.Task[None] | None = None  # the long-poll in flight
         self._planned_long = False  # whether _base_due was planned with a long-poll in flight
         # A long-poll met a 404: GET now. Found: the service has no :wait (else the 404 stands).
@@ -637,16 +811,7 @@ class Poller:
     def retain(self) -> None:
         """One more interested party; start polling if needed."""
         self._refs += 1
-        if self._task is None and not self.stopped:
-            self._task = self.engine.loop.create_task(self._run(), name=f"ops-widgets poll {self.name}")
-            self._task.add_done_callback(self._task_done)
-
-    def task_ended(self) -> bool:
-        return self._task is not None and self._task.done()
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        if not self.stopped and not task.cancelled():
-            self.died(task.exception())
+        self.wake()
 
     def died(self, exc: BaseException | None = None) -> None:
         """The polling loop ended without stopping (a bug): stop for good, tell everyone."""
@@ -673,12 +838,12 @@ class Poller:
 
     def want_interval(self, interval: float) -> Callable[[], None]:
         """Poll at least every ``interval`` seconds until the returned function is called."""
-        self._intervals.append(interval)
+        self._intervals = (*self._intervals, interval)
         self._plan()
         self.wake()
 
         def drop() -> None:
-            self._intervals.remove(interval)
+            self._intervals = _without(self._intervals, interval)
             self._plan()
 
         return drop
@@ -721,13 +886,13 @@ class Poller:
 
     def subscribe(self, callback: Callback) -> None:
         """Call ``callback(op)`` now with the latest snapshot, then after every change."""
-        self._subscribers.append(callback)
+        self._subscribers = (*self._subscribers, callback)
         self.retain()
         self._call(callback, self.latest)
 
     def unsubscribe(self, callback: Callback) -> None:
         if callback in self._subscribers:
-            self._subscribers.remove(callback)
+            self._subscribers = _without(self._subscribers, callback)
             self.release()
 
     def _call(self, callback: Callback, op: Operation) -> None:
@@ -747,7 +912,7 @@ class Poller:
 
     def _deliver(self) -> None:
         op = self.latest
-        for callback in list(self._subscribers):
+        for callback in self._subscribers:
             self._call(callback, op)
 
     # -- poll requests (waiters) and cancel ----------------------------------------------------
@@ -765,7 +930,7 @@ class Poller:
         elif due is not None and self._latest_sent >= due - _EPS:
             answer.set_result(self.latest)
         else:
-            self._requests.append((due, answer, done_only))
+            self._requests = (*self._requests, (due, answer, done_only))
             self.wake()
         return answer
 
@@ -797,8 +962,24 @@ class Poller:
     # -- the loop ---------------------------------------------------------------------------
 
     def wake(self) -> None:
-        if self._wakeup is not None and not self._wakeup.done():
-            self._wakeup.set_result(None)
+        """Something changed what is due: poll now if it is, else sleep until it is. (A poll in
+        flight looks at the dues again when it ends.)"""
+        if self._task is not None or self.stopped:
+            return
+        try:
+            if not self._long_ready() and self._planned_long == (self._long is not None):
+                due = self._next_due()
+                if due - self._clock.monotonic() > _EPS:
+                    self.engine.wakeups.at(due, self)
+                    return
+        except Exception as exc:  # a bug deciding: stop for good and say so, never poll blind
+            self.died(exc)
+            return
+        self._task = self.engine.loop.create_task(self._run(), name=f"ops-widgets poll {self.name}")
+
+    def woken(self) -> None:
+        """The engine's timer: a due time this poller asked for has come."""
+        self.wake()
 
     def _plan(self, now: float | None = None) -> None:
         """The next poll of the handles' fixed interval, else of the adaptive schedule. With a
@@ -831,37 +1012,41 @@ class Poller:
                     if due is not None and not answer.done() and not (done_only and watched))
         return min(dues)
 
-    async def _sleep(self, delay: float) -> None:
-        loop = self.engine.loop
-        self._wakeup = fut = loop.create_future()
-        handle = loop.call_later(delay, _resolve, fut)
-        try:
-            await fut
-        finally:
-            handle.cancel()
-            self._wakeup = None
-
     async def _run(self) -> None:
+        try:
+            await self._poll_while_due()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug in the loop itself: stop for good, tell everyone
+            self._task = None
+            self.died(exc)
+        finally:
+            self._task = None
+
+    async def _poll_while_due(self) -> None:
+        """Poll while something is due; then ask the engine's timer for the next due and end."""
         while not self.stopped:
             if self._long_ready() and await self._start_long_poll():
                 continue  # the long-poll is this round's poll
             if self._planned_long != (self._long is not None):
                 self._plan()  # a long-poll ended without an answer: the schedule again
-            wait = self._next_due() - self._clock.monotonic()
-            if wait > _EPS:
-                await self._sleep(wait)
-                continue  # woken early or on time: look at the dues again
+            due = self._next_due()
+            if due - self._clock.monotonic() > _EPS:
+                self.engine.wakeups.at(due, self)
+                return
             self.requests += 1
             try:
                 op, sent = await self.engine.fetch(self.name)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if self.stopped:
+                    return  # finished meanwhile (a sweep or a long-poll saw it done): nothing failed
                 if self._failure(exc):
                     return
                 continue
             if self.stopped:
-                return  # a long-poll saw it done meanwhile
+                return  # a long-poll or a sweep saw it done meanwhile
             if self._probe is not None:  # a long-poll's 404, and the GET finds it: :wait is not bound
                 self.engine.unbound(self.name, self._probe)
                 self._probe = None
@@ -1006,14 +1191,17 @@ class Poller:
         if changed:
             self._deliver()
         # Every request this poll answers: sent at or after its due time, or any if it is done.
-        waiting, self._requests = self._requests, []
-        for due, answer, done_only in waiting:
-            if answer.done():
-                continue
-            if op.done or (due is not None and sent >= due - _EPS):
-                answer.set_result(op)
-            else:
-                self._requests.append((due, answer, done_only))
+        if self._requests:
+            left = []
+            for request in self._requests:
+                due, answer, _done_only = request
+                if answer.done():
+                    continue
+                if op.done or (due is not None and sent >= due - _EPS):
+                    answer.set_result(op)
+                else:
+                    left.append(request)
+            self._requests = tuple(left)
         if op.done:
             self._finish()
 
@@ -1029,8 +1217,7 @@ class Poller:
                 answer.set_result(self.latest)
             else:
                 answer.set_exception(self.last_error)
-        self._requests = []
-        self.wake()
+        self._requests = ()
 
     def close(self, reason: OpsError) -> None:
         """Stop for good (the client is closing): waiters get ``reason`` instead of hanging."""
@@ -1054,9 +1241,10 @@ class Poller:
             long.cancel()  # its request is dropped, its slot freed
 
 
-def _resolve(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
+def _without(items: tuple[T, ...], item: T) -> tuple[T, ...]:
+    """``items`` less the first one equal to ``item``."""
+    i = items.index(item)
+    return items[:i] + items[i + 1:]
 
 
 def _current_task() -> asyncio.Task[Any] | None:

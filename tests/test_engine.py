@@ -587,3 +587,38 @@ def test_a_collection_whose_listing_fails_is_polled_by_gets() -> None:
         assert sum(1 for _, _, p, _ in rec.log if p.startswith("/v1beta/batches/")) >= 20
 
     simulate(body)
+
+
+def test_a_poll_that_fails_after_the_operation_was_seen_done_elsewhere_is_no_failure(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A poller's own request is in flight when another request (a list sweep, a long-poll)
+    brings the done snapshot; when its own then fails (here: the client closed meanwhile),
+    nothing failed: no error logged, no last_error, the done snapshot stands."""
+    from ops_widgets._engine import AsyncTracked, Engine
+
+    clock = ow.VirtualClock()
+    name = "batches/b1"
+
+    async def body() -> None:
+        in_flight, fail = asyncio.Event(), asyncio.Event()
+
+        async def poll(_name: str) -> Operation:
+            in_flight.set()
+            await fail.wait()
+            raise RuntimeError("this client was closed; create a new one")
+
+        async def cancel(_name: str) -> None:
+            raise AssertionError("no cancel here")
+
+        engine = Engine(poll=poll, cancel=cancel, clock=clock)
+        handle = AsyncTracked(await engine.poller(Operation.from_api_response({"name": name})))
+        await in_flight.wait()  # the clock runs to the poller's first due poll
+        engine.offer(Operation.from_api_response({"name": name, "done": True, "response": {}}), clock.monotonic())
+        fail.set()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert handle.operation.done and handle.last_error is None and not handle.polling
+
+    with caplog.at_level(logging.DEBUG, logger="ops_widgets"):
+        clock.run(body())
+    assert not [r for r in caplog.records if "failed" in r.getMessage()]
