@@ -559,6 +559,63 @@ def test_list_sweeps_replace_gets_for_listable_collections() -> None:
     simulate(body)
 
 
+def test_track_all_hands_out_every_handle_in_order_one_poller_per_name() -> None:
+    """Batches (listable: one list page), imports (a GET each), an Operation in hand (no request)
+    and a repeated name: a handle per entry, in order; a repeated name shares its poller."""
+
+    async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
+        batches = [emu.create("batch", duration=3600) for _ in range(30)]
+        imports = [emu.create("import", duration=3600) for _ in range(5)]
+        async with ow.AsyncOperations(**rec.options()) as ops:
+            in_hand = await ops.get(emu.create("video", duration=3600))
+            before = len(rec.log)
+            targets = [imports[0], *batches, in_hand, *imports[1:], batches[0]]
+            handles = await ops.track_all(targets)
+            assert [h.name for h in handles] == [t if isinstance(t, str) else t.name for t in targets]
+            assert handles[1]._poller is handles[-1]._poller and handles[1] is not handles[-1]
+            sent = [p for _, m, p, _ in rec.log[before:]]
+            assert sent.count("/v1beta/batches") == 1 and len(sent) == 1 + len(imports), sent
+
+    simulate(body)
+
+
+def test_track_all_raises_the_first_error_and_leaves_nothing_polling() -> None:
+    """A deleted name among many: NotFoundError, and not one of the others is polled after."""
+
+    async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
+        names = [emu.create(kind, duration=3600) for kind in ["batch", "import"] * 20]
+        async with ow.AsyncOperations(**rec.options()) as ops:
+            await ops.delete(names[6])  # a batch: not on the list page, so GET, and 404
+            with pytest.raises(ow.NotFoundError):
+                await ops.track_all(names)
+            after = len(rec.log)
+            await asyncio.sleep(1800)
+            assert len(rec.log) == after
+            again = await ops.track_all(names[:6])  # the others can be tracked as usual
+            assert [h.operation.name for h in again] == names[:6]
+
+    simulate(body)
+
+
+def test_track_all_gets_first_snapshots_by_get_when_the_listing_fails() -> None:
+    """The list page answers 500 (then a 429 storm, in a second client): every first snapshot
+    comes by GET, no handle is lost, and the failed listing is not retried at once."""
+
+    async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
+        names = [emu.create("batch", duration=3600) for _ in range(25)]
+        for fault in ("500", "429"):
+            transport = Faulty(httpx.ASGITransport(app=rec), lambda r: fault if r.url.path == "/v1beta/batches" else None)
+            async with ow.AsyncOperations(**rec.options(transport=transport)) as ops:
+                before = len(rec.log)
+                handles = await ops.track_all(names)
+                assert [h.operation.name for h in handles] == names
+            assert transport.injected[fault] == 1
+            gets = [p for _, m, p, _ in rec.log[before:] if m == "GET" and p.startswith("/v1beta/batches/")]
+            assert sorted(gets) == sorted(f"/v1beta/{n}" for n in names)
+
+    simulate(body)
+
+
 def test_an_operation_gone_from_a_swept_collection_is_fetched_and_stops() -> None:
     async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
         names = [emu.create("batch", duration=3600) for _ in range(20)]
