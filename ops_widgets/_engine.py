@@ -83,6 +83,12 @@ _FIRST_WORKERS = 64  # first snapshots a track_all fetches at once (the limiter 
 _CHUNK = 256  # pollers a track_all makes between two turns of the event loop
 _SWEEP_MAX_PAGES = 100  # a sweep reads at most this many pages; what it did not see is GET
 _SWEEP_CHUNK = 100  # operations of a page taken in per turn of the event loop
+# A collection worth sweeping is swept every _SWEEP_EVERY seconds at most (a fixed 10 s loop sees
+# an operation done 5 s late on average; this, 2.5 s), and no more often than costs each tracked
+# operation one request per _SWEEP_BUDGET seconds (1/20 of that loop's requests).
+_SWEEP_EVERY = 5.0
+_SWEEP_BUDGET = 200.0
+_SWEPT_SLACK = 1.5  # a swept poller's own poll waits this many periods: it is due only if sweeps stop
 _SWEEP_BROKEN_FOR = 60.0  # after a sweep failed (not a 429), GETs for this long (service time)
 # The timeout a long-poll asks for (real seconds, whatever the time scale: the server holds the
 # request on its own clock). Vertex AI holds a :wait for at most about a minute (the emulator's
@@ -405,7 +411,7 @@ class Engine:
             sweep = self._sweeps.get(parent)
             if sweep is None:
                 sweep = self._sweeps[parent] = Sweep(self, parent)
-            if not sweep.worth_it(self.members.get(parent, 0) + len(names)):
+            if not sweep.worth_it(len(names)):
                 continue
             try:
                 firsts.update(await sweep.firsts(names))
@@ -504,10 +510,12 @@ class Engine:
         sweep = self._sweeps.get(parent)
         if sweep is None:
             sweep = self._sweeps[parent] = Sweep(self, parent)
-        # Those asking now count too: a thousand first snapshots asked at once are one sweep.
+        # Those asking now count too: a thousand first snapshots asked at once are one sweep. For
+        # first snapshots only they count: the members have periodic sweeps of their own, and one
+        # new name (listed last) is not worth reading every page for.
         self._asking[parent] = asking = self._asking.get(parent, 0) + 1
         try:
-            if sweep.worth_it(self.members.get(parent, 0) + asking):
+            if sweep.worth_it(asking if first else self.members.get(parent, 0) + asking):
                 got = await sweep.get(name, first=first)
                 if got is not None:
                     self._pause_backoff = None
@@ -541,6 +549,11 @@ class Engine:
         logger.info("rate limited: all polling paused for %.1fs", delay)
         return delay
 
+    def swept_every(self, parent: str | None) -> float | None:
+        """The period of ``parent``'s periodic sweeps while they run, else None."""
+        sweep = self._sweeps.get(parent) if parent is not None else None
+        return sweep.period if sweep is not None else None
+
     def offer(self, op: Operation, sent: float) -> None:
         """A snapshot a list sweep brought without being asked: news for its poller, if any."""
         poller = self.active(op.name)
@@ -571,6 +584,8 @@ class Engine:
         self.closed = reason
         for poller in list(self.pollers.values()):
             poller.close(reason)
+        for sweep in self._sweeps.values():
+            sweep.stop()
         self.wakeups.close()
 
     async def wait(
@@ -639,7 +654,11 @@ class Sweep:
     traffic stays near a page a second; first snapshots, asked all at once by a track_all,
     only for the turn of the loop that asks them); each page's operations answer those who asked and
     bring the other pollers of the collection fresh snapshots. Those it did not see (deleted,
-    or past the pages read) are answered None: their pollers GET them."""
+    or past the pages read) are answered None: their pollers GET them.
+
+    While the collection is worth sweeping it is also swept periodically (every _SWEEP_EVERY
+    seconds, or less often where its pages would cost each member more than _SWEEP_BUDGET
+    allows); on a period of _SWEEP_EVERY its pollers leave their own polls to the sweeps."""
 
     def __init__(self, engine: Engine, parent: str) -> None:
         self.engine = engine
@@ -649,6 +668,8 @@ class Sweep:
         self._wanted: dict[str, asyncio.Future[tuple[Operation, float] | None]] = {}
         self._urgent = False  # a first snapshot is among the wanted: no gathering time
         self._task: asyncio.Task[None] | None = None
+        self._idle: asyncio.Future[None] | None = None  # waiting for the next periodic sweep
+        self.period: float | None = None  # of the periodic sweeps, while they run
 
     def worth_it(self, interested: int) -> bool:
         """Whether a sweep would replace enough GETs: ``interested`` is the collection's live
@@ -667,15 +688,32 @@ class Sweep:
             answer.add_done_callback(_retrieve)
         if self._task is None:
             self._task = self.engine.loop.create_task(self._run(), name=f"ops-widgets sweep {self.parent}")
+        elif self._idle is not None:
+            _settle_future(self._idle)  # asked before the periodic sweep: sweep now
         return await asyncio.shield(answer)
 
     async def _run(self) -> None:
+        loop = self.engine.loop
         try:
-            while self._wanted:
-                for _ in range(3):  # the rest of this turn's askers (their tasks are just starting)
-                    await asyncio.sleep(0)
-                if not self._urgent:
-                    await asyncio.sleep(self.pages * self.engine.durations.scale)  # gather who else asks
+            while True:
+                if not self._wanted:  # nobody asks now: a periodic sweep, while worth it
+                    self.period = period = self._period()
+                    if period is None:
+                        return
+                    self._idle = loop.create_future()
+                    timer = loop.call_later(period, _settle_future, self._idle)
+                    try:
+                        await self._idle  # the period's end, or someone asks sooner
+                    finally:
+                        timer.cancel()
+                        self._idle = None
+                    if self.engine.closed is not None:
+                        return
+                else:
+                    for _ in range(3):  # the rest of this turn's askers (their tasks are just starting)
+                        await asyncio.sleep(0)
+                    if not self._urgent:
+                        await asyncio.sleep(self.pages * self.engine.durations.scale)  # gather who else asks
                 wanted, self._wanted, self._urgent = self._wanted, {}, False
                 try:
                     await self._sweep(wanted)
@@ -685,7 +723,19 @@ class Sweep:
                         if not answer.done():
                             answer.set_exception(exc)
         finally:
-            self._task = None
+            self._task = self.period = None
+
+    def _period(self) -> float | None:
+        """Seconds to the next periodic sweep (None: not worth one): at least _SWEEP_EVERY, and
+        long enough that its pages cost each member no more than _SWEEP_BUDGET allows."""
+        members = self.engine.members.get(self.parent, 0)
+        if self.engine.closed is not None or not members or not self.worth_it(members):
+            return None
+        return max(_SWEEP_EVERY, _SWEEP_BUDGET * self.pages / members) * self.engine.durations.scale
+
+    def stop(self) -> None:
+        if self._idle is not None:
+            _settle_future(self._idle)
 
     async def _sweep(self, wanted: dict[str, asyncio.Future[tuple[Operation, float] | None]]) -> None:
         def take(op: Operation, sent: float) -> bool:
@@ -741,6 +791,11 @@ class Sweep:
             if not more() or token is None or pages >= _SWEEP_MAX_PAGES:
                 break
         self.pages = pages
+
+
+def _settle_future(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
@@ -994,9 +1049,13 @@ class Poller:
             return
         if self._intervals and not self._watchers:
             delay = min(self._intervals)  # a handle's fixed interval replaces the adaptive schedule
-        else:  # while someone looks: the watched cadence, or a handle's interval if that is sooner
-            delay = min([self._schedule.watched_delay() if self._watchers else self._schedule.next_delay(),
-                         *self._intervals])
+        elif self._watchers:  # while someone looks: the watched cadence, or a handle's interval if sooner
+            delay = min([self._schedule.watched_delay(), *self._intervals])
+        else:
+            delay = self._schedule.next_delay()
+            swept = self.engine.swept_every(self.parent) if self.member else None
+            if swept is not None and swept <= _SWEEP_EVERY * self.engine.durations.scale:
+                delay = max(delay, swept * _SWEPT_SLACK)  # the sweeps bring news soon: no poll of ours
         self._base_due = now + delay
 
     def _next_due(self) -> float:

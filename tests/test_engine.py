@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from faults import Faulty
+from faults import Faulty, first_n
 from recorder import Recorder
 
 import ops_widgets as ow
@@ -604,7 +604,8 @@ def test_track_all_gets_first_snapshots_by_get_when_the_listing_fails() -> None:
     async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
         names = [emu.create("batch", duration=3600) for _ in range(25)]
         for fault in ("500", "429"):
-            transport = Faulty(httpx.ASGITransport(app=rec), lambda r: fault if r.url.path == "/v1beta/batches" else None)
+            listing = first_n(10**6, fault, lambda r: r.url.path == "/v1beta/batches")
+            transport = Faulty(httpx.ASGITransport(app=rec), listing)
             async with ow.AsyncOperations(**rec.options(transport=transport)) as ops:
                 before = len(rec.log)
                 handles = await ops.track_all(names)
@@ -612,6 +613,30 @@ def test_track_all_gets_first_snapshots_by_get_when_the_listing_fails() -> None:
             assert transport.injected[fault] == 1
             gets = [p for _, m, p, _ in rec.log[before:] if m == "GET" and p.startswith("/v1beta/batches/")]
             assert sorted(gets) == sorted(f"/v1beta/{n}" for n in names)
+
+    simulate(body)
+
+
+def test_a_collection_worth_sweeping_is_swept_periodically_and_seen_done_within_seconds() -> None:
+    """200 batches of 10 to 15 minutes: the periodic sweeps (every 5 s while enough of them run)
+    see each one done within seconds, with no GET after the first snapshots and about 1/50 of
+    the requests a fixed 10 s loop would send."""
+
+    async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
+        durations = [600 + i * 1.5 for i in range(200)]
+        names = [emu.create("batch", duration=d) for d in durations]
+        ends = {n: clock.monotonic() + d for n, d in zip(names, durations, strict=True)}
+        late: dict[str, float] = {}
+        async with ow.AsyncOperations(**rec.options()) as ops:
+            handles = await ops.track_all(names)
+            for h in handles:
+                h.subscribe(lambda op: late.setdefault(op.name, clock.monotonic() - ends[op.name]) if op.done else None)
+            await asyncio.gather(*(h.wait() for h in handles))
+        delays = sorted(late.values())
+        assert len(delays) == 200 and delays[int(0.95 * 199)] <= 6.0, delays[-20:]
+        assert not [p for _, m, p, _ in rec.log if m == "GET" and p.startswith("/v1beta/batches/")]
+        fixed_loop = sum(d // 10 + 2 for d in durations)
+        assert len(rec.log) <= fixed_loop / 50, (len(rec.log), fixed_loop)
 
     simulate(body)
 
