@@ -182,9 +182,6 @@ class Wakeups:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
 
-    def __len__(self) -> int:
-        return len(self._due)
-
     def at(self, due: float, poller: Poller) -> None:
         """Wake ``poller`` at ``due`` (clock time), or sooner if it already asked for sooner (a
         poller woken early looks at its dues and asks again)."""
@@ -244,7 +241,7 @@ class Wakeups:
         if heap:
             self._arm(heap[0][0])
         for poller in woken:  # after re-arming: a woken poller may ask for a later time at once
-            poller.woken()
+            poller.wake()
 
 
 class Engine:
@@ -381,7 +378,11 @@ class Engine:
             first, sent = target, self.clock.monotonic()
         else:
             first, sent = await self._first(name, deadline)
-        poller = self.active(name)  # another track() may have won the race during the await
+        return self._adopt(name, first, sent)  # another track() may have won the race during the await
+
+    def _adopt(self, name: str, first: Operation, sent: float) -> Poller:
+        """The live poller of ``name``, made from this first snapshot if there is none."""
+        poller = self.active(name)
         if poller is None:
             poller = self.pollers[name] = Poller(self, first, sent)
             self.join(poller)
@@ -408,9 +409,7 @@ class Engine:
                 if parent is not None:
                     groups.setdefault(parent, set()).add(target)
         for parent, names in groups.items():
-            sweep = self._sweeps.get(parent)
-            if sweep is None:
-                sweep = self._sweeps[parent] = Sweep(self, parent)
+            sweep = self._sweep_of(parent)
             if not sweep.worth_it(len(names)):
                 continue
             try:
@@ -435,14 +434,14 @@ class Engine:
         for i, target in enumerate(targets, 1):
             if self.closed is not None:
                 raise self.closed
-            name = target if isinstance(target, str) else target.name
-            poller = self.active(name)
-            if poller is None:
-                # An Operation in hand is its own first snapshot.
-                first, sent = (target, self.clock.monotonic()) if isinstance(target, Operation) else firsts[name]
-                poller = self.pollers[name] = Poller(self, first, sent)
-                self.join(poller)
-            made.append(poller)
+            if isinstance(target, Operation):  # an Operation in hand is its own first snapshot
+                made.append(self._adopt(target.name, target, self.clock.monotonic()))
+            else:
+                live = self.active(target)
+                if live is None:  # fetched above, or live when asked and stopped since: fetched now
+                    first = firsts.get(target)
+                    live = self._adopt(target, *(first or await self._first(target, None)))
+                made.append(live)
             if i % _CHUNK == 0:
                 await asyncio.sleep(0)
         return made
@@ -507,9 +506,7 @@ class Engine:
         parent = self.sweep_parent(name)
         if parent is None:
             return await self._get_one(name)
-        sweep = self._sweeps.get(parent)
-        if sweep is None:
-            sweep = self._sweeps[parent] = Sweep(self, parent)
+        sweep = self._sweep_of(parent)
         # Those asking now count too: a thousand first snapshots asked at once are one sweep. For
         # first snapshots only they count: the members have periodic sweeps of their own, and one
         # new name (listed last) is not worth reading every page for.
@@ -523,6 +520,12 @@ class Engine:
             return await self._get_one(name)
         finally:
             self._asking[parent] -= 1
+
+    def _sweep_of(self, parent: str) -> Sweep:
+        sweep = self._sweeps.get(parent)
+        if sweep is None:
+            sweep = self._sweeps[parent] = Sweep(self, parent)
+        return sweep
 
     async def _get_one(self, name: str) -> tuple[Operation, float]:
         await self.limiter.acquire()
@@ -1032,10 +1035,6 @@ class Poller:
             return
         self._task = self.engine.loop.create_task(self._run(), name=f"ops-widgets poll {self.name}")
 
-    def woken(self) -> None:
-        """The engine's timer: a due time this poller asked for has come."""
-        self.wake()
-
     def _plan(self, now: float | None = None) -> None:
         """The next poll of the handles' fixed interval, else of the adaptive schedule. With a
         long-poll in flight, no schedule: only what handles and views ask for."""
@@ -1077,7 +1076,6 @@ class Poller:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug in the loop itself: stop for good, tell everyone
-            self._task = None
             self.died(exc)
         finally:
             self._task = None

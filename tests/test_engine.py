@@ -579,6 +579,27 @@ def test_track_all_hands_out_every_handle_in_order_one_poller_per_name() -> None
     simulate(body)
 
 
+def test_track_all_of_a_name_whose_poller_stops_meanwhile_tracks_it_again() -> None:
+    """A name already tracked when track_all starts (so not fetched with the others) whose last
+    handle closes while the others' first GETs are out: track_all fetches it again, no KeyError."""
+
+    async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
+        name = emu.create("batch", duration=3600)
+        imports = [emu.create("import", duration=3600) for _ in range(30)]  # 3 s of GETs at 10/s
+        async with ow.AsyncOperations(**rec.options()) as ops:
+            earlier = await ops.track(name)
+            tracking = asyncio.ensure_future(ops.track_all([name, *imports]))
+            await asyncio.sleep(1)
+            earlier.close()
+            await asyncio.sleep(0)
+            assert not earlier.polling and not tracking.done()
+            handles = await tracking
+            assert handles[0].polling and handles[0].operation.name == name
+            assert [h.name for h in handles[1:]] == imports
+
+    simulate(body)
+
+
 def test_track_all_raises_the_first_error_and_leaves_nothing_polling() -> None:
     """A deleted name among many: NotFoundError, and not one of the others is polled after."""
 
