@@ -24,19 +24,12 @@ os.environ.setdefault("OPS_WIDGETS_HISTORY", "0")
 import argparse
 import asyncio
 import statistics
-import sys
-from pathlib import Path
 from typing import Any
 
-import httpx
+from emulated import Emulated  # bench/ is the script's folder, first on sys.path
 
-try:
-    import ops_widgets as ow
-except ImportError:  # run from a checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    import ops_widgets as ow
+import ops_widgets as ow
 from ops_widgets import Operation
-from ops_widgets.emulator import Emulator
 
 JOBS = [("tuning", 60.0), ("tuning", 600.0), ("tuning", 3 * 3600.0), ("video", 300.0)]
 
@@ -47,18 +40,12 @@ def quantile(values: list[float], q: float) -> float:
 
 
 def one(kind: str, duration: float, on_screen: bool, seed: int) -> dict[str, Any]:
-    clock = ow.VirtualClock()
-    emu = Emulator.in_process(clock, random_seed=seed)
-    requests = [0]
-
-    async def counting(scope: Any, receive: Any, send: Any) -> None:
-        requests[0] += 1
-        await emu.app(scope, receive, send)
+    emulated = Emulated(seed)
+    clock, emu = emulated.clock, emulated.emu
 
     async def body() -> list[float]:
         errors: list[float] = []
-        async with ow.AsyncOperations(api_key=emu.api_key, base_url=emu.base_url, clock=clock,
-                                      transport=httpx.ASGITransport(app=counting)) as ops:
+        async with ow.AsyncOperations(**emulated.options()) as ops:
             h = await ops.track(emu.create(kind, duration=duration))
             h.set_on_screen(on_screen)
             while not h.operation.done:
@@ -73,7 +60,7 @@ def one(kind: str, duration: float, on_screen: bool, seed: int) -> dict[str, Any
         return errors
 
     errors = clock.run(body())
-    return {"errors": errors, "requests": requests[0] - 1}  # the create is not polling
+    return {"errors": errors, "requests": emulated.requests - 1}  # the create is not polling
 
 
 def main(argv: list[str] | None = None) -> int:

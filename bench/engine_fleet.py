@@ -28,34 +28,25 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
-
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import polling  # noqa: E402  (bench/ is the script's folder, first on sys.path)
+from emulated import Emulated  # noqa: E402
 
 import ops_widgets as ow  # noqa: E402
-from ops_widgets.emulator import Emulator  # noqa: E402
 
 
-def engine_run(ops: list[polling.Op], spread: float, listable: bool, seed: int) -> tuple[list[int], list[float], int]:
-    """(requests, delay) per operation, in the order of ``ops``, and the requests sent in all."""
-    clock = ow.VirtualClock()
-    emu = Emulator.in_process(clock, random_seed=seed)
-    sent = [0]
-
-    async def counting(scope: Any, receive: Any, send: Any) -> None:
-        sent[0] += 1
-        await emu.app(scope, receive, send)
-
+def engine_run(ops: list[polling.Op], spread: float, listable: bool, seed: int) -> tuple[list[float], int]:
+    """The detection delay of each of ``ops``, in order, and the requests sent in all (the engine's
+    requests are not told apart per operation)."""
+    emulated = Emulated(seed)
+    clock, emu = emulated.clock, emulated.emu
     delays = [0.0] * len(ops)
     scale = spread / polling.START_WINDOW
 
     async def main() -> None:
-        async with ow.AsyncOperations(api_key=emu.api_key, base_url=emu.base_url, clock=clock,
-                                      transport=httpx.ASGITransport(app=counting)) as client:
+        async with ow.AsyncOperations(**emulated.options()) as client:
 
             async def one(i: int, op: polling.Op) -> None:
                 await asyncio.sleep(op.start * scale)
@@ -78,9 +69,7 @@ def engine_run(ops: list[polling.Op], spread: float, listable: bool, seed: int) 
             await asyncio.gather(*(one(i, op) for i, op in enumerate(ops)))
 
     clock.run(main())
-    # The engine's requests are not told apart per operation: each is charged the mean.
-    total = sent[0] + len(ops)
-    return [total // len(ops)] * len(ops), delays, total
+    return delays, emulated.requests + len(ops)  # and a create answer each
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -109,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                       {g: (_pct([delays[i] for i in idx], 0.5), _pct([delays[i] for i in idx], 0.95))
                        for g, idx in groups.items()})
     started = time.perf_counter()
-    _, delays, total = engine_run(ops, args.spread, args.listable, args.seed)
+    delays, total = engine_run(ops, args.spread, args.listable, args.seed)
     took = time.perf_counter() - started
     rows["ours: the engine, default client"] = (
         total / len(ops),
