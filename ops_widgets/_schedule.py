@@ -224,7 +224,8 @@ class Adaptive:
         floor: float | None = None,
         ceiling: float | None = None,
         step: float = 0.07,
-        margin: float = -0.03,
+        approach: float = 0.2,
+        precision: float = 0.03,
         tail: float = 0.03,
     ) -> None:
         self.kind = kind
@@ -234,7 +235,7 @@ class Adaptive:
         # default at least 1 s and at most an hour of the service's own time apart.
         self.floor = 1.0 * durations.scale if floor is None else floor
         self.ceiling = 3600.0 * durations.scale if ceiling is None else ceiling
-        self.step, self.margin, self.tail = step, margin, tail
+        self.step, self.approach, self.precision, self.tail = step, approach, precision, tail
         self._history: list[tuple[float, float]] = []  # (elapsed, progress), progress rising
         self._elapsed = 0.0
         self._running_elapsed: float | None = None  # the last time it was seen running
@@ -327,20 +328,32 @@ class Adaptive:
         return len(f) >= 2 and abs(f[-1] - f[-2]) <= max(2 * self.floor, 0.1 * eta)
 
     def next_delay(self) -> float:
+        return self.next_poll()[0]
+
+    def next_poll(self) -> tuple[float, float]:
+        """The next delay, and the slack: how much later that poll could go out at little cost
+        (when requests queue behind a rate cap, the polls with slack wait for the others). A
+        poll that re-reads the rate of a finish still far off has some; one that may see the
+        finish has none."""
         est = self.estimate()
         e = self._elapsed
+        slack = 0.0
         if not est.from_priors and est.eta is not None:
             confident = self._confident(est.eta)
-            if est.eta <= 4 * self.floor or (confident and est.eta * abs(self.margin) < self.floor):
+            if est.eta <= 4 * self.floor or (confident and est.eta * self.precision < self.floor):
                 delay = est.eta + self.floor / 2  # nearly there: just after the finish
             elif confident:
-                # Aim at the expected finish, a little early: a poll just before the end
-                # measures the last stretch exactly, and costs less than a late one.
-                delay = est.eta * (1 + self.margin)
+                # Close in on the expected finish: look again `approach` of the way short of it.
+                # A finish far off is read from a slope that may still bend (or from coarse
+                # steps), so a poll aimed straight at it lands late; one near it re-reads the
+                # rate where it counts, and each step costs one request.
+                delay = est.eta * (1 - self.approach)
+                slack = est.eta * self.approach / 2  # late by this, it still lands short of the finish
             else:
                 # Look again halfway, and no later than the time already elapsed (a doubling
                 # search), to learn the real rate before betting on it.
                 delay = min(est.eta / 2, max(e, self.floor))
+                slack = delay / 2
         else:
             d = self.durations
             c = d.cdf(self.kind, e, self.model)
@@ -350,4 +363,5 @@ class Adaptive:
                 # A `step` chance of finishing before the next poll, but never more often than
                 # a small fraction of the elapsed time (the tail of a long job is not urgent).
                 delay = max(d.quantile(self.kind, c + self.step * (1 - c), self.model) - e, self.tail * e)
-        return min(self.ceiling, max(self.floor, delay))
+        delay = min(self.ceiling, max(self.floor, delay))
+        return delay, min(slack, delay)

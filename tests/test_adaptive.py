@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from ops_widgets._schedule import PRIORS, Adaptive, Durations
@@ -29,6 +31,19 @@ def run_progress(a: Adaptive, start: float, finish: float) -> tuple[int, float, 
             return polls, t - finish, times
         p = 0.0 if t <= start else 100 * (t - start) / (finish - start)
         a.observe(t, p)
+        t += a.next_delay()
+
+
+def run_steps(a: Adaptive, finish: float, steps: int, drift: float) -> tuple[int, float]:
+    """Progress in ``steps`` whole steps, at a rate that goes from (1 - drift) to (1 + drift) of
+    the mean over the run (a job that speeds up or slows down): (polls, detection delay)."""
+    t, polls = 0.0, 0
+    while True:
+        polls += 1
+        if t >= finish:
+            return polls, t - finish
+        x = t / finish
+        a.observe(t, math.floor(((1 - drift) * x + drift * x * x) * steps) * 100 / steps)
         t += a.next_delay()
 
 
@@ -77,8 +92,35 @@ def test_floor_and_ceiling() -> None:
 def test_progress_converges_near_the_finish_in_few_polls() -> None:
     for finish in (600.0, 2400.0, 10_800.0):
         polls, delay, times = run_progress(Adaptive("tuning", Durations(), ceiling=10**6), finish * 0.03, finish)
-        assert polls <= 7, (finish, times)  # vs 60-1080 for a fixed 10 s loop
+        assert polls <= 9, (finish, times)  # vs 60-1080 for a fixed 10 s loop
         assert delay <= 0.03 * finish + 2, (finish, times)
+
+
+@pytest.mark.parametrize("finish", [2400.0, 10_800.0])
+@pytest.mark.parametrize("drift", [0.1, -0.1])
+def test_a_job_whose_rate_bends_is_seen_done_soon_not_where_an_early_slope_pointed(
+        finish: float, drift: float) -> None:
+    # A slope read far from the finish misses it by minutes when the rate changes by 10 %: the
+    # schedule closes in on the finish in steps, each re-reading the rate, instead of betting on it.
+    polls, delay = run_steps(Adaptive("tuning", Durations(), ceiling=10**6), finish, 400, drift)
+    assert delay <= 30, (polls, delay)
+    assert polls <= 15  # vs 240-1080 for a fixed 10 s loop
+
+
+def test_polls_that_only_reread_a_far_finish_can_wait_and_those_near_it_cannot() -> None:
+    a = Adaptive("tuning", Durations(), ceiling=10**6)
+    a.observe(100, 1.0)
+    a.observe(200, 3.0)  # the rate doubled: a finish ~4,850 s away, not yet trusted
+    delay, slack = a.next_poll()
+    assert delay == pytest.approx(200) and slack == pytest.approx(100)  # re-reading the rate: it may wait
+    a.observe(400, 7.0)  # the same finish again (5,050 s): trusted, closing in on it
+    delay, slack = a.next_poll()
+    assert delay == pytest.approx(0.8 * 4650) and 0 < slack < 4650 - delay
+    a.observe(5040, 99.8)
+    assert a.next_poll() == (pytest.approx(10.5), 0.0)  # nearly there: it must go out on time
+    b = Adaptive("video", Durations())
+    b.observe(120, None)
+    assert b.next_poll()[1] == 0.0  # no progress: every poll may be the one that sees it done
 
 
 def test_progress_eta_is_reported_not_estimated() -> None:
