@@ -99,9 +99,12 @@ LONG_POLL_TIMEOUT = 60.0
 class Limiter:
     """Politeness per client: ``max_concurrency`` requests in flight and ``max_rate`` per second.
 
-    Turns are handed out in order, ``1 / max_rate`` apart; a pause (a 429, met by a poll or by
-    any other request of the client) moves every turn past it, so all pollers stop together and
-    then resume staggered, not in a burst.
+    Turns are ``1 / max_rate`` apart. When requests queue for them, the one with the earliest
+    deadline goes first: its asking time plus the ``slack`` it says it can wait at little cost
+    (a poll that only re-reads a far finish's rate can wait; one aimed at a finish, a list page
+    or a first snapshot cannot). Equal deadlines go in the order asked. A pause (a 429, met by a
+    poll or by any other request of the client) moves every turn past it, so all pollers stop
+    together and then resume staggered, not in a burst.
     """
 
     def __init__(self, clock: Clock, max_concurrency: int = 16, max_rate: float | None = 10.0,
@@ -113,7 +116,10 @@ class Limiter:
         self._clock = clock
         self._sem = asyncio.Semaphore(max_concurrency)
         self._interval = 1.0 / max_rate if max_rate else 0.0
-        self._next = 0.0
+        self._next = 0.0  # the earliest time of the next turn
+        self._queue: list[tuple[float, int, asyncio.Future[None]]] = []  # (deadline, order, turn)
+        self._order = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
         self.pause = pause or Pause(clock)
         self._rand = rand
         # Long-polls hold their slot for up to a minute: they may take all but a few, so that
@@ -121,22 +127,43 @@ class Limiter:
         self.long_cap = max_concurrency - max(1, max_concurrency // 8)
         self.long_held = 0
 
-    async def _turn(self) -> None:
+    async def _turn(self, slack: float = 0.0) -> None:
         """Wait for this request's rate turn (and past any pause)."""
-        while True:
-            now = self._clock.monotonic()
-            at = max(now, self._next, self.pause.until)
-            if self._interval:
-                self._next = at + self._interval
-            elif at > now:
-                at += self._rand() * _STAGGER
-            if at > now:
-                await asyncio.sleep(at - now)
-            if self.pause.until <= self._clock.monotonic():
-                break  # else a pause began while we queued: queue again behind it
+        if not self._interval:  # no rate cap: only a pause holds requests back
+            if self.pause.until > self._clock.monotonic():
+                await self.pause.wait()
+                await asyncio.sleep(self._rand() * _STAGGER)  # resume staggered, not in a burst
+                await self._turn()  # a pause that began meanwhile holds it too
+            return
+        now = self._clock.monotonic()
+        if not self._queue and now >= max(self._next, self.pause.until):
+            self._next = now + self._interval
+            return
+        turn = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._queue, (now + max(slack, 0.0), next(self._order), turn))
+        self._arm()
+        await turn  # cancelled while queued: the hand-out skips it
 
-    async def acquire(self) -> None:
-        await self._turn()
+    def _arm(self) -> None:
+        """Make sure a timer hands out the next turn when it is due."""
+        if self._timer is None and self._queue:
+            delay = max(self._next, self.pause.until) - self._clock.monotonic()
+            self._timer = asyncio.get_running_loop().call_later(max(delay, 0.0), self._hand_out)
+
+    def _hand_out(self) -> None:
+        self._timer = None
+        now = self._clock.monotonic()
+        if now >= max(self._next, self.pause.until) - _EPS:  # else a pause began: wait it out
+            while self._queue:
+                turn = heapq.heappop(self._queue)[2]
+                if not turn.done():  # its asker is gone: the next one
+                    turn.set_result(None)
+                    self._next = now + self._interval
+                    break
+        self._arm()
+
+    async def acquire(self, slack: float = 0.0) -> None:
+        await self._turn(slack)
         await self._sem.acquire()
 
     def release(self) -> None:
@@ -499,13 +526,13 @@ class Engine:
             logger.info("the first GET of %s failed (%s); trying again in %.1fs", name, error, delay)
             await asyncio.sleep(delay)
 
-    async def fetch(self, name: str, *, first: bool = False) -> tuple[Operation, float]:
+    async def fetch(self, name: str, *, first: bool = False, slack: float = 0.0) -> tuple[Operation, float]:
         """One poll: the snapshot, and when the request went out. From the next list sweep of
         its collection where that is worth it (and it was there), else one GET; each request
-        through the limiter."""
+        through the limiter (a GET may queue ``slack`` longer than those that cannot wait)."""
         parent = self.sweep_parent(name)
         if parent is None:
-            return await self._get_one(name)
+            return await self._get_one(name, slack)
         sweep = self._sweep_of(parent)
         # Those asking now count too: a thousand first snapshots asked at once are one sweep. For
         # first snapshots only they count: the members have periodic sweeps of their own, and one
@@ -517,7 +544,7 @@ class Engine:
                 if got is not None:
                     self._pause_backoff = None
                     return got
-            return await self._get_one(name)
+            return await self._get_one(name, slack)
         finally:
             self._asking[parent] -= 1
 
@@ -527,8 +554,8 @@ class Engine:
             sweep = self._sweeps[parent] = Sweep(self, parent)
         return sweep
 
-    async def _get_one(self, name: str) -> tuple[Operation, float]:
-        await self.limiter.acquire()
+    async def _get_one(self, name: str, slack: float = 0.0) -> tuple[Operation, float]:
+        await self.limiter.acquire(slack)
         try:
             sent = self.clock.monotonic()
             op = await self._poll(name)
@@ -814,7 +841,7 @@ class Poller:
     __slots__ = (
         "_base_due", "_cancel_delays", "_cancel_due", "_cancel_task", "_clock", "_done_at", "_failures",
         "_intervals", "_latest_sent", "_long", "_observed_at", "_planned_long", "_probe", "_refs", "_requests",
-        "_retry_delays", "_retry_due", "_schedule", "_started", "_subscribers", "_task", "_watchers",
+        "_retry_delays", "_retry_due", "_schedule", "_slack", "_started", "_subscribers", "_task", "_watchers",
         "cancel_requested", "engine", "last_error", "latest", "member", "name", "parent", "requests", "saw_running",
         "stopped",
     )
@@ -848,6 +875,7 @@ class Poller:
         self._intervals: tuple[float, ...] = ()  # fixed intervals asked for by handles
         self._schedule = Adaptive(first.kind, engine.durations, model=first.model)
         self._base_due = self._started  # next poll of the handles' interval or the adaptive schedule
+        self._slack = 0.0  # how long that poll may queue for a rate turn at little cost (Limiter)
         self._retry_due: float | None = None  # while polls fail: backoff overrides every due
         self._retry_delays: Iterator[float] | None = None
         self._failures = 0
@@ -1040,6 +1068,7 @@ class Poller:
         long-poll in flight, no schedule: only what handles and views ask for."""
         now = self._clock.monotonic() if now is None else now
         self._planned_long = self._long is not None
+        self._slack = 0.0
         if self._planned_long:
             asked = list(self._intervals)
             if self._watchers and self.latest.progress is not None:  # a bar to move between answers
@@ -1051,7 +1080,7 @@ class Poller:
         elif self._watchers:  # while someone looks: the watched cadence, or a handle's interval if sooner
             delay = min([self._schedule.watched_delay(), *self._intervals])
         else:
-            delay = self._schedule.next_delay()
+            delay, self._slack = self._schedule.next_poll()
             swept = self.engine.swept_every(self.parent) if self.member else None
             if swept is not None and swept <= _SWEEP_EVERY * self.engine.durations.scale:
                 delay = max(delay, swept * _SWEPT_SLACK)  # the sweeps bring news soon: no poll of ours
@@ -1093,7 +1122,7 @@ class Poller:
                 return
             self.requests += 1
             try:
-                op, sent = await self.engine.fetch(self.name)
+                op, sent = await self.engine.fetch(self.name, slack=self._poll_slack())
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -1110,6 +1139,16 @@ class Poller:
             error = self._take(op, sent)
             if error is not None:  # reading the snapshot failed: a failed poll, not a dead poller
                 self._retry_later(error)
+
+    def _poll_slack(self) -> float:
+        """The schedule's slack when only it asked for this poll; none when a waiter's own
+        interval, a cancel, a retry or a 404's check did (a wait with no interval of its own
+        follows the schedule)."""
+        if self._retry_due is not None or self._probe is not None or self._cancel_due is not None:
+            return 0.0
+        if any(due is not None and not answer.done() for due, answer, _ in self._requests):
+            return 0.0
+        return self._slack
 
     def _failure(self, exc: Exception) -> bool:
         """A failed poll (GET or long-poll) under the one policy; True when polling stopped for good."""

@@ -17,7 +17,9 @@ from recorder import Recorder
 
 import ops_widgets as ow
 from ops_widgets import Operation, State
+from ops_widgets._engine import Limiter
 from ops_widgets._loop import stop_thread
+from ops_widgets._schedule import fixed
 from ops_widgets.emulator import Emulator
 
 Body = Callable[[Emulator, ow.VirtualClock, Recorder], Awaitable[None]]
@@ -725,3 +727,83 @@ def test_a_poll_that_fails_after_the_operation_was_seen_done_elsewhere_is_no_fai
     with caplog.at_level(logging.DEBUG, logger="ops_widgets"):
         clock.run(body())
     assert not [r for r in caplog.records if "failed" in r.getMessage()]
+
+
+def test_the_rate_limiter_serves_queued_requests_by_deadline_and_keeps_its_rate_and_pauses() -> None:
+    """At 1 request/s, requests that queue go out by deadline (asked at + slack), equal deadlines
+    in the order asked; turns stay 1 s apart; a pause holds every turn; one cancelled while
+    queued gives its turn to the next."""
+    clock = ow.VirtualClock()
+    sent: list[tuple[str, float]] = []
+
+    async def main() -> None:
+        limiter = Limiter(clock, max_concurrency=16, max_rate=1.0)
+
+        async def ask(label: str, slack: float = 0.0) -> None:
+            await limiter.acquire(slack)
+            sent.append((label, clock.monotonic()))
+            limiter.release()
+
+        first = asyncio.ensure_future(ask("now"))
+        learning = asyncio.ensure_future(ask("learning", slack=100))
+        await asyncio.sleep(0)
+        aimed = [asyncio.ensure_future(ask(f"aimed {i}")) for i in range(3)]
+        gone = asyncio.ensure_future(ask("gone"))
+        await asyncio.sleep(0)
+        gone.cancel()
+        await asyncio.gather(first, learning, *aimed, return_exceptions=True)
+        limiter.pause.extend(10)  # a 429: nothing for 10 s, then 1 s apart again
+        await asyncio.gather(ask("after a"), ask("after b"))
+
+    clock.run(main())
+    assert [label for label, _ in sent] == ["now", "aimed 0", "aimed 1", "aimed 2", "learning", "after a", "after b"]
+    times = [t for _, t in sent]
+    assert times[:5] == pytest.approx([0, 1, 2, 3, 4])  # the cancelled one took no turn
+    assert times[5] >= times[4] + 10 - 1e-6 and times[6] == pytest.approx(times[5] + 1)
+
+
+def test_a_poller_tells_the_limiter_which_polls_can_wait() -> None:
+    """The adaptive schedule's slack reaches the limiter: a tuning job's polls that re-read the
+    rate of a far finish may queue; the poll just after its finish, a video's polls (each may see
+    it done) and the polls of a wait with its own interval may not."""
+    from ops_widgets._engine import AsyncTracked, Engine
+
+    clock = ow.VirtualClock()
+    tuning, video, fixed_wait = "tunedModels/t/operations/1", "models/veo/operations/v", "tunedModels/u/operations/2"
+    slacks: dict[str, list[float]] = {tuning: [], video: [], fixed_wait: []}
+
+    async def body() -> None:
+        granted: list[float] = []  # the slack of each turn, in the order the polls go out
+
+        async def poll(name: str) -> Operation:
+            slacks[name].append(granted.pop(0))
+            t = clock.monotonic()
+            if name == video:
+                return Operation.from_api_response({"name": name, "done": t >= 600, "response": {}})
+            return Operation.from_api_response(
+                {"name": name, "done": t >= 5000, "response": {},
+                 "metadata": {"completedPercent": min(100.0, 100 * t / 5000)}})
+
+        async def cancel(_name: str) -> None:
+            raise AssertionError("no cancel here")
+
+        engine = Engine(poll=poll, cancel=cancel, clock=clock, max_rate=1.0)
+        acquire = engine.limiter.acquire
+
+        async def recording(slack: float = 0.0) -> None:
+            await acquire(slack)
+            granted.append(slack)  # the poll goes out next, with no await in between
+
+        engine.limiter.acquire = recording  # type: ignore[method-assign]
+        handles = [AsyncTracked(await engine.poller(Operation.from_api_response({"name": n})))
+                   for n in (tuning, video)]
+        waited = await engine.poller(Operation.from_api_response({"name": fixed_wait}))
+        ops = await asyncio.gather(*(h.wait(timeout=10_000) for h in handles),
+                                   engine.wait(waited, fixed(60.0), timeout=10_000))
+        assert all(op.done for op in ops)
+
+    clock.run(body())
+    assert any(s > 10 for s in slacks[tuning])  # reading the rate, far from the finish
+    assert slacks[tuning][-1] == 0  # the one that saw it done was aimed just after the finish
+    assert slacks[video] and all(s == 0 for s in slacks[video])
+    assert len(slacks[fixed_wait]) > 50 and all(s == 0 for s in slacks[fixed_wait])  # a wait's every 60 s
