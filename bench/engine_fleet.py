@@ -28,6 +28,7 @@ os.environ.setdefault("OPS_WIDGETS_HISTORY", "0")  # made-up operations stay out
 
 import argparse
 import asyncio
+import collections
 import statistics
 import sys
 import time
@@ -82,16 +83,16 @@ def import_floor(ops: list[polling.Op], spread: float, late_share: float) -> tup
     duration on, a poll at most every 10 s; the cheapest gap to leave is the first (every import
     pays for an early poll). The polls per import (mean), and the busiest minute's polls per
     second. A floor for imports alone: the cap is shared with everything else."""
-    lo, hi = 5.0, 120.0  # the fleet's import durations (bench/polling.py)
-    first = lo + 10.0 + late_share * (hi - lo)
-    per_minute: dict[int, int] = {}
-    total = 0
     imports = [op for op in ops if op.kind == "import"]
+    lo, hi = min(op.duration for op in imports), max(op.duration for op in imports)  # their range
+    first = lo + 10.0 + late_share * (hi - lo)
+    per_minute: collections.Counter[int] = collections.Counter()
+    total = 0
     for op in imports:
         start = op.start * spread / polling.START_WINDOW
         t = first
         while True:
-            per_minute[int((start + t) // 60)] = per_minute.get(int((start + t) // 60), 0) + 1
+            per_minute[int((start + t) // 60)] += 1
             total += 1
             if t >= op.duration:
                 break
