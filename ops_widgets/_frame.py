@@ -32,6 +32,7 @@ COLUMNS = [
 ]
 # The state categories, in State's order: running, succeeded, failed, cancelled, filtered.
 STATES = [s.value for s in State]
+_STATE_VALUES = {s: s.value for s in State}  # an Enum's .value is a descriptor call: once per row counts
 
 
 def _utc_column(times: list[datetime | None]) -> pd.Series:
@@ -75,14 +76,32 @@ def _parent(name: str) -> str:
 _LEAVES = frozenset({str, int, float, bool, list, type(None)})  # JSON's non-objects
 
 
-def _flatten(value: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
+class _Sparse:
+    """One metadata path's values and the rows that have them: columns, not a dict per row (100,000
+    dicts kept to the end of a listing are memory, and work for every collection the GC makes)."""
+
+    __slots__ = ("rows", "values")
+
+    def __init__(self) -> None:
+        self.rows: list[int] = []
+        self.values: list[Any] = []
+
+
+def _flatten(value: Mapping[str, Any], prefix: str, row: int, out: dict[str, _Sparse]) -> None:
     for key, item in value.items():
         path = f"{prefix}.{key}"
         # The exact type first: the abc check of Mapping costs more than the rest of the row.
         if item and (type(item) is dict or (type(item) not in _LEAVES and isinstance(item, Mapping))):
-            _flatten(item, path, out)
-        else:
-            out[path] = item
+            _flatten(item, path, row, out)
+            continue
+        col = out.get(path)
+        if col is None:
+            col = out[path] = _Sparse()
+        elif col.rows and col.rows[-1] == row:  # {"a.b": 1, "a": {"b": 2}}: one path twice, the last wins
+            col.values[-1] = item
+            continue
+        col.rows.append(row)
+        col.values.append(item)
 
 
 class FrameBuilder:
@@ -91,7 +110,7 @@ class FrameBuilder:
     def __init__(self, *, flatten_metadata: bool = True) -> None:
         self.flatten_metadata = flatten_metadata
         self._cols: dict[str, list[Any]] = {c: [] for c in ("name", *COLUMNS)}
-        self._meta: list[dict[str, Any]] = []
+        self._meta: dict[str, _Sparse] = {}
         self.count = 0
 
     def add(self, operations: Iterable[OperationFields]) -> None:
@@ -99,12 +118,13 @@ class FrameBuilder:
         c = self._cols
         # Bound appends: this loop runs once per row of a 100,000-row listing.
         names, ids, kinds, states = c["name"].append, c["id"].append, c["kind"].append, c["state"].append
+        state_value = _STATE_VALUES.__getitem__
         dones, progresses = c["done"].append, c["progress"].append
         creates, updates = c["create_time"].append, c["update_time"].append
         codes, messages = c["error_code"].append, c["error_message"].append
         parents, models = c["parent"].append, c["model"].append
-        meta = self._meta.append if self.flatten_metadata else None
-        count = 0
+        meta = self._meta if self.flatten_metadata else None
+        row = self.count
         for op in operations:
             name, md = op.name, op.metadata
             err = op.error if is_failed(op) else None
@@ -112,7 +132,7 @@ class FrameBuilder:
             names(name)
             ids(id_of(name))
             kinds(kind)
-            states(state_of(op).value)
+            states(state_value(state_of(op)))
             dones(op.done)
             progresses(progress_from_metadata(md))
             creates(time_from_metadata(md, "createTime"))
@@ -121,12 +141,10 @@ class FrameBuilder:
             messages(None if err is None else err.message)
             parents(_parent(name))
             models(model_of(name, md) if kind == "video" else None)  # the column is videos' model
-            if meta is not None:
-                flat: dict[str, Any] = {}
-                _flatten(md, "metadata", flat)
-                meta(flat)
-            count += 1
-        self.count += count
+            if meta is not None and md:
+                _flatten(md, "metadata", row, meta)
+            row += 1
+        self.count = row
 
     def build(self, now: datetime | None = None) -> pd.DataFrame:
         import pandas as pd
@@ -155,10 +173,26 @@ class FrameBuilder:
             index=pd.Index(c["name"], dtype="string", name="name"),
         )
         if self.flatten_metadata and self._meta:
-            meta = pd.DataFrame.from_records(self._meta, index=frame.index)
-            meta = meta[sorted(meta.columns)]
+            # Each path's values where its rows are, NaN in the others (as a frame of per-row dicts
+            # reads), its dtype inferred from its values as pandas infers a column of them.
+            meta = pd.DataFrame(
+                {path: _sparse_column(self._meta[path], frame.index) for path in sorted(self._meta)},
+                index=frame.index,
+            )
             frame = pd.concat([frame, meta], axis=1)
         return frame
+
+
+def _sparse_column(col: _Sparse, index: pd.Index) -> pd.Series:
+    import numpy as np
+    import pandas as pd
+
+    values = np.empty(len(col.values), dtype=object)
+    values[:] = col.values  # element by element: a list value stays one value, not a row of an array
+    full = np.full(len(index), np.nan, dtype=object)
+    full[col.rows] = values
+    out: pd.Series = pd.Series(full, index=index).infer_objects()
+    return out
 
 
 def to_dataframe(operations: Iterable[Operation], *, flatten_metadata: bool = True) -> pd.DataFrame:

@@ -128,7 +128,7 @@ def time_from_metadata(metadata: Mapping[str, Any], key: str) -> datetime | None
     t = parse_time(metadata.get(key))
     if t is None:
         generic = metadata.get("genericMetadata")
-        if isinstance(generic, Mapping):
+        if generic is not None and isinstance(generic, Mapping):  # mostly absent: skip the abc check
             t = parse_time(generic.get(key))
     return t
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeGuard
 
 from ._exceptions import MalformedOperationError
 from ._progress import as_number, progress_from_metadata, time_from_metadata
@@ -361,7 +361,7 @@ class RawPage(NamedTuple):
     unreachable: list[str]
 
 
-def _is_map(value: Any) -> bool:
+def _is_map(value: Any) -> TypeGuard[Mapping[str, Any]]:
     # JSON objects are dicts: the exact check first, the (slower) abc check for other mappings.
     return type(value) is dict or isinstance(value, Mapping)
 
@@ -506,7 +506,8 @@ def kind_of(name: str, metadata: Mapping[str, Any]) -> str:
         return "import"
     if name.startswith(("fileSearchStores/", "corpora/")):
         return "import"
-    if "PredictLongRunning" in type_ or "GenerateVideo" in type_ or "/models/veo" in f"/{name}":
+    if "PredictLongRunning" in type_ or "GenerateVideo" in type_ or name.startswith("models/veo") \
+            or "/models/veo" in name:
         return "video"
     return "other"
 
@@ -570,14 +571,14 @@ def _video_boxes(response: Mapping[str, Any], vertex: bool) -> list[Mapping[str,
     response.generateVideoResponse, Vertex AI in the response itself. Both are read either way
     (the flavour the operation was parsed as first), so one parsed as the other still reads."""
     gvr = response.get("generateVideoResponse")
-    if not isinstance(gvr, Mapping):
+    if not _is_map(gvr):
         return [response]
     return [response, gvr] if vertex else [gvr, response]
 
 
 def _has_samples(value: Any) -> bool:
     """A list with at least one sample in it (a non-empty object: null or {} holds no video)."""
-    return isinstance(value, list) and any(isinstance(item, Mapping) and item for item in value)
+    return isinstance(value, list) and any(item and _is_map(item) for item in value)
 
 
 def _filtered_count(box: Mapping[str, Any]) -> float:

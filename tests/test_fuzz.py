@@ -315,3 +315,34 @@ def test_times_read_the_same_in_the_operation_and_the_frame(create: Any, update:
 def test_progress_is_none_or_within_0_and_100(metadata: dict[str, Any]) -> None:
     p = Operation.from_api_response({"name": "operations/p", "metadata": metadata}).progress
     assert p is None or 0.0 <= p <= 100.0
+
+
+def _flat_rows(value: Any, prefix: str, out: dict[str, Any]) -> dict[str, Any]:
+    # The plain reading of "metadata.<path>" columns: one dict per row, nested objects' keys joined
+    # with dots, the last of two equal paths kept. The frame must be what pandas makes of these rows.
+    for key, item in value.items():
+        if item and isinstance(item, dict):
+            _flat_rows(item, f"{prefix}.{key}", out)
+        else:
+            out[f"{prefix}.{key}"] = item
+    return out
+
+
+# Few keys, so rows share paths, and "a.b" beside {"a": {"b": ...}}: one path twice in a row.
+inner = st.dictionaries(st.sampled_from(["b", "c.d", "@type"]), anything, max_size=3)
+flat_metadata = st.dictionaries(st.sampled_from(["a", "a.b", "c", "model"]), anything | inner, max_size=4)
+
+
+@FUZZ
+@given(metadatas=st.lists(flat_metadata, max_size=12))
+def test_metadata_columns_are_what_pandas_makes_of_one_flat_dict_per_row(metadatas: list[dict[str, Any]]) -> None:
+    ops = [Operation.from_api_response({"name": f"operations/m{i}", "metadata": md}) for i, md in enumerate(metadatas)]
+    builder = FrameBuilder()
+    for start in range(0, len(ops), 5):  # pages: the rows of later pages land after the earlier ones
+        builder.add(ops[start:start + 5])
+    frame = builder.build()
+    rows = [_flat_rows(md, "metadata", {}) for md in metadatas]
+    expected = pd.DataFrame.from_records(rows, index=frame.index) if any(rows) else pd.DataFrame(index=frame.index)
+    expected = expected[sorted(expected.columns)]
+    pd.testing.assert_frame_equal(frame.drop(columns=[c for c in frame.columns if not c.startswith("metadata.")]),
+                                  expected, check_column_type=False)
