@@ -658,3 +658,16 @@ def test_resumable_upload_needs_a_key_to_start_and_a_known_session(emu: Emulator
     again = httpx.post(session, headers={"x-goog-upload-command": "upload, finalize"}, content=b"hello")
     assert again.status_code == 400  # a finished session is gone
     assert httpx.post(url.replace("v1beta", "v1"), headers={**start, "x-goog-api-key": emu.api_key}).status_code == 404
+
+
+@pytest.mark.parametrize("t", [0.0, 1_764_000_000.25, 1_764_000_059.999999, 951_782_400.5, 4_102_444_799.000001])
+def test_the_emulator_writes_times_as_google_does_and_they_read_back(t: float) -> None:
+    # UTC, six fraction digits, "Z"; the client reads exactly that instant (to the microsecond).
+    from datetime import datetime, timezone
+
+    from ops_widgets._progress import parse_time
+    from ops_widgets.emulator._state import rfc3339
+
+    text = rfc3339(t)
+    assert len(text) == 27 and text[10] == "T" and text.endswith("Z")
+    assert parse_time(text) == datetime.fromtimestamp(int(t * 1_000_000) / 1_000_000, timezone.utc)
