@@ -671,3 +671,16 @@ def test_the_emulator_writes_times_as_google_does_and_they_read_back(t: float) -
     text = rfc3339(t)
     assert len(text) == 27 and text[10] == "T" and text.endswith("Z")
     assert parse_time(text) == datetime.fromtimestamp(int(t * 1_000_000) / 1_000_000, timezone.utc)
+
+
+@pytest.mark.parametrize("items, token", [([], None), ([], "t"), ([{"name": "a", "done": True}], None),
+                                          ([{"name": "a"}, {"name": "b", "metadata": {"x": [1, "é"]}}], "n\"x")])
+def test_a_list_answer_is_the_json_of_its_operations_and_token(items: list[dict[str, Any]], token: str | None) -> None:
+    import json
+
+    from ops_widgets.emulator._app import _list_answer
+
+    status, content_type, body, _ = _list_answer(iter(items), token)
+    expected = ({"operations": items} if items else {}) | ({"nextPageToken": token} if token else {})
+    assert status == 200 and content_type.startswith("application/json")
+    assert json.loads(body) == expected and list(json.loads(body)) == list(expected)

@@ -140,6 +140,18 @@ def _json(obj: Any, status: int = 200) -> Response:
     return status, JSON_TYPE, json.dumps(obj, separators=(",", ":")).encode(), {}
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _list_answer(items: Iterable[dict[str, Any]], token: str | None) -> Response:
+    """A ListOperationsResponse, each operation encoded as soon as it is rendered: the page's dicts
+    die young instead of living until one dumps of the page, so a big store's listing does not set
+    off the full GC collections that rescan every stored operation (a third of a page's time)."""
+    ops = ",".join([_COMPACT(item) for item in items])
+    fields = ([f'"operations":[{ops}]'] if ops else []) + ([f'"nextPageToken":{_COMPACT(token)}'] if token else [])
+    return 200, JSON_TYPE, ("{" + ",".join(fields) + "}").encode(), {}
+
+
 def _duration(seconds: float) -> str:
     return f"{seconds:.9g}s"  # google.protobuf.Duration JSON: "0.2s", "47s"
 
@@ -601,10 +613,8 @@ class EmulatorApp:
         with self._lock:
             now = self._clock()
             ops, next_after = self._store.page(parent, size, after, done, now)
-            out: dict[str, Any] = {"operations": [render(op, now, base_url) for op in ops]} if ops else {}
-        if next_after is not None:
-            out["nextPageToken"] = encode_token(next_after)
-        return _json(out)
+            return _list_answer((render(op, now, base_url) for op in ops),
+                                None if next_after is None else encode_token(next_after))
 
     def _get(self, name: str, query: dict[str, str], body: bytes, base_url: str) -> Response:
         with self._lock:
