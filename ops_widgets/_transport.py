@@ -12,7 +12,10 @@ import itertools
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Callable
+import threading
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
@@ -47,6 +50,43 @@ _RETRYABLE_TRANSPORT = (httpx.NetworkError, httpx.TimeoutException, httpx.Remote
 _HTTPX_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError)
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 5
+
+
+class _QueryShield(logging.Filter):
+    """Keeps the query of a URL being downloaded from off the service (a signed URL: its query is a
+    credential) out of httpx's own log: httpx logs every request's full URL at INFO, which a script's
+    logging.basicConfig(level=logging.INFO) prints. Only the URLs registered here are touched."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._urls: Counter[str] = Counter()
+        self._lock = threading.Lock()  # downloads run on more than one engine loop at once
+
+    @contextmanager
+    def hiding(self, url: str, hide: bool = True) -> Iterator[None]:
+        if not hide:
+            yield
+            return
+        key = str(httpx.URL(url))  # as httpx will print it
+        with self._lock:
+            self._urls[key] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._urls[key] -= 1
+                if self._urls[key] <= 0:
+                    del self._urls[key]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if self._urls and isinstance(args, tuple) and any(str(a) in self._urls for a in args):
+            record.args = tuple(_no_query(str(a)) if str(a) in self._urls else a for a in args)
+        return True
+
+
+_SHIELD = _QueryShield()
+logging.getLogger("httpx").addFilter(_SHIELD)
 
 
 class Secret:
@@ -322,14 +362,16 @@ class Transport:
             await self.pause.wait()
             error: ApiError | TransportError
             try:
-                async with http.stream("GET", url, headers=headers) as resp:
-                    logger.debug("GET %s -> %s (download)", shown, resp.status_code)
-                    location: str | None = resp.headers.get("location")
-                    if resp.status_code in _REDIRECTS and location:
-                        return location
-                    if resp.is_success:
-                        return await _read_capped(resp, shown, max_bytes)
-                    error = await self._streamed_error(resp)
+                # Off the service the URL is likely a signed one: httpx's own log line shows no query.
+                with _SHIELD.hiding(url, not keyed):
+                    async with http.stream("GET", url, headers=headers) as resp:
+                        logger.debug("GET %s -> %s (download)", shown, resp.status_code)
+                        location: str | None = resp.headers.get("location")
+                        if resp.status_code in _REDIRECTS and location:
+                            return location
+                        if resp.is_success:
+                            return await _read_capped(resp, shown, max_bytes)
+                        error = await self._streamed_error(resp)
             except _HTTPX_ERRORS as exc:
                 error = TransportError(f"GET {shown}: {type(exc).__name__}: {exc or 'no details'}")
                 error.__cause__ = exc

@@ -5,6 +5,7 @@ size cap, and says in words why there is no video when there is none."""
 from __future__ import annotations
 
 import base64
+import logging
 import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -154,10 +155,15 @@ FILE = f"{BASE}/v1beta/files/abc:download?alt=media"
 SIGNED = "https://storage.example.com/videos/abc.mp4?X-Goog-Signature=deadbeef"
 
 
-async def test_a_redirect_to_another_host_is_followed_without_the_key() -> None:
+async def test_a_redirect_to_another_host_is_followed_without_the_key(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)  # root: ours, httpx's and httpcore's records
     routes = {FILE: httpx.Response(302, headers={"location": SIGNED}), SIGNED: httpx.Response(200, content=b"clip")}
     data, sent = await download(routes, veo(FILE))
     assert data == b"clip" and sent == [(FILE, KEY), (SIGNED, None)]
+    # The signed URL's query is a credential: no log line has it, httpx's own included.
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("storage.example.com/videos/abc.mp4" in line for line in lines)
+    assert not [line for line in lines if "deadbeef" in line]
 
 
 async def test_a_redirect_on_the_service_keeps_the_key_and_one_to_plain_http_is_refused() -> None:
