@@ -1,9 +1,19 @@
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Started as a background job of a script (`cmd &`), pytest inherits SIGINT ignored, and so
+    # would every process it starts: the tests that stop a CLI with Ctrl-C would wait for it in
+    # vain. Caught here, SIGINT is back to its default in every child (exec resets a handler,
+    # never an ignore).
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
