@@ -46,7 +46,7 @@ from ._exceptions import (
     WaitTimeout,
 )
 from ._loop import block_on, call_soon
-from ._progress import extrapolate
+from ._progress import extrapolate, progress_step
 from ._schedule import Adaptive, Durations, backoff, clip_to_deadline
 from ._text import summary_line
 from ._types import Operation
@@ -1264,7 +1264,7 @@ class Poller:
         self._observed_at = self._clock.monotonic()
         if not op.done:
             elapsed = self.elapsed()
-            self._schedule.observe(0.0 if elapsed is None else elapsed, op.progress)
+            self._schedule.observe(0.0 if elapsed is None else elapsed, op.progress, progress_step(op.metadata))
 
     def _update(self, op: Operation, sent: float) -> None:
         self.engine.seen(op)

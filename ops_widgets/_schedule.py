@@ -241,8 +241,16 @@ class Adaptive:
         self._running_elapsed: float | None = None  # the last time it was seen running
         self._progress: float | None = None
         self._finishes: list[float] = []  # predicted finish (elapsed seconds) after each rising sample
+        # Progress counted in whole steps says only that the job is somewhere in a step: the
+        # finish lies in a window (its width; 0 for progress read as it is). Aimed at its late
+        # end, as a reading taken as exact would be, a poll lands late by up to a step: minutes
+        # for a long job of a few dozen steps.
+        self._window = 0.0
 
-    def observe(self, elapsed: float, progress: float | None) -> None:
+    def observe(self, elapsed: float, progress: float | None, step: float = 0.0) -> None:
+        """A poll at ``elapsed`` saw ``progress`` (percent, or None), which moves ``step`` percent
+        at a time (ops_widgets._progress.progress_step; 0: read it as exact)."""
+        before, seen = self._running_elapsed, self._progress
         self._elapsed = max(elapsed, 0.0)
         self._running_elapsed = self._elapsed
         self._progress = progress
@@ -256,9 +264,20 @@ class Adaptive:
         self._history.append((self._elapsed, progress))
         del self._history[:-4]
         rate = self._rate()
-        if rate is not None:
-            self._finishes.append(self._elapsed + (100.0 - progress) / rate)
-            del self._finishes[:-3]
+        if rate is None:
+            return
+        late = self._elapsed + (100.0 - progress) / rate  # the reading taken as exact
+        early = late
+        if step > 0:
+            # Up to a step further than it reads; and at this reading only since the last poll
+            # that read less. The finish lies between: aim at the middle.
+            early = self._elapsed + (100.0 - min(100.0, progress + step)) / rate
+            if before is not None and seen is not None and seen < progress:
+                early = max(early, before + (100.0 - progress) / rate)
+            early = min(early, late)
+        self._window = late - early
+        self._finishes.append((early + late) / 2)
+        del self._finishes[:-3]
 
     def finished(self, elapsed: float, duration: float | None = None) -> None:
         """Seen done at ``elapsed``; teach the kind's durations what it took.
@@ -342,6 +361,8 @@ class Adaptive:
             confident = self._confident(est.eta)
             if est.eta <= 4 * self.floor or (confident and est.eta * self.precision < self.floor):
                 delay = est.eta + self.floor / 2  # nearly there: just after the finish
+                if est.eta == 0.0 and self._window > 0:
+                    delay = max(delay, self._window / 4)  # past a window's middle: its rest in quarters
             elif confident:
                 # Close in on the expected finish: look again `approach` of the way short of it.
                 # A finish far off is read from a slope that may still bend (or from coarse

@@ -34,16 +34,17 @@ def run_progress(a: Adaptive, start: float, finish: float) -> tuple[int, float, 
         t += a.next_delay()
 
 
-def run_steps(a: Adaptive, finish: float, steps: int, drift: float) -> tuple[int, float]:
+def run_steps(a: Adaptive, finish: float, steps: int, drift: float, told: bool = True) -> tuple[int, float]:
     """Progress in ``steps`` whole steps, at a rate that goes from (1 - drift) to (1 + drift) of
-    the mean over the run (a job that speeds up or slows down): (polls, detection delay)."""
+    the mean over the run (a job that speeds up or slows down): (polls, detection delay). ``told``:
+    the schedule knows the step (as a tuning job's totalSteps tells it)."""
     t, polls = 0.0, 0
     while True:
         polls += 1
         if t >= finish:
             return polls, t - finish
         x = t / finish
-        a.observe(t, math.floor(((1 - drift) * x + drift * x * x) * steps) * 100 / steps)
+        a.observe(t, math.floor(((1 - drift) * x + drift * x * x) * steps) * 100 / steps, 100 / steps if told else 0.0)
         t += a.next_delay()
 
 
@@ -168,3 +169,31 @@ def test_durations_cdf_is_monotone_and_quantile_inverts_it() -> None:
 
 def test_unknown_kind_uses_the_other_prior() -> None:
     assert Durations().sample("mystery") == Durations().sample("other")
+
+
+@pytest.mark.parametrize(("metadata", "step"), [
+    ({"completedSteps": 7, "totalSteps": 20, "completedPercent": 35}, 5.0),
+    ({"totalSteps": "400"}, 0.25),  # int64 as a string
+    ({"batchStats": {"requestCount": "1000", "successfulRequestCount": "10"}}, 0.1),
+    ({"batchStats": {"requestCount": "1"}}, 100.0),
+    ({"completedPercent": 35}, 0.0),  # a percent alone: read as it is
+    ({}, 0.0),
+    ({"totalSteps": 0}, 0.0), ({"totalSteps": 0.5}, 0.0), ({"totalSteps": True}, 0.0), ({"totalSteps": "x"}, 0.0),
+    ({"totalSteps": 10**400}, 0.0), ({"batchStats": ["requestCount"]}, 0.0),
+])
+def test_progress_step_is_what_the_metadata_counts_in_wholes(metadata: dict[str, object], step: float) -> None:
+    from ops_widgets._progress import progress_step
+
+    assert progress_step(metadata) == pytest.approx(step)
+
+
+@pytest.mark.parametrize("steps", [20, 50])
+def test_told_the_step_a_job_of_few_steps_is_seen_done_within_a_fraction_of_one(steps: int) -> None:
+    # Taken as exact, "7 of 20 steps" puts the finish at the late end of a window a step wide:
+    # polls land up to a step late (9 minutes, for 3 hours in 20 steps).
+    finishes = [600 + 10_200 * i / 39 for i in range(40)]
+    told = [run_steps(Adaptive("tuning", Durations()), f, steps, 0.0, told=True) for f in finishes]
+    exact = [run_steps(Adaptive("tuning", Durations()), f, steps, 0.0, told=False) for f in finishes]
+    assert max(delay for _, delay in told) <= 0.3 * 10_800 / steps  # under a third of the longest step
+    assert max(delay for _, delay in exact) > 0.5 * 10_800 / steps  # what it was
+    assert sum(polls for polls, _ in told) <= 1.5 * sum(polls for polls, _ in exact)

@@ -807,3 +807,42 @@ def test_a_poller_tells_the_limiter_which_polls_can_wait() -> None:
     assert slacks[tuning][-1] == 0  # the one that saw it done was aimed just after the finish
     assert slacks[video] and all(s == 0 for s in slacks[video])
     assert len(slacks[fixed_wait]) > 50 and all(s == 0 for s in slacks[fixed_wait])  # a wait's every 60 s
+
+
+def _seen_done_after(finish: float, steps: int, counted: bool) -> float:
+    """How long after ``finish`` a tracked tuning job in ``steps`` steps is seen done; ``counted``:
+    its metadata counts the steps (completedSteps of totalSteps), else it only gives the percent."""
+    from ops_widgets._engine import AsyncTracked, Engine
+
+    clock = ow.VirtualClock()
+    name = "tunedModels/t/operations/1"
+
+    async def poll(_name: str) -> Operation:
+        done = int(steps * min(1.0, clock.monotonic() / finish))
+        metadata: dict[str, Any] = {"completedPercent": 100 * done / steps}
+        if counted:
+            metadata |= {"completedSteps": done, "totalSteps": steps}
+        return Operation.from_api_response({"name": name, "done": done == steps, "metadata": metadata,
+                                            **({"response": {}} if done == steps else {})})
+
+    async def cancel(_name: str) -> None:
+        raise AssertionError("no cancel here")
+
+    async def body() -> float:
+        engine = Engine(poll=poll, cancel=cancel, clock=clock)
+        handle = AsyncTracked(await engine.poller(Operation.from_api_response({"name": name})))
+        await handle.wait(timeout=10 * finish)
+        return clock.monotonic() - finish
+
+    return clock.run(body())
+
+
+def test_a_job_counted_in_steps_is_seen_done_near_its_finish_not_a_step_late() -> None:
+    # 20 steps over one to three hours: a step lasts 3 to 9 minutes, and the finish may be anywhere
+    # in the last one. Given the step (totalSteps), the schedule aims at the middle of that window
+    # and walks the rest of it in quarters; a reading taken as exact aims at its late end.
+    finishes = [3600 + 7200 * i / 11 for i in range(12)]
+    counted = [_seen_done_after(f, 20, True) for f in finishes]
+    percent_only = [_seen_done_after(f, 20, False) for f in finishes]
+    assert max(counted) <= 0.015 * max(finishes), counted  # 162 s; the percent alone: 326 s
+    assert sum(counted) < sum(percent_only) / 2, (counted, percent_only)
