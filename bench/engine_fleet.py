@@ -18,7 +18,7 @@ count what that costs any schedule, before the cap is shared with the other kind
 thirds of the fleet are listable; the issue's goal there is at most 1/100 of the fixed loop's
 requests. ``--spread 0``: every operation starts at once (the anchors' fleet). ``--poll-rate``:
 another rate cap than the default 10/s (what a higher cap would buy).
-Virtual time, but real CPU: 10,000 operations take 5 to 15 minutes. It asserts nothing.
+Virtual time, but real CPU: 10,000 operations take about half a minute (4 minutes with --listable). It asserts nothing.
 """
 
 from __future__ import annotations
