@@ -201,11 +201,11 @@ def test_an_exception_while_handling_a_poll_is_a_failed_poll_not_a_dead_poller(
     original = _schedule.Adaptive.observe
     raised = [0]
 
-    def observe(self: Any, elapsed: float, progress: float | None) -> None:
+    def observe(self: Any, elapsed: float, progress: float | None, step: float = 0.0) -> None:
         if progress is not None and 30 < progress < 60 and raised[0] < 2:
             raised[0] += 1
             raise OverflowError("a value the schedule could not take")
-        original(self, elapsed, progress)
+        original(self, elapsed, progress, step)
 
     monkeypatch.setattr(_schedule.Adaptive, "observe", observe)
 
