@@ -223,7 +223,8 @@ def test_visible_page_gets_jupyterlabs_notification_and_the_bell_turns_it_on(lab
     toasts = notes(nb, "__toasts")
     failure = [t for t in toasts if t["text"].startswith("Batch failed")]
     assert len(failure) == 1 and failure[0]["images"] == 0 and "<img src=x" in failure[0]["text"], toasts
-    nb.screenshot("notify-toast", element=nb.page.locator(".Toastify__toast").first)
+    # The failure's toast: it stays until read (a success's closes after 10 s, maybe mid-screenshot).
+    nb.screenshot("notify-toast", element=nb.page.locator(".Toastify__toast", has_text="Batch failed").first)
     assert_no_script_ran(nb, dialogs)
 
 
