@@ -74,12 +74,15 @@ def progress_from_metadata(metadata: Mapping[str, Any]) -> float | None:
 def progress_step(metadata: Mapping[str, Any]) -> float:
     """How far, in percent, progress_from_metadata's reading moves at a time when the metadata
     counts whole things: 100 / totalSteps for a tuning job's steps, 100 / requestCount for a
-    batch's requests; 0.0 where it does not say (the reading is taken as it is).
+    batch's requests, 100 / all of a Vertex job's completionStats; 0.0 where it does not say (the
+    reading is taken as it is).
 
     A job 7 steps of 20 in is anywhere from 35 % to 40 % done: the adaptive schedule reads its
     finish as a window, not as the late end of it.
     """
-    for total in (metadata.get("totalSteps"), _get(metadata.get("batchStats"), "requestCount")):
+    stats = _completion_counts(metadata.get("completionStats"))
+    for total in (metadata.get("totalSteps"), _get(metadata.get("batchStats"), "requestCount"),
+                  None if stats is None else stats[1]):
         count = None if total is None else as_number(total)
         if count is not None and count >= 1:
             return min(100.0, 100.0 / count)
@@ -93,14 +96,20 @@ def _get(value: Any, key: str) -> Any:
 def _completion(stats: Any) -> float | None:
     """A Vertex job's completionStats: (successful + failed) of all, where the total is known, that
     is where incompleteCount is sent (-1 says it is unknown)."""
+    counts = _completion_counts(stats)
+    ratio = None if counts is None else _ratio(*counts)
+    return None if ratio is None else _clamp(ratio)
+
+
+def _completion_counts(stats: Any) -> tuple[float, float] | None:
+    """(successful + failed, all) of a completionStats whose total is known; None otherwise."""
     if not isinstance(stats, Mapping) or stats.get("incompleteCount") is None:
         return None
     counts = [as_number(stats.get(k)) for k in ("successfulCount", "failedCount", "incompleteCount")]
     succeeded, failed, incomplete = (0.0 if c is None else c for c in counts)
     if counts[2] is None or incomplete < 0 or succeeded < 0 or failed < 0:
         return None
-    ratio = _ratio(succeeded + failed, succeeded + failed + incomplete)
-    return None if ratio is None else _clamp(ratio)
+    return succeeded + failed, succeeded + failed + incomplete
 
 
 # ASCII digits only: \d alone would also take "２０２４", which int() then reads as 2024.

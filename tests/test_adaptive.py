@@ -176,6 +176,8 @@ def test_unknown_kind_uses_the_other_prior() -> None:
     ({"totalSteps": "400"}, 0.25),  # int64 as a string
     ({"batchStats": {"requestCount": "1000", "successfulRequestCount": "10"}}, 0.1),
     ({"batchStats": {"requestCount": "1"}}, 100.0),
+    ({"completionStats": {"successfulCount": "3", "failedCount": "1", "incompleteCount": "6"}}, 10.0),  # Vertex
+    ({"completionStats": {"successfulCount": "3", "incompleteCount": "-1"}}, 0.0),  # the total is not known
     ({"completedPercent": 35}, 0.0),  # a percent alone: read as it is
     ({}, 0.0),
     ({"totalSteps": 0}, 0.0), ({"totalSteps": 0.5}, 0.0), ({"totalSteps": True}, 0.0), ({"totalSteps": "x"}, 0.0),
