@@ -136,11 +136,11 @@ def _operations_route(version: str, method: str, rest: str) -> tuple[str, str] |
     return None
 
 
-def _json(obj: Any, status: int = 200) -> Response:
-    return status, JSON_TYPE, json.dumps(obj, separators=(",", ":")).encode(), {}
-
-
 _COMPACT = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _json(obj: Any, status: int = 200) -> Response:
+    return status, JSON_TYPE, _COMPACT(obj).encode(), {}
 
 
 def _list_answer(items: Iterable[dict[str, Any]], token: str | None) -> Response:
