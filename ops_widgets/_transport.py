@@ -15,7 +15,7 @@ import random
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
@@ -63,10 +63,7 @@ class _QueryShield(logging.Filter):
         self._lock = threading.Lock()  # downloads run on more than one engine loop at once
 
     @contextmanager
-    def hiding(self, url: str, hide: bool = True) -> Iterator[None]:
-        if not hide:
-            yield
-            return
+    def hiding(self, url: str) -> Iterator[None]:
         key = str(httpx.URL(url))  # as httpx will print it
         with self._lock:
             self._urls[key] += 1
@@ -80,8 +77,10 @@ class _QueryShield(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
-        if self._urls and isinstance(args, tuple) and any(str(a) in self._urls for a in args):
-            record.args = tuple(_no_query(str(a)) if str(a) in self._urls else a for a in args)
+        if self._urls and isinstance(args, tuple):
+            shown = [str(a) for a in args]
+            if any(s in self._urls for s in shown):
+                record.args = tuple(_no_query(s) if s in self._urls else a for s, a in zip(shown, args, strict=True))
         return True
 
 
@@ -363,7 +362,7 @@ class Transport:
             error: ApiError | TransportError
             try:
                 # Off the service the URL is likely a signed one: httpx's own log line shows no query.
-                with _SHIELD.hiding(url, not keyed):
+                with nullcontext() if keyed else _SHIELD.hiding(url):
                     async with http.stream("GET", url, headers=headers) as resp:
                         logger.debug("GET %s -> %s (download)", shown, resp.status_code)
                         location: str | None = resp.headers.get("location")
