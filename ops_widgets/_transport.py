@@ -12,10 +12,11 @@ import itertools
 import json
 import logging
 import random
+import re
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
@@ -54,28 +55,42 @@ MAX_REDIRECTS = 5
 
 class _QueryShield(logging.Filter):
     """Keeps the query of a URL being downloaded from off the service (a signed URL: its query is a
-    credential) out of httpx's own log: httpx logs every request's full URL at INFO, which a script's
-    logging.basicConfig(level=logging.INFO) prints. Only the URLs registered here are touched."""
+    credential) out of httpx's and httpcore's own logs. httpx logs every request's full URL at INFO,
+    which a script's logging.basicConfig(level=logging.INFO) prints: only the URLs registered here
+    lose their query there. httpcore logs every answer's headers at DEBUG, a redirect's Location
+    with them: while a download hop is in flight, its Location lines lose their query."""
 
     def __init__(self) -> None:
         super().__init__()
         self._urls: Counter[str] = Counter()
+        self._hops = 0
         self._lock = threading.Lock()  # downloads run on more than one engine loop at once
 
     @contextmanager
-    def hiding(self, url: str) -> Iterator[None]:
-        key = str(httpx.URL(url))  # as httpx will print it
+    def hiding(self, url: str | None) -> Iterator[None]:
+        """One download hop in flight; ``url``'s query is hidden too (None: a URL on the service,
+        whose query is no secret)."""
+        key = None if url is None else str(httpx.URL(url))  # as httpx will print it
         with self._lock:
-            self._urls[key] += 1
+            self._hops += 1
+            if key is not None:
+                self._urls[key] += 1
         try:
             yield
         finally:
             with self._lock:
-                self._urls[key] -= 1
-                if self._urls[key] <= 0:
-                    del self._urls[key]
+                self._hops -= 1
+                if key is not None:
+                    self._urls[key] -= 1
+                    if self._urls[key] <= 0:
+                        del self._urls[key]
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("httpcore"):
+            # httpcore formats its message itself (headers as a repr of bytes pairs): no args.
+            if self._hops and isinstance(record.msg, str):
+                record.msg = _LOCATION_QUERY.sub(r"\1", record.msg)
+            return True
         args = record.args
         if self._urls and isinstance(args, tuple):
             shown = [str(a) for a in args]
@@ -84,8 +99,16 @@ class _QueryShield(logging.Filter):
         return True
 
 
+# A Location header as httpcore logs it, (b'Location', b'https://host/path?query'): group 1 ends
+# before the query.
+_LOCATION_QUERY = re.compile(r"""(\(b['"]location['"], b['"][^?'"]*)\?[^'"]*""", re.IGNORECASE)
+
+
 _SHIELD = _QueryShield()
-logging.getLogger("httpx").addFilter(_SHIELD)
+# A logger's filters see only its own records, not its children's: each httpcore logger that logs
+# an answer's headers gets the filter.
+for _name in ("httpx", "httpcore.http11", "httpcore.http2"):
+    logging.getLogger(_name).addFilter(_SHIELD)
 
 
 class Secret:
@@ -361,8 +384,9 @@ class Transport:
             await self.pause.wait()
             error: ApiError | TransportError
             try:
-                # Off the service the URL is likely a signed one: httpx's own log line shows no query.
-                with nullcontext() if keyed else _SHIELD.hiding(url):
+                # Off the service the URL is likely a signed one: httpx's own log line shows no query;
+                # a redirect's Location (where a signed URL comes from) shows none in httpcore's lines.
+                with _SHIELD.hiding(None if keyed else url):
                     async with http.stream("GET", url, headers=headers) as resp:
                         logger.debug("GET %s -> %s (download)", shown, resp.status_code)
                         location: str | None = resp.headers.get("location")

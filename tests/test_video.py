@@ -5,8 +5,10 @@ size cap, and says in words why there is no video when there is none."""
 from __future__ import annotations
 
 import base64
+import http.server
 import logging
 import struct
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -163,6 +165,40 @@ async def test_a_redirect_to_another_host_is_followed_without_the_key(caplog: py
     # The signed URL's query is a credential: no log line has it, httpx's own included.
     lines = [r.getMessage() for r in caplog.records]
     assert any("storage.example.com/videos/abc.mp4" in line for line in lines)
+    assert not [line for line in lines if "deadbeef" in line]
+
+
+class _Redirecting(http.server.BaseHTTPRequestHandler):
+    """A service on loopback whose every answer is a redirect to a signed URL."""
+
+    def do_GET(self) -> None:  # noqa: N802  (http.server's name)
+        self.send_response(302)
+        self.send_header("Location", "http://storage.example.com/videos/abc.mp4?X-Goog-Signature=deadbeef")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (the base class's name)
+        pass
+
+
+async def test_httpcore_debug_lines_show_no_signed_query_of_a_redirect(caplog: pytest.LogCaptureFixture) -> None:
+    """httpcore logs every answer's headers at DEBUG, the keyed hop's Location (a signed URL) too:
+    over a real connection, none of its lines has the query."""
+    caplog.set_level(logging.DEBUG)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Redirecting)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        async with ow.AsyncOperations(KEY, base_url=base, max_retries=0, history=False) as ops:
+            with pytest.raises(ow.TransportError, match="not https"):
+                await ops.download_video(veo(f"{base}/v1beta/files/abc:download?alt=media"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(r.name.startswith("httpcore") and "storage.example.com/videos/abc.mp4" in r.getMessage()
+               for r in caplog.records)  # the line is there, without its query
     assert not [line for line in lines if "deadbeef" in line]
 
 
