@@ -307,10 +307,15 @@ class AsyncOperations:
         the adaptive schedule (the shortest interval asked for by any handle of the name wins).
         """
         _positive("poll_interval", poll_interval)
-        if not isinstance(name, Operation):
-            self._backend.read(name)  # a bad (or unreadable) name fails here, before anything is sent
+        self._check_name(name)
         poller = await self._polling().poller(name)
         return AsyncTracked(poller, poll_interval=poll_interval)  # (poller() yields even for an Operation)
+
+    def _check_name(self, target: NameOrOperation) -> None:
+        """A bad (or unreadable) name fails here, before anything is sent (an Operation carries its
+        name as the service gave it)."""
+        if not isinstance(target, Operation):
+            self._backend.read(target)
 
     async def track_all(
         self, names: Iterable[NameOrOperation], *, poll_interval: float | None = None
@@ -322,8 +327,7 @@ class AsyncOperations:
         _positive("poll_interval", poll_interval)
         targets = list(names)
         for target in targets:
-            if not isinstance(target, Operation):
-                self._backend.read(target)  # a bad name fails here, before anything is sent
+            self._check_name(target)
         pollers = await self._polling().pollers_for(targets)
         handles: _List[AsyncTracked] = _List()
         for i, poller in enumerate(pollers, 1):
@@ -793,7 +797,7 @@ class AsyncOperations:
         on_progress: ProgressCallback | None,
     ) -> Operation:
         name = _name(name)
-        self._backend.read(name)  # reject a bad (or unreadable) name before anything is sent
+        self._check_name(name)
         engine = self._polling()
         start = self._clock.monotonic()
         # One deadline for all of it: the first snapshot's tries, then the polls.
