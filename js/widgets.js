@@ -142,10 +142,6 @@ const OPERATION_TRAITS = [
   "progress_rate", "video_count",
 ];
 
-function safeHref(href) {
-  return typeof href === "string" && /^https?:\/\//i.test(href) ? href : null;
-}
-
 function button(className, text, label) {
   const b = el("button", className, text);
   b.type = "button";
@@ -232,14 +228,8 @@ function renderResult(box, items) {
   for (const item of items || []) {
     const row = el("div", "opw-result-item");
     row.append(el("span", "opw-result-label", `${item.label || ""} `));
-    const href = safeHref(item.href);
-    const value = href ? el("a", "opw-result-value", item.text || href) : el("span", "opw-result-value", item.text || "");
-    if (href) {
-      value.href = href;
-      value.target = "_blank";
-      value.rel = "noopener noreferrer";
-    }
-    row.append(value);
+    // Text only, never a link: an href in older saved state is ignored.
+    row.append(el("span", "opw-result-value", item.text || ""));
     box.append(row);
   }
   box.hidden = !box.childElementCount;

@@ -214,7 +214,7 @@ def test_view_state_failed_and_succeeded() -> None:
     video = view_state(op({"name": "models/veo/operations/v", "done": True, "response": {"generateVideoResponse": {
         "generatedSamples": [{"video": {"uri": "https://x/v.mp4"}}]}}}), elapsed=90, eta=0, eta_is_estimate=True)
     assert video["state"] == "succeeded"
-    assert video["result"] == [{"label": "video 1:", "text": "https://x/v.mp4", "href": "https://x/v.mp4"}]
+    assert video["result"] == [{"label": "video 1:", "text": "https://x/v.mp4"}]
     filtered = view_state(op({"name": "models/veo/operations/v", "done": True, "response": {"generateVideoResponse": {
         "raiMediaFilteredCount": 1}}}), elapsed=90, eta=0, eta_is_estimate=True)
     assert "safety" in filtered["result"][0]["text"]

@@ -92,7 +92,7 @@ class OperationWidget(anywidget.AnyWidget):
         sync=True)
     error_code = t.Unicode("", help="gRPC code name and number of a failure").tag(sync=True)
     error_message = t.Unicode("", help="The server's error message (shown as text)").tag(sync=True)
-    result = t.List(t.Dict(), help="Short result items: {label, text, href?}").tag(sync=True)
+    result = t.List(t.Dict(), help="Short result items: {label, text}, plain text").tag(sync=True)
     poll_error = t.Unicode("", help="Why polling is failing, while it retries").tag(sync=True)
     stopped = t.Unicode("", help="Why nothing polls it any more although it is not done; empty while polled").tag(
         sync=True)

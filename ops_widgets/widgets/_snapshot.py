@@ -2,8 +2,8 @@
 the live widget cannot run (a notebook on GitHub or nbviewer, nbconvert's HTML, a closed kernel).
 Pure functions over the widgets' synced state.
 
-Every piece of server text goes through html.escape; the only links are http(s) ones that the
-view state already marked as such (``href``), so a ``javascript:`` URI stays text.
+Every piece of server text goes through html.escape, and none becomes a link (a video URI needs
+the key: a link to it would only open a 403).
 """
 
 from __future__ import annotations
@@ -71,10 +71,7 @@ def _items(state: Mapping[str, Any]) -> str:
         out.append(f'<div style="color:{colour}">{_e(state.get("error_code", ""))} '
                    f'{_e(state.get("error_message", ""))}</div>')
     for item in state.get("result") or ():
-        text = _e(item.get("text", ""))
-        href = item.get("href")
-        shown = f'<a href="{_e(href)}" rel="noopener noreferrer">{text}</a>' if href else text
-        out.append(f'<div><span style="{_DIM}">{_e(item.get("label", ""))}</span> {shown}</div>')
+        out.append(f'<div><span style="{_DIM}">{_e(item.get("label", ""))}</span> {_e(item.get("text", ""))}</div>')
     return "".join(out)
 
 

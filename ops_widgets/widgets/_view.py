@@ -39,8 +39,9 @@ def filter_text(op: Operation) -> str:
 
 
 def result_items(op: Operation) -> list[dict[str, str]]:
-    """A short result for a finished operation: video links (or why there are none), the tuned
-    model, the document, a batch's counts. Plain text: the front-end never reads it as HTML."""
+    """A short result for a finished operation: video URIs (or why there are none), the tuned
+    model, the document, a batch's counts. Plain text: the front-end never reads it as HTML, and
+    makes no link of it."""
     if not op.succeeded:  # filtered ones are done without an error too
         return []
     if op.filtered:
@@ -50,10 +51,9 @@ def result_items(op: Operation) -> list[dict[str, str]]:
         uris = op.video_uris
         if not uris:
             return [{"label": "no video:", "text": "the response holds no video"}]
-        # Only web links become links: a javascript: or data: URI from the server stays text, even
-        # in the saved widget state (the front-end checks again).
-        items = [{"label": f"video {i}:", "text": uri, **({"href": uri} if _web_link(uri) else {})}
-                 for i, uri in enumerate(uris, 1)]
+        # Text, not links: the service answers a browser that opens one with 403 (it needs the key,
+        # which never leaves the kernel); the player and its Save button fetch it through the kernel.
+        items = [{"label": f"video {i}:", "text": uri} for i, uri in enumerate(uris, 1)]
         if op.filter_reasons:  # some videos came, others were withheld
             items.append({"label": "filtered:", "text": filter_text(op)})
         return items
@@ -229,6 +229,3 @@ class Throttle:
 
         call_later(wait, trailing)
 
-
-def _web_link(uri: str) -> bool:
-    return uri.lower().startswith(("https://", "http://"))
