@@ -376,16 +376,17 @@ class AsyncOperations:
         notification, or the browser's when the page is hidden); its bell turns this on and off."""
         from .widgets import OperationWidget  # lazy: anywidget and ipywidgets only when wanted
 
-        return OperationWidget(await self.track(name, poll_interval=poll_interval), notify=notify)
+        return OperationWidget(await self.track(name, poll_interval=poll_interval), close_handle=True, notify=notify)
 
     async def watch_all(
         self, names: Iterable[NameOrOperation], *, poll_interval: float | None = None, notify: bool = False
     ) -> OperationsList:
         """One live list widget (OperationsList), a row per operation, tracked concurrently.
         ``notify=True``: one notification for each operation that ends while the list is shown."""
-        from .widgets import watch_all
+        from .widgets import OperationsList
 
-        return watch_all(await self.track_all(names, poll_interval=poll_interval), notify=notify)
+        return OperationsList(await self.track_all(names, poll_interval=poll_interval), close_handles=True,
+                              notify=notify)
 
     async def history(self, *, all_services: bool = False, flatten_metadata: bool = False) -> pd.DataFrame:
         """Every operation tracked on this service (``all_services``: on any), in this kernel or
@@ -412,9 +413,9 @@ class AsyncOperations:
 
     async def resume(self, *, poll_interval: float | None = None) -> OperationsList:
         """Pick up where an earlier kernel left off: track_unfinished(), shown as watch_all()."""
-        from .widgets import watch_all
+        from .widgets import OperationsList
 
-        return watch_all(await self.track_unfinished(poll_interval=poll_interval))
+        return OperationsList(await self.track_unfinished(poll_interval=poll_interval), close_handles=True)
 
     def _recorder(self) -> _history.Recorder:
         if not isinstance(self._history, _history.Recorder):

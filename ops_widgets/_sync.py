@@ -124,15 +124,15 @@ class Operations:
     ) -> OperationWidget:
         from .widgets import OperationWidget  # lazy: anywidget and ipywidgets only when wanted
 
-        return OperationWidget(self.track(name, poll_interval=poll_interval), notify=notify)
+        return OperationWidget(self.track(name, poll_interval=poll_interval), close_handle=True, notify=notify)
 
     @_doc
     def watch_all(
         self, names: Iterable[NameOrOperation], *, poll_interval: float | None = None, notify: bool = False
     ) -> OperationsList:
-        from .widgets import watch_all
+        from .widgets import OperationsList
 
-        return watch_all(self.track_all(names, poll_interval=poll_interval), notify=notify)
+        return OperationsList(self.track_all(names, poll_interval=poll_interval), close_handles=True, notify=notify)
 
     @_doc
     def history(self, *, all_services: bool = False, flatten_metadata: bool = False) -> pd.DataFrame:
@@ -144,9 +144,9 @@ class Operations:
 
     @_doc
     def resume(self, *, poll_interval: float | None = None) -> OperationsList:
-        from .widgets import watch_all
+        from .widgets import OperationsList
 
-        return watch_all(self.track_unfinished(poll_interval=poll_interval))
+        return OperationsList(self.track_unfinished(poll_interval=poll_interval), close_handles=True)
 
     @_doc
     def list(

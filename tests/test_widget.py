@@ -441,6 +441,50 @@ def test_widget_from_a_name_with_a_client_and_from_a_handle(sim: Sim) -> None:
     b.close()
 
 
+def test_a_widget_closes_the_handles_it_made_and_leaves_those_it_was_given(sim: Sim) -> None:
+    """What a widget tracked itself (from a name, or watch()/watch_all()) it stops tracking when
+    it closes; a handle it was given is its giver's, and goes on polling."""
+    names = [sim.emu.create("tuning", duration=600) for _ in range(4)]
+    given = sim.ops.track(names[0])
+    widgets = [OperationWidget(given), OperationWidget(names[1], sim.ops), sim.ops.watch(names[2])]
+    rows = ow.watch_all([given, names[3]], sim.ops)
+    handles = [w.tracked for w in widgets] + rows.handles
+    assert all(h.polling for h in handles)
+    for w in [*widgets, rows]:
+        w.close()
+    sim.advance(1)  # a handle lets go on the engine's loop
+    assert [h.polling for h in handles] == [True, False, False, True, False]
+    from ops_widgets.widgets import OperationsList
+
+    with pytest.raises(ValueError, match="2 flags for 1 handles"):
+        OperationsList([given], close_handles=[True, False])
+    given.close()
+    sim.advance(1)
+    assert not given.polling
+
+
+def test_a_rerun_of_the_cell_closes_the_widgets_its_last_run_made(sim: Sim, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Re-running a watch cell closes the widget its last run made (ipywidgets and the comm would
+    keep it, sending updates to views that went with the old outputs, and its videos): the new
+    one follows the same poller on, and a handle the cell was given stays open."""
+    from ops_widgets.widgets import _lifetime
+
+    here = {"cell": ("cell-a", "run-1")}
+    monkeypatch.setattr(_lifetime, "current_cell_run", lambda: here["cell"])
+    name, other = sim.emu.create("tuning", duration=600), sim.emu.create("video", duration=600)
+    given = sim.ops.track(other)
+    first, first_list = sim.ops.watch(name), ow.watch_all([given], sim.ops)  # one run, two widgets
+    here["cell"] = ("cell-a", "run-2")
+    again, again_list = sim.ops.watch(name), ow.watch_all([given], sim.ops)
+    assert first.comm is None and first_list.comm is None  # closed
+    assert again.comm is not None and again_list.comm is not None
+    sim.advance_until(lambda: again.state == "succeeded", step=10)  # followed to the end
+    assert given.polling and again_list.rows[0]["state"] == "running"
+    for w in (again, again_list):
+        w.close()
+    given.close()
+
+
 def test_async_watch(recorded_comm: Comms) -> None:
     """AsyncOperations.watch: the widget lives on the caller's loop (here an auto VirtualClock's)."""
     clock = ow.VirtualClock()

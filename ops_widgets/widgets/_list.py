@@ -23,7 +23,7 @@ from .._engine import AsyncTracked
 from .._sync import Operations
 from .._types import Operation
 from ._display import Sightings, publish, refresh, with_snapshot
-from ._lifetime import watch_files_weakly
+from ._lifetime import supersede, watch_files_weakly
 from ._operation import HEARTBEAT, STATIC, Target, default_client
 from ._snapshot import list_html
 from ._view import LIST_ROW_KEYS, Throttle, list_summary, poll_status, view_state
@@ -32,7 +32,12 @@ __all__ = ["OperationsList", "watch_all"]
 
 
 class OperationsList(anywidget.AnyWidget):
-    """A live list of operations: ``OperationsList(handles)`` (``ops.watch_all(names)`` makes one)."""
+    """A live list of operations: ``OperationsList(handles)`` (``ops.watch_all(names)`` makes one).
+
+    Closing it leaves the handles it was given open, but for those ``close_handles`` names
+    (True: all of them; or one bool per handle), made just for it as ``watch_all()`` makes them.
+    In a notebook, a re-run of the cell that made it closes it, as ``close()`` would.
+    """
 
     _esm = STATIC / "widgets.js"
     _css = STATIC / "widgets.css"
@@ -45,10 +50,15 @@ class OperationsList(anywidget.AnyWidget):
     notify = t.Bool(False, help="Say when each operation ends while the list is shown (JupyterLab's "
                     "notification, or the browser's when the page is hidden); the bell toggles it").tag(sync=True)
 
-    def __init__(self, handles: Sequence[AsyncTracked], **kwargs: Any) -> None:
+    def __init__(self, handles: Sequence[AsyncTracked], *, close_handles: bool | Sequence[bool] = False,
+                 **kwargs: Any) -> None:
+        handles = list(handles)
+        owned = [close_handles] * len(handles) if isinstance(close_handles, bool) else list(close_handles)
+        if len(owned) != len(handles):  # before the comm opens: a bad call leaves nothing open
+            raise ValueError(f"close_handles: {len(owned)} flags for {len(handles)} handles")
         watch_files_weakly(self)  # or anywidget keeps every instance, closed or not
         super().__init__(**kwargs)
-        self._handles = list(handles)
+        self._handles, self._owned = handles, owned
         self._cancelling: set[int] = set()  # these two: on the first handle's engine thread only
         self._cancel_errors: dict[int, str] = {}
         self._closed = False
@@ -60,12 +70,13 @@ class OperationsList(anywidget.AnyWidget):
         self.on_msg(self._on_front_message)
         if not self._handles:
             self._send_state()
-            return
-        first = self._handles[0]
-        self._throttle = Throttle(0.1, clock=first.clock.monotonic)
-        # Each first call pushes (through the throttle) before subscribe returns.
-        self._unsubscribes = [h.subscribe(self._on_change) for h in self._handles]
-        first.call_later(HEARTBEAT, self._beat)
+        else:
+            first = self._handles[0]
+            self._throttle = Throttle(0.1, clock=first.clock.monotonic)
+            # Each first call pushes (through the throttle) before subscribe returns.
+            self._unsubscribes = [h.subscribe(self._on_change) for h in self._handles]
+            first.call_later(HEARTBEAT, self._beat)
+        supersede(self)  # a re-run of its cell closes it (see OperationWidget), once ours is live
 
     @property
     def handles(self) -> list[AsyncTracked]:
@@ -185,9 +196,13 @@ class OperationsList(anywidget.AnyWidget):
 
     def close(self) -> None:
         self._closed = True
-        for unsubscribe, h in zip(self._unsubscribes, self._handles, strict=False):
-            unsubscribe()
-            h.close()
+        # None: __init__ failed before it subscribed (Widget.__del__ closes a half-built list too).
+        unsubscribes = getattr(self, "_unsubscribes", None)
+        if unsubscribes is not None:
+            for unsubscribe, h, owned in zip(unsubscribes, self._handles, self._owned, strict=False):
+                unsubscribe()
+                if owned:  # a handle it was given is its giver's to close
+                    h.close()
         self._unsubscribes = []
         super().close()
 
@@ -207,4 +222,6 @@ def watch_all(
         if not isinstance(x, (str, Operation)):
             raise TypeError(f"expected operation names, Operations or tracked handles, got {type(x).__name__}")
     tracked = iter((client or default_client()).track_all(todo, poll_interval=poll_interval) if todo else [])
-    return OperationsList([x if isinstance(x, AsyncTracked) else next(tracked) for x in targets], notify=notify)
+    # The handles tracked here are the list's own, closed with it; those given stay their giver's.
+    return OperationsList([x if isinstance(x, AsyncTracked) else next(tracked) for x in targets],
+                          close_handles=[not isinstance(x, AsyncTracked) for x in targets], notify=notify)

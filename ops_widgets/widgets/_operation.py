@@ -28,7 +28,7 @@ from .._sync import Operations
 from .._text import summary_line
 from .._types import Operation
 from ._display import Sightings, publish, refresh, with_snapshot
-from ._lifetime import watch_files_weakly
+from ._lifetime import supersede, watch_files_weakly
 from ._media import INLINE_VIDEO_MAX, MAX_VIDEOS, too_large_text, video_count, video_message
 from ._snapshot import operation_html
 from ._view import Throttle, poll_status, view_state
@@ -71,6 +71,10 @@ class OperationWidget(anywidget.AnyWidget):
     tracked with a blocking ``Operations`` client (default: one shared ``Operations()`` from
     GEMINI_API_KEY). ``notify=True`` (or the bell) tells when it ends, once, while it is shown.
     With AsyncOperations, use ``await client.watch(name)``.
+
+    Closing it closes the handle it tracked a name with; a handle it was given stays open
+    (``close_handle=True``: close that too, for a handle made just for it, as ``watch()`` does).
+    In a notebook, a re-run of the cell that made it closes it, as ``close()`` would.
     """
 
     _esm = STATIC / "widgets.js"
@@ -109,11 +113,13 @@ class OperationWidget(anywidget.AnyWidget):
     notify = t.Bool(False, help="Say when it ends while the page shows it (JupyterLab's notification, or "
                     "the browser's when the page is hidden); the bell toggles it").tag(sync=True)
 
-    def __init__(self, target: Target, client: Operations | None = None, **kwargs: Any) -> None:
+    def __init__(self, target: Target, client: Operations | None = None, *, close_handle: bool = False,
+                 **kwargs: Any) -> None:
         handle = handle_for(target, client)
         watch_files_weakly(self)  # or anywidget keeps every instance, closed or not
         super().__init__(**kwargs)
         self._handle = handle
+        self._owns_handle = close_handle or not isinstance(target, AsyncTracked)
         self._throttle = Throttle(0.1, clock=handle.clock.monotonic)
         self._cancelling = False  # these two: engine thread only
         self._cancel_error = ""
@@ -131,6 +137,10 @@ class OperationWidget(anywidget.AnyWidget):
         # The first call pushes the whole state (on the engine thread) before this returns.
         self._unsubscribe = handle.subscribe(self._on_change)
         handle.call_later(HEARTBEAT, self._beat)
+        # A re-run of the cell that made a widget closes it (its views went with the cell's old
+        # outputs; it would go on sending them updates and keep its videos): ipywidgets and the
+        # comm keep every open widget. After ours is live, so a poller both follow never stops.
+        supersede(self)
 
     @property
     def tracked(self) -> AsyncTracked:
@@ -303,7 +313,8 @@ class OperationWidget(anywidget.AnyWidget):
         unsubscribe = getattr(self, "_unsubscribe", None)  # None if __init__ failed half-way
         if unsubscribe is not None:
             unsubscribe()
-            self._handle.close()
+            if self._owns_handle:  # a handle it was given is its giver's to close
+                self._handle.close()
         super().close()
 
 

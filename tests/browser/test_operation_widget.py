@@ -150,6 +150,26 @@ def test_progress_advances_while_kernel_idle(lab_page: NotebookPage, emu: Emulat
     nb.screenshot("lab-idle-succeeded")
 
 
+def test_rerunning_the_watch_cell_leaves_one_live_widget(lab_page: NotebookPage, emu: Emulator) -> None:
+    """Run all twice, as a user re-runs a notebook: the watch cell's second run closes the widget
+    its first run made (JupyterLab names the cell in each run), so the kernel holds one open
+    widget, and the one the cell shows now goes on advancing."""
+    name = emu.create("tuning", duration=30)
+    count = ("import ipywidgets\nfrom ops_widgets import OperationWidget\n"
+             "print(sum(isinstance(w, OperationWidget) for w in list(ipywidgets.widgets.widget._instances.values())))")
+    nb = lab_page
+    nb.open(nb.server.write_notebook("rerun.ipynb", [watch_cell(name), count]))
+    for _ in range(2):
+        nb.run_all()
+        nb.wait_all_ran()
+        assert nb.output(1).inner_text().strip() == "1"
+    first = wait_progress(nb)
+    assert nb.page.locator(".jp-Notebook .jp-Cell").first.locator(".opw").count() == 1
+    later = wait_progress(nb, above=float(first["progress"]))
+    assert later["state"] == "running" and later["live"] == "true", later
+    nb.raise_on_cell_error()
+
+
 def test_progress_advances_while_another_cell_sleeps(lab_page: NotebookPage, emu: Emulator) -> None:
     name = emu.create("tuning", duration=20)
     nb = lab_page
