@@ -89,7 +89,7 @@ class _QueryShield(logging.Filter):
         if record.name.startswith("httpcore"):
             # httpcore formats its message itself (headers as a repr of bytes pairs): no args.
             if self._hops and isinstance(record.msg, str):
-                record.msg = _LOCATION_QUERY.sub(r"\1", record.msg)
+                record.msg = _LOCATION.sub(_location_without_query, record.msg)
             return True
         args = record.args
         if self._urls and isinstance(args, tuple):
@@ -99,9 +99,13 @@ class _QueryShield(logging.Filter):
         return True
 
 
-# A Location header as httpcore logs it, (b'Location', b'https://host/path?query'): group 1 ends
-# before the query.
-_LOCATION_QUERY = re.compile(r"""(\(b['"]location['"], b['"][^?'"]*)\?[^'"]*""", re.IGNORECASE)
+# A Location header as httpcore logs it, the repr of a bytes pair: (b'Location', b'https://h/p?q').
+# The value's quote is whichever repr chose (a ' inside makes it "): matched up to the same one.
+_LOCATION = re.compile(r"""(\(b(['"])location\2, b(['"]))((?:\\.|(?!\3).)*)""", re.IGNORECASE)
+
+
+def _location_without_query(match: re.Match[str]) -> str:
+    return match.group(1) + match.group(4).split("?", 1)[0]
 
 
 _SHIELD = _QueryShield()
