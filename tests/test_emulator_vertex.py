@@ -268,6 +268,51 @@ def test_a_batch_prediction_job(emu: Emulator, creds: Any) -> None:
     assert name not in [j["name"] for j in listed.get("batchPredictionJobs", [])]
 
 
+def test_a_job_listing_evaluates_the_documented_state_filter_and_refuses_the_rest(emu: Emulator, creds: Any) -> None:
+    """Google documents a job listing's filter (state=..., state!=..., AND, and more fields). The
+    emulator evaluates the state comparisons and answers 400 to the rest: ignoring a filter would
+    hand back the jobs it asked to leave out."""
+    loc = "projects/filter-project/locations/us-central1"
+    running = [emu.create("batch", service="vertex", project="filter-project", duration=10**6) for _ in range(3)]
+    ended = [emu.create("batch", service="vertex", project="filter-project", duration=10**6) for _ in range(3)]
+    for name in ended:
+        emu.complete(name)
+
+    def listed(filter_: str, page_size: int = 50) -> list[str] | httpx.Response:
+        names, token = [], None
+        with httpx.Client(base_url=emu.base_url) as client:
+            while True:
+                answer = client.get(f"/v1/{loc}/batchPredictionJobs", headers=headers(creds), params={
+                    "filter": filter_, "pageSize": page_size, **({"pageToken": token} if token else {})})
+                if answer.status_code != 200:
+                    return answer
+                names += [j["name"] for j in answer.json().get("batchPredictionJobs", [])]
+                token = answer.json().get("nextPageToken")
+                if not token:
+                    return names
+
+    assert listed('state="JOB_STATE_SUCCEEDED"') == listed("state=JOB_STATE_SUCCEEDED", page_size=1) == ended
+    assert sorted(listed('state!="JOB_STATE_SUCCEEDED"')) == sorted(running)  # type: ignore[type-var]
+    # The running ones are pending or running (pending for their first 30 s), never anything else.
+    assert listed('state!="JOB_STATE_SUCCEEDED" AND state!="JOB_STATE_PENDING" AND state!=JOB_STATE_RUNNING') == []
+    assert sorted(listed("")) == sorted(running + ended)  # type: ignore[type-var]
+    for bad, said in [("done=false", "state comparisons"), ('displayName="x"', "state comparisons"),
+                      ('state="JOB_STATE_DONE"', "not a job state"), ("state=", "state comparisons")]:
+        answer = listed(bad)
+        assert isinstance(answer, httpx.Response) and answer.status_code == 400, bad
+        assert error_of(answer)["status"] == "INVALID_ARGUMENT" and said in error_of(answer)["message"], bad
+
+
+@pytest.mark.parametrize("version", ["v1", "v1beta1"])
+def test_the_states_a_job_filter_may_name_are_the_discovery_documents(version: str) -> None:
+    from discovery import discovery
+
+    prefix = "GoogleCloudAiplatformV1" if version == "v1" else "GoogleCloudAiplatformV1beta1"
+    schemas = discovery(version)["schemas"]
+    for job in ("BatchPredictionJob", "TuningJob"):
+        assert set(schemas[prefix + job]["properties"]["state"]["enum"]) == vx.JOB_STATE_NAMES, job
+
+
 # --- operations ------------------------------------------------------------------------------------
 def test_operations_get_list_cancel_delete(emu: Emulator, creds: Any) -> None:
     loc = "projects/ops-project/locations/europe-west4"
@@ -286,6 +331,9 @@ def test_operations_get_list_cancel_delete(emu: Emulator, creds: Any) -> None:
                 break
         corpus = imported.rsplit("/operations/", 1)[0]
         in_corpus = client.get(f"/v1/{corpus}/operations", headers=headers(creds)).json()
+        undone = client.get(f"/v1/{corpus}/operations", headers=headers(creds), params={"filter": "done=false"}).json()
+        finished = client.get(f"/v1/{corpus}/operations", headers=headers(creds), params={"filter": "done=true"}).json()
+        refused = client.get(f"/v1/{corpus}/operations", headers=headers(creds), params={"filter": "state=RUNNING"})
         running = Operation.from_api_response(client.get(f"/v1/{imported}", headers=headers(creds)).json(),
                                               vertex=True)
         assert client.post(f"/v1/{generic[0]}:cancel", headers=headers(creds)).json() == {}
@@ -293,6 +341,8 @@ def test_operations_get_list_cancel_delete(emu: Emulator, creds: Any) -> None:
         assert client.delete(f"/v1/{generic[1]}", headers=headers(creds)).json() == {}
         gone = client.get(f"/v1/{generic[1]}", headers=headers(creds))
     assert names == generic and [o["name"] for o in in_corpus["operations"]] == [imported]
+    assert [o["name"] for o in undone["operations"]] == [imported] and finished == {}
+    assert refused.status_code == 400 and "done=true, done=false" in error_of(refused)["message"]
     assert running.kind == "import" and running.state is State.RUNNING and running.create_time is not None
     assert cancelled.cancelled and cancelled.error is not None and cancelled.error.code == 1
     assert gone.status_code == 404

@@ -60,6 +60,7 @@ from ._state import (
     Response,
     Store,
     decode_token,
+    done_filter,
     encode_token,
     error_response,
     json_object,
@@ -605,10 +606,7 @@ class EmulatorApp:
             after = decode_token(query["pageToken"]) if query.get("pageToken") else 0
         except ValueError:
             raise ApiError(400, "Invalid page token.") from None
-        match = re.fullmatch(r"\s*done\s*=\s*(true|false)\s*", query.get("filter", ""), re.IGNORECASE)
-        if query.get("filter", "").strip() and not match:
-            raise ApiError(400, f"Invalid filter: {query['filter']!r}. Supported: done=true, done=false.")
-        done = None if not match else match.group(1).lower() == "true"
+        done = done_filter(query.get("filter", ""))
         parent = "" if rest == "operations" else rest.removesuffix("/operations")
         with self._lock:
             now = self._clock()

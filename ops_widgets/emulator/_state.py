@@ -138,6 +138,18 @@ def decode_token(token: str) -> int:
     return int(match.group(1))
 
 
+def done_filter(text: str) -> bool | None:
+    """An operations listing's filter: ``done=true`` or ``done=false`` (None for none). Google
+    documents no more of its grammar for these lists, so anything else is refused (400), not
+    ignored: an emulator that ignored it would answer what the filter asked to leave out."""
+    if not text.strip():
+        return None
+    match = re.fullmatch(r"\s*done\s*=\s*(true|false)\s*", text, re.IGNORECASE)
+    if match is None:
+        raise ApiError(400, f"Invalid filter: {text!r}. Supported: done=true, done=false.")
+    return match.group(1).lower() == "true"
+
+
 def parent_of(name: str) -> str:
     """The list a name belongs to besides the top level: 'models/x', 'batches', 'fileSearchStores/s'."""
     if name.startswith("batches/"):

@@ -36,7 +36,17 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from .. import _capabilities as caps
-from ._state import ApiError, Op, backdate, decode_token, encode_token, json_object, rfc3339, video_bytes
+from ._state import (
+    ApiError,
+    Op,
+    backdate,
+    decode_token,
+    done_filter,
+    encode_token,
+    json_object,
+    rfc3339,
+    video_bytes,
+)
 
 VERSIONS = ("v1", "v1beta1")
 KINDS = ("video", "tuning", "batch", "import", "generic")
@@ -168,11 +178,21 @@ class VertexState:
         if i < len(seqs) and seqs[i] == op.seq:
             del seqs[i]
 
-    def page(self, parent: str, size: int, after: int) -> tuple[list[Op], int | None]:
-        """Up to ``size`` of ``parent``'s list after sequence ``after``; the seq to resume after, or None."""
+    def page(self, parent: str, size: int, after: int,
+             keep: Callable[[Op], bool] | None = None) -> tuple[list[Op], int | None]:
+        """Up to ``size`` of ``parent``'s list after sequence ``after`` (those ``keep`` keeps); the
+        seq to resume after, or None."""
         seqs = self.index.get(parent, [])
         start = bisect.bisect_right(seqs, after)
-        found = [self.by_seq[seq] for seq in seqs[start:start + size + 1]]
+        if keep is None:
+            found = [self.by_seq[seq] for seq in seqs[start:start + size + 1]]
+        else:
+            found = []
+            for seq in seqs[start:]:
+                if keep(op := self.by_seq[seq]):
+                    found.append(op)
+                    if len(found) > size:
+                        break
         return found[:size], (found[size - 1].seq if len(found) > size else None)
 
     # --- credentials -----------------------------------------------------------------------------
@@ -263,6 +283,44 @@ def _video_response(op: Op) -> dict[str, Any]:
         videos = [{"bytesBase64Encoded": base64.b64encode(video_bytes(f"{op_id}-{i}")).decode(),
                    "mimeType": "video/mp4"} for i in range(count)]
     return {"@type": VIDEO_TYPE, "raiMediaFilteredCount": 0, "videos": videos}
+
+
+# The states a job listing's filter may name: the JobState enum of Google's discovery document
+# (tests/test_emulator_vertex.py reads it from there and compares).
+JOB_STATE_NAMES = frozenset({
+    "JOB_STATE_UNSPECIFIED", "JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED",
+    "JOB_STATE_FAILED", "JOB_STATE_CANCELLING", "JOB_STATE_CANCELLED", "JOB_STATE_PAUSED", "JOB_STATE_EXPIRED",
+    "JOB_STATE_UPDATING", "JOB_STATE_PARTIALLY_SUCCEEDED",
+})
+_STATE_TERM = re.compile(r'\s*state\s*(!=|=)\s*("?)([A-Z_]+)\2\s*')
+
+
+def job_filter(text: str) -> Callable[[str], bool] | None:
+    """A job listing's filter, as far as the emulator evaluates Google's documented grammar:
+    ``state="JOB_STATE_..."`` and ``state!=...`` comparisons joined by AND. A test of a job's
+    state (None for no filter); anything else is refused (400), never ignored."""
+    if not text.strip():
+        return None
+    terms: list[tuple[bool, str]] = []
+    for term in re.split(r"\s+AND\s+", text.strip()):
+        match = _STATE_TERM.fullmatch(term)
+        if match is None:
+            raise ApiError(400, f"Invalid filter: {text!r}. The emulator evaluates state comparisons "
+                                '(state="JOB_STATE_SUCCEEDED", state!=...) joined by AND.')
+        if match.group(3) not in JOB_STATE_NAMES:
+            raise ApiError(400, f"Invalid filter: {match.group(3)!r} is not a job state.")
+        terms.append((match.group(1) == "=", match.group(3)))
+    return lambda state: all((state == value) == equal for equal, value in terms)
+
+
+def _kept_by(text: str, jobs: bool, now: float) -> Callable[[Op], bool] | None:
+    """What a listing's filter keeps at ``now`` (None: everything): a job listing's by state, an
+    operations listing's by done."""
+    if jobs:
+        states = job_filter(text)
+        return None if states is None else (lambda op: states(job_state(op, now)))
+    done = done_filter(text)
+    return None if done is None else (lambda op: (now >= op.end) == done)
 
 
 def job_state(op: Op, now: float) -> str:
@@ -489,7 +547,8 @@ class VertexSurface:
         jobs = collection in caps.VERTEX_JOBS  # listed at the collection; operations under their parent
         with self._lock:
             now = self._clock()
-            page, last = self.state.page(parent, min(size or 50, 1000), after)
+            keep = _kept_by(query.get("filter", ""), jobs, now)
+            page, last = self.state.page(parent, min(size or 50, 1000), after, keep)
             key = collection if jobs else "operations"
             out: dict[str, Any] = {key: [render(op, now) for op in page]} if page else {}
         if last is not None:
