@@ -113,3 +113,17 @@ def test_batch_prediction_jobs(emu: Emulator, client: genai.Client) -> None:
     with pytest.raises(errors.ClientError) as info:
         client.batches.get(name=done)
     assert info.value.code == 404
+
+
+def test_the_sdks_filtered_listings(emu: Emulator, client: genai.Client) -> None:
+    """The SDK's documented way to list jobs by state (a filter) reads only those jobs; a filter
+    the emulator does not evaluate is the SDK's ClientError 400, not a silently unfiltered list."""
+    ended = emu.create("tuning", service="vertex", project=PROJECT, duration=100)
+    emu.complete(ended)
+    running = emu.create("tuning", service="vertex", project=PROJECT, duration=10**6)
+    succeeded = [j.name for j in client.tunings.list(config=types.ListTuningJobsConfig(
+        filter='state="JOB_STATE_SUCCEEDED"'))]
+    assert ended in succeeded and running not in succeeded
+    with pytest.raises(errors.ClientError) as info:
+        list(client.batches.list(config=types.ListBatchJobsConfig(filter='displayName:"nightly*"')))
+    assert info.value.code == 400
