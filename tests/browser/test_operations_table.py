@@ -14,6 +14,7 @@ import statistics
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -214,6 +215,9 @@ def test_bulk_cancel_of_running_operations(lab_page: NotebookPage, seeded: Seede
 
 BIG = 100_000
 TIMINGS = "table-100k-timings.txt"
+# The pause in typing a search waits for, as the front-end sets it (one number, read from there).
+_JS = Path(__file__).resolve().parents[2] / "js" / "widgets.js"
+SEARCH_PAUSE_MS = int(re.search(r"const SEARCH_PAUSE_MS = (\d+);", _JS.read_text())[1])  # type: ignore[index]
 
 # Clicks (or types) in the page and resolves with the milliseconds until the table shows rows
 # from the kernel that differ from those before (its matching count or first page of names):
@@ -343,17 +347,18 @@ def test_table_of_100k_round_trips_and_reruns(lab_page: NotebookPage, seeded_big
         samples.setdefault(label, []).append(float(table.evaluate(_ROUND_TRIP_JS, [action, arg, 30_000])))
 
     columns = ["id", "kind", "state", "progress", "create_time", "duration", "error_message"]
+    searched = f"search (its {SEARCH_PAUSE_MS} ms typing pause included)"
     for _ in range(5):
         trip("filter", "click", "input.opt-state[value=running]")
         assert {r["state"] for r in rows(table)} == {"running"}
         trip("filter", "click", "input.opt-state[value=running]")
         for column in columns:
             trip(f"sort {column}", "click", f"th[data-column={column}] button")
-        trip("search (250 ms typing pause included)", "search", "veo-3.0-fast")
+        trip(searched, "search", "veo-3.0-fast")
         assert rows(table) and all("veo-3.0-fast" in r["name"] for r in rows(table))
-        trip("search (250 ms typing pause included)", "search", "")
+        trip(searched, "search", "")
     sorts = [v for k, vs in samples.items() if k.startswith("sort ") for v in vs]
-    typed = [v - 250 for v in samples["search (250 ms typing pause included)"]]
+    typed = [v - SEARCH_PAUSE_MS for v in samples[searched]]
     nb.page.evaluate("() => document.activeElement.blur()")
     nb.screenshot("lab-table-100k", element=table)
 
