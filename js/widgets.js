@@ -9,8 +9,8 @@ const PING_AFTER_MS = 8000; // quiet this long: ask
 // and a widget with no progress to report only hears the heartbeat.
 const FIRST_ANSWER_MS = 12500;
 const SILENCE_MS = 35000; // three missed heartbeats (the kernel side beats every 10 s)
-// Search waits for this pause in typing: a search of 100,000 rows takes the kernel about 70 ms, so
-// a result shows within 200 ms of the last keystroke (tests/browser/test_operations_table.py reads it).
+// Search waits for this pause in typing: a search of 100,000 rows takes the kernel 50-100 ms, so a
+// result shows about 150-200 ms after the last keystroke (tests/browser/test_operations_table.py reads it).
 const SEARCH_PAUSE_MS = 100;
 
 function el(tag, className, text) {
