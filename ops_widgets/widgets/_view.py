@@ -228,4 +228,3 @@ class Throttle:
             send()
 
         call_later(wait, trailing)
-
