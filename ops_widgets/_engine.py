@@ -529,7 +529,8 @@ class Engine:
     async def fetch(self, name: str, *, first: bool = False, slack: float = 0.0) -> tuple[Operation, float]:
         """One poll: the snapshot, and when the request went out. From the next list sweep of
         its collection where that is worth it (and it was there), else one GET; each request
-        through the limiter (a GET may queue ``slack`` longer than those that cannot wait)."""
+        through the limiter. ``slack``: how much later this poll may go out at little cost (a GET
+        queues that much behind those that cannot wait; a sweep waits that long for more askers)."""
         parent = self.sweep_parent(name)
         if parent is None:
             return await self._get_one(name, slack)
@@ -540,7 +541,7 @@ class Engine:
         self._asking[parent] = asking = self._asking.get(parent, 0) + 1
         try:
             if sweep.worth_it(asking if first else self.members.get(parent, 0) + asking):
-                got = await sweep.get(name, first=first)
+                got = await sweep.get(name, first=first, slack=slack)
                 if got is not None:
                     self._pause_backoff = None
                     return got
@@ -681,7 +682,8 @@ def _timeout(poller: Poller, timeout: float | None) -> WaitTimeout:
 class Sweep:
     """Reads one listable collection by list pages for the pollers that ask, instead of one GET
     each. Polls are gathered for a moment (about a second per page the sweep reads, so list
-    traffic stays near a page a second; first snapshots, asked all at once by a track_all,
+    traffic stays near a page a second, or longer while every asker has slack: polls that
+    re-read the rate of a finish still far off; first snapshots, asked all at once by a track_all,
     only for the turn of the loop that asks them); each page's operations answer those who asked and
     bring the other pollers of the collection fresh snapshots. Those it did not see (deleted,
     or past the pages read) are answered None: their pollers GET them.
@@ -697,8 +699,9 @@ class Sweep:
         self.broken_until = -1.0
         self._wanted: dict[str, asyncio.Future[tuple[Operation, float] | None]] = {}
         self._urgent = False  # a first snapshot is among the wanted: no gathering time
+        self._due = math.inf  # the latest the wanted let this sweep go out (when asked + slack)
         self._task: asyncio.Task[None] | None = None
-        self._idle: asyncio.Future[None] | None = None  # waiting for the next periodic sweep
+        self._nudge: asyncio.Future[None] | None = None  # wakes the wait for the sweep's time
         self.period: float | None = None  # of the periodic sweeps, while they run
 
     def worth_it(self, interested: int) -> bool:
@@ -708,8 +711,9 @@ class Sweep:
             return False
         return interested >= _SWEEP_SAVING * self.pages
 
-    async def get(self, name: str, *, first: bool = False) -> tuple[Operation, float] | None:
+    async def get(self, name: str, *, first: bool = False, slack: float = 0.0) -> tuple[Operation, float] | None:
         self._urgent = self._urgent or first
+        self._due = min(self._due, self.engine.clock.monotonic() + slack)
         answer = self._wanted.get(name)
         if answer is None:
             answer = self._wanted[name] = self.engine.loop.create_future()
@@ -718,33 +722,26 @@ class Sweep:
             answer.add_done_callback(_retrieve)
         if self._task is None:
             self._task = self.engine.loop.create_task(self._run(), name=f"ops-widgets sweep {self.parent}")
-        elif self._idle is not None:
-            _settle_future(self._idle)  # asked before the periodic sweep: sweep now
+        elif self._nudge is not None:
+            _settle_future(self._nudge)  # the sweep's time may be sooner now
         return await asyncio.shield(answer)
 
     async def _run(self) -> None:
-        loop = self.engine.loop
+        clock = self.engine.clock
         try:
             while True:
                 if not self._wanted:  # nobody asks now: a periodic sweep, while worth it
                     self.period = period = self._period()
                     if period is None:
                         return
-                    self._idle = loop.create_future()
-                    timer = loop.call_later(period, _settle_future, self._idle)
-                    try:
-                        await self._idle  # the period's end, or someone asks sooner
-                    finally:
-                        timer.cancel()
-                        self._idle = None
-                    if self.engine.closed is not None:
+                    if not await self._until(clock.monotonic() + period, idle=True):
                         return
                 else:
                     for _ in range(3):  # the rest of this turn's askers (their tasks are just starting)
                         await asyncio.sleep(0)
-                    if not self._urgent:
-                        await asyncio.sleep(self.pages * self.engine.durations.scale)  # gather who else asks
-                wanted, self._wanted, self._urgent = self._wanted, {}, False
+                    if not self._urgent:  # gather who else asks
+                        await self._until(clock.monotonic() + self.pages * self.engine.durations.scale, idle=False)
+                wanted, self._wanted, self._urgent, self._due = self._wanted, {}, False, math.inf
                 try:
                     await self._sweep(wanted)
                 except Exception as exc:  # every asker's poll failed with it; retrying is theirs
@@ -755,6 +752,30 @@ class Sweep:
         finally:
             self._task = self.period = None
 
+    async def _until(self, bound: float, *, idle: bool) -> bool:
+        """Wait for the sweep's time, read again whenever someone asks. Idle: the periodic sweep's
+        time ``bound``, or sooner once someone asks (as late as their slack allows). Gathering:
+        ``bound`` (a second per page), or later while every asker has slack; at once for a first
+        snapshot. False when the engine closed during an idle wait."""
+        loop, clock = self.engine.loop, self.engine.clock
+
+        def when() -> float:
+            if idle:
+                return min(bound, self._due)
+            return -math.inf if self._urgent else max(bound, self._due)
+
+        while (left := when() - clock.monotonic()) > 0:
+            self._nudge = nudge = loop.create_future()
+            timer = loop.call_later(left, _settle_future, nudge)
+            try:
+                await nudge
+            finally:
+                timer.cancel()
+                self._nudge = None
+            if idle and self.engine.closed is not None:
+                return False
+        return not (idle and self.engine.closed is not None)
+
     def _period(self) -> float | None:
         """Seconds to the next periodic sweep (None: not worth one): at least _SWEEP_EVERY, and
         long enough that its pages cost each member no more than _SWEEP_BUDGET allows."""
@@ -764,8 +785,8 @@ class Sweep:
         return max(_SWEEP_EVERY, _SWEEP_BUDGET * self.pages / members) * self.engine.durations.scale
 
     def stop(self) -> None:
-        if self._idle is not None:
-            _settle_future(self._idle)
+        if self._nudge is not None:
+            _settle_future(self._nudge)
 
     async def _sweep(self, wanted: dict[str, asyncio.Future[tuple[Operation, float] | None]]) -> None:
         def take(op: Operation, sent: float) -> bool:

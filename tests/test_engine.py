@@ -642,8 +642,8 @@ def test_track_all_gets_first_snapshots_by_get_when_the_listing_fails() -> None:
 
 def test_a_collection_worth_sweeping_is_swept_periodically_and_seen_done_within_seconds() -> None:
     """200 batches of 10 to 15 minutes: the periodic sweeps (every 5 s while enough of them run)
-    see each one done within seconds, with no GET after the first snapshots and about 1/50 of
-    the requests a fixed 10 s loop would send."""
+    see each one done within seconds, with no GET after the first snapshots but for the last
+    few, and about 1/50 of the requests a fixed 10 s loop would send."""
 
     async def body(emu: Emulator, clock: ow.VirtualClock, rec: Recorder) -> None:
         durations = [600 + i * 1.5 for i in range(200)]
@@ -657,11 +657,60 @@ def test_a_collection_worth_sweeping_is_swept_periodically_and_seen_done_within_
             await asyncio.gather(*(h.wait() for h in handles))
         delays = sorted(late.values())
         assert len(delays) == 200 and delays[int(0.95 * 199)] <= 6.0, delays[-20:]
-        assert not [p for _, m, p, _ in rec.log if m == "GET" and p.startswith("/v1beta/batches/")]
+        # GETs only for the last few, once too few run for a sweep to pay (four per page).
+        gets = [p.removeprefix("/v1beta/") for _, m, p, _ in rec.log if m == "GET" and p.startswith("/v1beta/batches/")]
+        assert set(gets) <= set(names[-3:]), gets
         fixed_loop = sum(d // 10 + 2 for d in durations)
         assert len(rec.log) <= fixed_loop / 50, (len(rec.log), fixed_loop)
 
     simulate(body)
+
+
+def test_a_sweep_waits_as_long_as_its_askers_can_and_no_longer() -> None:
+    """A sweep asked only by polls with slack (re-reading the rate of a finish still far off)
+    goes out when the first of them runs out of slack, not after the usual second per page; one
+    asked by a poll without slack (it may see a finish) goes within that second."""
+    from ops_widgets._engine import Engine
+
+    clock = ow.VirtualClock()
+    names = [f"batches/b{i}" for i in range(4)]
+
+    async def sweep_at(asks: list[tuple[float, float]]) -> list[float]:
+        """(when, slack) of each asker: the times the list pages went out."""
+        listed: list[float] = []
+
+        async def list_page(parent: str, token: str | None) -> tuple[list[Operation], str | None]:
+            listed.append(clock.monotonic())
+            return [Operation.from_api_response({"name": n}) for n in names], None
+
+        async def never(_name: str) -> Operation:
+            raise AssertionError("a sweep answers these: no GET")
+
+        async def cancel(_name: str) -> None:
+            raise AssertionError("no cancel here")
+
+        engine = Engine(poll=never, cancel=cancel, clock=clock, list_page=list_page,
+                        sweep_parent=lambda name: "batches")
+        # Four members make the collection worth a sweep; their periodic sweeps would come only
+        # every 50 s (the per-member budget), so the asks alone set the time here.
+        engine.members["batches"] = 4
+        t0 = clock.monotonic()
+
+        async def ask(name: str, at: float, slack: float) -> None:
+            await asyncio.sleep(at)
+            await engine.fetch(name, slack=slack)
+
+        await asyncio.gather(*(ask(n, at, slack) for n, (at, slack) in zip(names, asks, strict=True)))
+        engine.close(ow.OpsError("closed"))
+        return [t - t0 for t in listed]
+
+    async def body() -> None:
+        assert await sweep_at([(0, 30)] * 4) == pytest.approx([30])  # all can wait 30 s
+        assert await sweep_at([(0, 30)] * 3 + [(0, 0)]) == pytest.approx([1])  # one cannot
+        assert await sweep_at([(0, 30)] * 3 + [(10, 0)]) == pytest.approx([10])  # one comes that cannot
+        assert await sweep_at([(0, 30)] * 3 + [(0, 12)]) == pytest.approx([12])  # the least slack counts
+
+    clock.run(body())
 
 
 def test_an_operation_gone_from_a_swept_collection_is_fetched_and_stops() -> None:
