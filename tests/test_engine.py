@@ -25,6 +25,11 @@ from ops_widgets.emulator import Emulator
 Body = Callable[[Emulator, ow.VirtualClock, Recorder], Awaitable[None]]
 
 
+async def _no_cancel(_name: str) -> None:
+    """An Engine's cancel for tests that never cancel."""
+    raise AssertionError("no cancel here")
+
+
 def simulate(body: Body, seed: int = 5) -> None:
     clock = ow.VirtualClock()
     emu = Emulator.in_process(clock, random_seed=seed)
@@ -686,10 +691,7 @@ def test_a_sweep_waits_as_long_as_its_askers_can_and_no_longer() -> None:
         async def never(_name: str) -> Operation:
             raise AssertionError("a sweep answers these: no GET")
 
-        async def cancel(_name: str) -> None:
-            raise AssertionError("no cancel here")
-
-        engine = Engine(poll=never, cancel=cancel, clock=clock, list_page=list_page,
+        engine = Engine(poll=never, cancel=_no_cancel, clock=clock, list_page=list_page,
                         sweep_parent=lambda name: "batches")
         # Four members make the collection worth a sweep; their periodic sweeps would come only
         # every 50 s (the per-member budget), so the asks alone set the time here.
@@ -761,10 +763,7 @@ def test_a_poll_that_fails_after_the_operation_was_seen_done_elsewhere_is_no_fai
             await fail.wait()
             raise RuntimeError("this client was closed; create a new one")
 
-        async def cancel(_name: str) -> None:
-            raise AssertionError("no cancel here")
-
-        engine = Engine(poll=poll, cancel=cancel, clock=clock)
+        engine = Engine(poll=poll, cancel=_no_cancel, clock=clock)
         handle = AsyncTracked(await engine.poller(Operation.from_api_response({"name": name})))
         await in_flight.wait()  # the clock runs to the poller's first due poll
         engine.offer(Operation.from_api_response({"name": name, "done": True, "response": {}}), clock.monotonic())
@@ -833,10 +832,7 @@ def test_a_poller_tells_the_limiter_which_polls_can_wait() -> None:
                 {"name": name, "done": t >= 5000, "response": {},
                  "metadata": {"completedPercent": min(100.0, 100 * t / 5000)}})
 
-        async def cancel(_name: str) -> None:
-            raise AssertionError("no cancel here")
-
-        engine = Engine(poll=poll, cancel=cancel, clock=clock, max_rate=1.0)
+        engine = Engine(poll=poll, cancel=_no_cancel, clock=clock, max_rate=1.0)
         acquire = engine.limiter.acquire
 
         async def recording(slack: float = 0.0) -> None:
@@ -874,11 +870,8 @@ def _seen_done_after(finish: float, steps: int, counted: bool) -> float:
         return Operation.from_api_response({"name": name, "done": done == steps, "metadata": metadata,
                                             **({"response": {}} if done == steps else {})})
 
-    async def cancel(_name: str) -> None:
-        raise AssertionError("no cancel here")
-
     async def body() -> float:
-        engine = Engine(poll=poll, cancel=cancel, clock=clock)
+        engine = Engine(poll=poll, cancel=_no_cancel, clock=clock)
         handle = AsyncTracked(await engine.poller(Operation.from_api_response({"name": name})))
         await handle.wait(timeout=10 * finish)
         return clock.monotonic() - finish
