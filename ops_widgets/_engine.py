@@ -764,7 +764,10 @@ class Sweep:
                 return min(bound, self._due)
             return -math.inf if self._urgent else max(bound, self._due)
 
-        while (left := when() - clock.monotonic()) > 0:
+        def closed() -> bool:
+            return idle and self.engine.closed is not None
+
+        while (left := when() - clock.monotonic()) > 0 and not closed():
             self._nudge = nudge = loop.create_future()
             timer = loop.call_later(left, _settle_future, nudge)
             try:
@@ -772,9 +775,7 @@ class Sweep:
             finally:
                 timer.cancel()
                 self._nudge = None
-            if idle and self.engine.closed is not None:
-                return False
-        return not (idle and self.engine.closed is not None)
+        return not closed()
 
     def _period(self) -> float | None:
         """Seconds to the next periodic sweep (None: not worth one): at least _SWEEP_EVERY, and
