@@ -83,11 +83,18 @@ _FIRST_WORKERS = 64  # first snapshots a track_all fetches at once (the limiter 
 _CHUNK = 256  # pollers a track_all makes between two turns of the event loop
 _SWEEP_MAX_PAGES = 100  # a sweep reads at most this many pages; what it did not see is GET
 _SWEEP_CHUNK = 100  # operations of a page taken in per turn of the event loop
-# A collection worth sweeping is swept every _SWEEP_EVERY seconds at most (a fixed 10 s loop sees
-# an operation done 5 s late on average; this, 2.5 s), and no more often than costs each tracked
-# operation one request per _SWEEP_BUDGET seconds (1/20 of that loop's requests).
+# A collection worth sweeping is swept periodically, reading every page: every _SWEEP_EVERY
+# seconds at most (a fixed 10 s loop sees an operation done 5 s late on average; this, 2.5 s), no
+# more often than _SWEEP_PAGE_EVERY seconds per page (the 7 pages of a 7,000-batch collection
+# about every 10 s: measured on bench/engine_fleet.py's all-listable fleet, 1.3 s per page cost
+# 1/100 of the fixed loop's requests and 1.4 s 1/103, at p95 8.7 and 9.2 s), and no more often than
+# costs each tracked operation one request per _SWEEP_BUDGET seconds (1/20 of that loop's). While
+# they come every _SWEPT_WITHIN seconds or sooner (that loop's period) and the budget does not set
+# their pace, their pollers leave their own polls to them.
 _SWEEP_EVERY = 5.0
+_SWEEP_PAGE_EVERY = 1.4
 _SWEEP_BUDGET = 200.0
+_SWEPT_WITHIN = 10.0
 _SWEPT_SLACK = 1.5  # a swept poller's own poll waits this many periods: it is due only if sweeps stop
 _SWEEP_BROKEN_FOR = 60.0  # after a sweep failed (not a 429), GETs for this long (service time)
 # The timeout a long-poll asks for (real seconds, whatever the time scale: the server holds the
@@ -581,7 +588,8 @@ class Engine:
         return delay
 
     def swept_every(self, parent: str | None) -> float | None:
-        """The period of ``parent``'s periodic sweeps while they run, else None."""
+        """The period of ``parent``'s periodic sweeps while they run and its pollers may leave
+        their own polls to them, else None."""
         sweep = self._sweeps.get(parent) if parent is not None else None
         return sweep.period if sweep is not None else None
 
@@ -688,9 +696,10 @@ class Sweep:
     bring the other pollers of the collection fresh snapshots. Those it did not see (deleted,
     or past the pages read) are answered None: their pollers GET them.
 
-    While the collection is worth sweeping it is also swept periodically (every _SWEEP_EVERY
-    seconds, or less often where its pages would cost each member more than _SWEEP_BUDGET
-    allows); on a period of _SWEEP_EVERY its pollers leave their own polls to the sweeps."""
+    While the collection is worth sweeping it is also swept periodically, every page of it (every
+    _SWEEP_EVERY seconds, or less often where it has many pages or its pages would cost each member
+    more than _SWEEP_BUDGET allows); on a period of _SWEPT_WITHIN or less, not set by that budget,
+    its pollers leave their own polls to the sweeps."""
 
     def __init__(self, engine: Engine, parent: str) -> None:
         self.engine = engine
@@ -702,7 +711,7 @@ class Sweep:
         self._due = math.inf  # the latest the wanted let this sweep go out (when asked + slack)
         self._task: asyncio.Task[None] | None = None
         self._nudge: asyncio.Future[None] | None = None  # wakes the wait for the sweep's time
-        self.period: float | None = None  # of the periodic sweeps, while they run
+        self.period: float | None = None  # of the periodic sweeps, while pollers may rely on them
 
     def worth_it(self, interested: int) -> bool:
         """Whether a sweep would replace enough GETs: ``interested`` is the collection's live
@@ -731,7 +740,7 @@ class Sweep:
         try:
             while True:
                 if not self._wanted:  # nobody asks now: a periodic sweep, while worth it
-                    self.period = period = self._period()
+                    period = self._period()
                     if period is None:
                         return
                     if not await self._until(clock.monotonic() + period, idle=True):
@@ -778,12 +787,19 @@ class Sweep:
         return not closed()
 
     def _period(self) -> float | None:
-        """Seconds to the next periodic sweep (None: not worth one): at least _SWEEP_EVERY, and
-        long enough that its pages cost each member no more than _SWEEP_BUDGET allows."""
+        """Seconds to the next periodic sweep (None: not worth one): at least _SWEEP_EVERY and
+        _SWEEP_PAGE_EVERY per page, and long enough that its pages cost each member no more than
+        _SWEEP_BUDGET allows."""
         members = self.engine.members.get(self.parent, 0)
         if self.engine.closed is not None or not members or not self.worth_it(members):
             return None
-        return max(_SWEEP_EVERY, _SWEEP_BUDGET * self.pages / members) * self.engine.durations.scale
+        scale = self.engine.durations.scale
+        floor = max(_SWEEP_EVERY, _SWEEP_PAGE_EVERY * self.pages)
+        period = max(floor, _SWEEP_BUDGET * self.pages / members)
+        # Pollers leave their own polls only to sweeps as frequent as a fixed 10 s loop, and not
+        # stretched by the budget (a few members: each finish matters more than the requests).
+        self.period = period * scale if period == floor and period <= _SWEPT_WITHIN else None
+        return period * scale
 
     def stop(self) -> None:
         if self._nudge is not None:
@@ -796,7 +812,10 @@ class Sweep:
                 answer.set_result((op, sent))
             return answer is not None
 
-        await self._read(take, lambda: bool(wanted))
+        # The periodic sweep (nobody asked) reads every page: its pollers left their polls to it.
+        # Asked, it reads until every asker was seen.
+        periodic = not wanted
+        await self._read(take, lambda: periodic or bool(wanted))
         for answer in wanted.values():  # not on the pages read: a GET each
             if not answer.done():
                 answer.set_result(None)
@@ -1104,7 +1123,7 @@ class Poller:
         else:
             delay, self._slack = self._schedule.next_poll()
             swept = self.engine.swept_every(self.parent) if self.member else None
-            if swept is not None and swept <= _SWEEP_EVERY * self.engine.durations.scale:
+            if swept is not None:
                 delay = max(delay, swept * _SWEPT_SLACK)  # the sweeps bring news soon: no poll of ours
         self._base_due = now + delay
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -711,6 +712,41 @@ def test_a_sweep_waits_as_long_as_its_askers_can_and_no_longer() -> None:
         assert await sweep_at([(0, 30)] * 3 + [(0, 0)]) == pytest.approx([1])  # one cannot
         assert await sweep_at([(0, 30)] * 3 + [(10, 0)]) == pytest.approx([10])  # one comes that cannot
         assert await sweep_at([(0, 30)] * 3 + [(0, 12)]) == pytest.approx([12])  # the least slack counts
+
+    clock.run(body())
+
+
+def test_a_periodic_sweep_reads_every_page_and_an_asked_one_only_to_its_last_asker() -> None:
+    """Its pollers leave their own polls to the periodic sweeps, wherever they sit in the list:
+    with nobody asking, a sweep reads the whole collection. One asked reads until every asker was
+    seen (here: one on the first of three pages)."""
+    from ops_widgets._engine import Engine
+
+    clock = ow.VirtualClock()
+    pages = [[f"batches/p{p}-{i}" for i in range(4)] for p in range(3)]
+    listed: list[tuple[float, str | None]] = []
+
+    async def list_page(parent: str, token: str | None) -> tuple[list[Operation], str | None]:
+        listed.append((clock.monotonic(), token))
+        i = int(token or 0)
+        return [Operation.from_api_response({"name": n}) for n in pages[i]], str(i + 1) if i < 2 else None
+
+    async def never(_name: str) -> Operation:
+        raise AssertionError("a sweep answers these: no GET")
+
+    async def body() -> None:
+        engine = Engine(poll=never, cancel=_no_cancel, clock=clock, list_page=list_page,
+                        sweep_parent=lambda name: "batches")
+        engine.members["batches"] = 100  # worth a periodic sweep every few seconds
+        t0 = clock.monotonic()
+        await engine.fetch(pages[0][1])
+        assert [token for _, token in listed] == [None]  # the asker was on page 1
+        await asyncio.sleep(30)
+        engine.close(ow.OpsError("closed"))
+        periodic = [token for _, token in listed[1:]]
+        assert len(periodic) >= 9 and periodic == ([None, "1", "2"] * 20)[:len(periodic)], periodic
+        starts = [t - t0 for t, token in listed[1:] if token is None]
+        assert all(b - a >= 5 for a, b in itertools.pairwise(starts)), starts  # not more often
 
     clock.run(body())
 
