@@ -87,7 +87,7 @@ _SWEEP_CHUNK = 100  # operations of a page taken in per turn of the event loop
 # seconds at most (a fixed 10 s loop sees an operation done 5 s late on average; this, 2.5 s), no
 # more often than _SWEEP_PAGE_EVERY seconds per page (the 7 pages of a 7,000-batch collection
 # about every 10 s: measured on bench/engine_fleet.py's all-listable fleet, 1.3 s per page cost
-# 1/100 of the fixed loop's requests and 1.4 s 1/103, at p95 8.7 and 9.2 s), and no more often than
+# 1/100 of the fixed loop's requests and 1.4 s 1/102, at p95 8.7 and 9.2 s), and no more often than
 # costs each tracked operation one request per _SWEEP_BUDGET seconds (1/20 of that loop's). While
 # they come every _SWEPT_WITHIN seconds or sooner (that loop's period) and the budget does not set
 # their pace, their pollers leave their own polls to them.
@@ -789,7 +789,7 @@ class Sweep:
     def _period(self) -> float | None:
         """Seconds to the next periodic sweep (None: not worth one): at least _SWEEP_EVERY and
         _SWEEP_PAGE_EVERY per page, and long enough that its pages cost each member no more than
-        _SWEEP_BUDGET allows."""
+        _SWEEP_BUDGET allows. Sets ``period``, which the pollers read, to it or to None."""
         members = self.engine.members.get(self.parent, 0)
         if self.engine.closed is not None or not members or not self.worth_it(members):
             return None
