@@ -10,8 +10,9 @@ const PING_AFTER_MS = 8000; // quiet this long: ask
 const FIRST_ANSWER_MS = 12500;
 const SILENCE_MS = 35000; // three missed heartbeats (the kernel side beats every 10 s)
 // Search waits for this pause in typing: a search of 100,000 rows takes the kernel 50-100 ms, so a
-// result shows about 150-200 ms after the last keystroke (tests/browser/test_operations_table.py reads it).
-const SEARCH_PAUSE_MS = 100;
+// result shows about 110-160 ms after the last keystroke (tests/browser/test_operations_table.py reads it).
+// Keys further apart send a search each; at this pause at most about one is still in the kernel.
+const SEARCH_PAUSE_MS = 60;
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
