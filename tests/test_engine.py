@@ -742,6 +742,12 @@ def test_a_periodic_sweep_reads_every_page_and_an_asked_one_only_to_its_last_ask
         await engine.fetch(pages[0][1])
         assert [token for _, token in listed] == [None]  # the asker was on page 1
         await asyncio.sleep(30)
+        # 3 pages for 100 members: the per-member budget sets the pace (6 s), so the pollers do
+        # not leave their polls to these sweeps; with 1,000 members they do (every 5 s).
+        assert engine.swept_every("batches") is None
+        engine.members["batches"] = 1000
+        await asyncio.sleep(7)
+        assert engine.swept_every("batches") == pytest.approx(5.0)
         engine.close(ow.OpsError("closed"))
         periodic = [token for _, token in listed[1:]]
         assert len(periodic) >= 9 and periodic == ([None, "1", "2"] * 20)[:len(periodic)], periodic
