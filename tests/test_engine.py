@@ -31,6 +31,11 @@ async def _no_cancel(_name: str) -> None:
     raise AssertionError("no cancel here")
 
 
+async def _no_get(_name: str) -> Operation:
+    """An Engine's poll for tests where list sweeps answer every poll."""
+    raise AssertionError("a sweep answers these: no GET")
+
+
 def simulate(body: Body, seed: int = 5) -> None:
     clock = ow.VirtualClock()
     emu = Emulator.in_process(clock, random_seed=seed)
@@ -689,10 +694,7 @@ def test_a_sweep_waits_as_long_as_its_askers_can_and_no_longer() -> None:
             listed.append(clock.monotonic())
             return [Operation.from_api_response({"name": n}) for n in names], None
 
-        async def never(_name: str) -> Operation:
-            raise AssertionError("a sweep answers these: no GET")
-
-        engine = Engine(poll=never, cancel=_no_cancel, clock=clock, list_page=list_page,
+        engine = Engine(poll=_no_get, cancel=_no_cancel, clock=clock, list_page=list_page,
                         sweep_parent=lambda name: "batches")
         # Four members make the collection worth a sweep; their periodic sweeps would come only
         # every 50 s (the per-member budget), so the asks alone set the time here.
@@ -731,11 +733,8 @@ def test_a_periodic_sweep_reads_every_page_and_an_asked_one_only_to_its_last_ask
         i = int(token or 0)
         return [Operation.from_api_response({"name": n}) for n in pages[i]], str(i + 1) if i < 2 else None
 
-    async def never(_name: str) -> Operation:
-        raise AssertionError("a sweep answers these: no GET")
-
     async def body() -> None:
-        engine = Engine(poll=never, cancel=_no_cancel, clock=clock, list_page=list_page,
+        engine = Engine(poll=_no_get, cancel=_no_cancel, clock=clock, list_page=list_page,
                         sweep_parent=lambda name: "batches")
         engine.members["batches"] = 100  # worth a periodic sweep every few seconds
         t0 = clock.monotonic()
